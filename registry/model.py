@@ -1,0 +1,212 @@
+"""Typed model of a registry file (seed proposal §3.1-3.7 plus our additive fields).
+
+Every class keeps unknown keys (`extra="allow"`): the legacy StemSep file carries many
+(`runtime.hosts`, `catalog`, `verification`...) and they must survive a load unchanged.
+Object-valued fields accept `null` (the legacy file writes null where an object is expected) and
+read it as the safe default: nothing allowed, nothing required, no capability claimed.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from registry.vocab import ArtifactKind, EvidenceKind, OverlapMeaning, Role, RuntimeId
+
+
+
+def _null_is_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+def _null_is_empty_list(value: Any) -> Any:
+    return [] if value is None else value
+
+
+def Nullable(tp: Any) -> Any:  # noqa: N802 - used like a type
+    """An object field where the legacy file may write null; null reads as the object's defaults."""
+    return Annotated[tp, BeforeValidator(_null_is_empty, json_schema_input_type=Optional[tp])]
+
+
+def NullableList(tp: Any) -> Any:  # noqa: N802 - used like a type
+    """A list field where the legacy file may write null; null reads as empty."""
+    return Annotated[list[tp], BeforeValidator(_null_is_empty_list, json_schema_input_type=Optional[list[tp]])]
+
+
+class Base(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class Evidence(Base):
+    """Where a curated fact came from. `source` is `deton24_guide.txt:L49-53`, a config name, or a URL."""
+
+    fields: list[str] = Field(description="Entry fields this evidence supports, e.g. ['runtime', 'phase_fix'].")
+    kind: EvidenceKind
+    source: str
+    note: str = ""
+
+
+class Links(Base):
+    checkpoint: Optional[str] = None
+    config: Optional[str] = None
+    homepage: Optional[str] = None
+
+
+class RecommendedSettings(Base):
+    """Settings the guide recommends; applied by default unless the user overrides them (seed §2.5).
+
+    `overlap` carries the meaning declared in `settings_semantics.overlap.meaning`.
+    """
+
+    segment_size: Optional[int] = None
+    overlap: Optional[Union[int, float]] = None
+    batch_size: Optional[int] = None
+    tta: Optional[bool] = None
+    shifts: Optional[int] = None
+    bit_depth: Optional[int] = None
+
+
+class RuntimeSpec(Base):
+    """Where a model may run (seed §3.1). Routing reads only this."""
+
+    allowed: NullableList(RuntimeId) = Field(default_factory=list)
+    preferred: Optional[RuntimeId] = None
+    blocking_reason: Optional[str] = Field(
+        default=None, description="Why the canonical runtimes missing from `allowed` cannot run this model."
+    )
+    model_type: Optional[str] = Field(
+        default=None,
+        description="Model type the runtime builds (MSST `model_type`, e.g. bs_roformer, mel_band_roformer, mdx23c).",
+    )
+
+
+class Compatibility(Base):
+    uvr_compatible: Optional[bool] = None
+    audio_separator_compatible: Optional[bool] = None
+    msst_compatible: Optional[bool] = None
+    known_issues: NullableList(str) = Field(default_factory=list)
+
+
+class VersionRange(Base):
+    min: Optional[str] = None
+    max: Optional[str] = None
+
+
+class TorchRequirement(VersionRange):
+    required: Optional[bool] = Field(
+        default=None,
+        description="Whether the model needs torch at all; null: the runtime decides (only stemsep-legacy "
+        "has torch-free models, e.g. the built-in DSP default).",
+    )
+    cuda: NullableList(str) = Field(default_factory=list, description="Supported CUDA builds, e.g. cu121.")
+    rocm: NullableList(str) = Field(default_factory=list, description="Supported ROCm builds, e.g. rocm6.2.")
+
+
+class PipRequirement(Base):
+    packages: NullableList(str) = Field(default_factory=list, description="PEP 508 requirements added to the env.")
+
+
+class FilesRequirement(Base):
+    expects: NullableList(str) = Field(default_factory=list)
+    provides: NullableList(str) = Field(default_factory=list)
+
+
+class ManualStep(Base):
+    """A step a person running the model by hand must do; `automated_by` names the artifact that does it for us."""
+
+    text: str
+    automated_by: Optional[str] = Field(default=None, description="Filename of the artifact that automates this step.")
+
+
+class Requirements(Base):
+    python: Nullable(VersionRange) = Field(default_factory=VersionRange)
+    torch: Nullable(TorchRequirement) = Field(default_factory=TorchRequirement)
+    pip: Nullable(PipRequirement) = Field(default_factory=PipRequirement)
+    files: Nullable(FilesRequirement) = Field(default_factory=FilesRequirement)
+    manual_steps: NullableList(Union[str, ManualStep]) = Field(default_factory=list)
+    runtime_pins: dict[RuntimeId, str] = Field(
+        default_factory=dict,
+        description="Runtime library the recommended settings were checked against, as a PEP 508 pin "
+        "(e.g. {'audio-separator': 'audio-separator==0.47.1'}); the env uses it instead of the runtime's default.",
+    )
+
+
+class OverlapSemantics(Base):
+    meaning: Optional[OverlapMeaning] = Field(
+        default=None, description="What `recommended_settings.overlap` means; translated per runtime at resolve time."
+    )
+    meaning_by_runtime: dict[str, str] = Field(
+        default_factory=dict, description="The runtime's native meaning of overlap (checked against the settings table)."
+    )
+    notes: Optional[str] = None
+
+
+class SettingsSemantics(Base):
+    overlap: Nullable(OverlapSemantics) = Field(default_factory=OverlapSemantics)
+
+
+class PhaseFixParams(Base):
+    lowHz: Optional[float] = None
+    highHz: Optional[float] = None
+    highFreqWeight: Optional[float] = None
+
+
+class PhaseFix(Base):
+    is_valid_reference: Optional[bool] = None
+    recommended_params: Nullable(PhaseFixParams) = Field(default_factory=PhaseFixParams)
+    recommended_usage: NullableList(str) = Field(default_factory=list)
+
+
+class Capabilities(Base):
+    stems: NullableList(str) = Field(default_factory=list)
+    roles: NullableList(Role) = Field(default_factory=list)
+    supports_mono: Optional[bool] = None
+    supports_stereo: Optional[bool] = None
+
+
+class Artifact(Base):
+    kind: ArtifactKind = "other"
+    filename: str = Field(description="Bare file name in the model's store folder (no directories).")
+    sha256: Optional[str] = None
+    size_bytes: Optional[int] = None
+    url: Optional[str] = None
+    mirrors: NullableList(str) = Field(default_factory=list, description="Fallback URLs, tried in order after `url`.")
+    model_type: Optional[str] = Field(default=None, description="Code artifacts: the model type this code provides.")
+    class_name: Optional[str] = Field(default=None, description="Code artifacts: the model class in the file.")
+    unsafe_pickle: bool = Field(
+        default=False, description="Checkpoints: loading needs full unpickling; still requires the user's consent."
+    )
+
+
+class Artifacts(Base):
+    primary: Optional[Artifact] = None
+    config: Optional[Artifact] = None
+    additional: NullableList(Artifact) = Field(default_factory=list)
+
+    def all(self) -> list[Artifact]:
+        return [a for a in (self.primary, self.config) if a is not None] + list(self.additional)
+
+
+class ModelEntry(Base):
+    id: str
+    name: str = ""
+    architecture: str = "Other"
+    type: str = ""
+    description: str = ""
+    links: Nullable(Links) = Field(default_factory=Links)
+    recommended_settings: Nullable(RecommendedSettings) = Field(default_factory=RecommendedSettings)
+    runtime: Nullable(RuntimeSpec) = Field(default_factory=RuntimeSpec)
+    compatibility: Nullable(Compatibility) = Field(default_factory=Compatibility)
+    requirements: Nullable(Requirements) = Field(default_factory=Requirements)
+    settings_semantics: Nullable(SettingsSemantics) = Field(default_factory=SettingsSemantics)
+    phase_fix: Nullable(PhaseFix) = Field(default_factory=PhaseFix)
+    capabilities: Nullable(Capabilities) = Field(default_factory=Capabilities)
+    artifacts: Nullable(Artifacts) = Field(default_factory=Artifacts)
+    evidence: NullableList(Evidence) = Field(default_factory=list)
+
+
+class RegistryFile(Base):
+    schema_version: Union[str, int] = "1"
+    default_model: Optional[str] = Field(default=None, description="Model used when `separate` gets no -m.")
+    models: list[ModelEntry]

@@ -1,0 +1,47 @@
+"""Shared test fixtures.
+
+Tests never touch the user's real state: every session gets a throwaway STEMSEP_HOME. The machine
+configuration (find-links dir of the local torch wheel, overrides, torch backend, python) comes from
+STEMSEP_* variables that `.ci/run` derives from pip's own config; nothing here names machine paths.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_REFERENCE = REPO.parent / "shared" / "reference"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stemsep_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throwaway STEMSEP_HOME for the whole session (envs built once are reused across tests).
+
+    STEMSEP_TEST_UV_CACHE (optional) keeps uv's download cache between local runs.
+    """
+    home = tmp_path_factory.mktemp("stemsep-home")
+    os.environ["STEMSEP_HOME"] = str(home)
+    cache = os.environ.get("STEMSEP_TEST_UV_CACHE")
+    if cache:
+        os.environ["STEMSEP_UV_CACHE_DIR"] = cache
+    return home
+
+
+@pytest.fixture(scope="session")
+def legacy_registry_path() -> Path:
+    """The real legacy StemSep registry from ../shared; tests that need it skip where it is absent."""
+    path = SHARED_REFERENCE / "stemsep" / "models.json.bak"
+    if not path.is_file():
+        pytest.skip(f"legacy registry not available at {path} (it lives in the shared reference data, not the repo)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def msst_configs_dir() -> Path:
+    path = SHARED_REFERENCE / "msst-configs"
+    if not path.is_dir():
+        pytest.skip(f"MSST reference configs not available at {path}")
+    return path

@@ -1,0 +1,70 @@
+"""Materializing a lock into a venv directory: uv (hardlinks from its cache) or virtualenv + pip.
+
+Both install exactly the lock (hash-checked, no dependency resolution). The caller builds into a temp
+dir in the store and renames it into place afterwards; nothing here touches a finished env.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from envmgr import uvtool
+from envmgr.config import MachineConfig
+from envmgr.health import env_python
+from envmgr.lock import Lock, classify_failure
+
+if TYPE_CHECKING:
+    from envmgr.envs import EnvRequest
+
+Progress = Callable[[str, str], None]
+
+# pip settings that only tune transport; everything else comes from StemSep's machine config.
+_PIP_PASS = ("PIP_CERT", "PIP_CLIENT_CERT", "PIP_TRUSTED_HOST", "PIP_DEFAULT_TIMEOUT", "PIP_PROXY", "PIP_RETRIES")
+
+
+def build_with_uv(uv_bin: str, target: Path, lock_file: Path, lock: Lock, req: "EnvRequest",
+                  config: MachineConfig, progress: Progress) -> str:
+    env = uvtool.uv_env(config)
+    progress("venv", f"uv venv ({lock.interpreter.describe()})")
+    # --relocatable: entry-point scripts find their interpreter relative to themselves, so the env
+    # still works after the rename from its temp dir.
+    _check(uvtool.run([uv_bin, "venv", str(target), "--python", lock.interpreter.executable, "--relocatable",
+                       "--no-project", "--no-config", "--quiet"], env=env), req, config)
+    progress("sync", f"uv pip sync ({len(lock.packages)} packages)")
+    _check(uvtool.run([uv_bin, "pip", "sync", str(lock_file), "--python", str(env_python(target)),
+                       "--require-hashes", "--link-mode", _link_mode(config), "--no-config", "--quiet",
+                       *req.sources.uv_args(offline=config.offline)], env=env), req, config)
+    return "uv"
+
+
+def build_with_virtualenv(target: Path, lock_file: Path, lock: Lock, req: "EnvRequest", config: MachineConfig,
+                          progress: Progress) -> str:
+    progress("venv", f"virtualenv ({lock.interpreter.describe()})")
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith("PIP_") or k.startswith("VIRTUALENV_")) or k in _PIP_PASS}
+    env["PIP_CONFIG_FILE"] = os.devnull  # pip.conf would add sources the lock does not know about
+    env.pop("VIRTUAL_ENV", None)
+    _check(uvtool.run([sys.executable, "-m", "virtualenv", "--quiet", "--no-download", "--no-periodic-update",
+                       "--python", lock.interpreter.executable, str(target)], env=env), req, config)
+    progress("sync", f"pip install ({len(lock.packages)} packages)")
+    _check(uvtool.run([str(env_python(target)), "-m", "pip", "install", "--quiet", "--no-input", "--no-deps",
+                       "--require-hashes", "--disable-pip-version-check", "-r", str(lock_file),
+                       *req.sources.pip_args(offline=config.offline)], env=env), req, config)
+    return "virtualenv"
+
+
+def _link_mode(config: MachineConfig) -> str:
+    """Hardlink when the uv cache and the store share a filesystem (they do by default), else copy."""
+    try:
+        same = os.stat(config.uv_cache_dir).st_dev == os.stat(config.env_store).st_dev
+    except OSError:
+        same = True
+    return "hardlink" if same else "copy"
+
+
+def _check(proc, req: "EnvRequest", config: MachineConfig) -> None:
+    if proc.returncode != 0:
+        raise classify_failure((proc.stderr or "") + (proc.stdout or ""), req, config, action="build")

@@ -1,0 +1,260 @@
+"""Machine configuration: where state lives and how managed envs get their packages.
+
+Precedence, lowest first: built-in default < config file < `STEMSEP_<KEY>` variable < CLI flag.
+The config file is `config.toml` in the platformdirs config dir, or `$STEMSEP_HOME/config/config.toml`
+when STEMSEP_HOME is set (STEMSEP_HOME relocates all state). Every value remembers where it came from,
+so `stemsep env config` can show it. Keys are documented in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from envmgr.errors import ConfigError
+
+APP_NAME = "stemsep"
+CONFIG_FILE_NAME = "config.toml"
+
+# uv's --torch-backend values, plus `none`: do not pass the flag (torch comes from indexes/find-links).
+_TORCH_BACKEND = re.compile(r"^(auto|none|cpu|xpu|cu\d{2,3}|rocm\d+(\.\d+)*)$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    kind: str  # str | list | path | paths | bool
+    help: str
+    default: Callable[["_Dirs"], Any] = lambda d: None
+
+
+@dataclass(frozen=True)
+class _Dirs:
+    """Default locations: under STEMSEP_HOME when set, else the platform's usual dirs."""
+
+    home: Path | None
+
+    def _platform(self, kind: str) -> Path:
+        import platformdirs
+
+        return Path(getattr(platformdirs, f"user_{kind}_dir")(APP_NAME, appauthor=False))
+
+    @property
+    def config(self) -> Path:
+        return self.home / "config" if self.home else self._platform("config")
+
+    @property
+    def data(self) -> Path:
+        return self.home if self.home else self._platform("data")
+
+    @property
+    def cache(self) -> Path:
+        return self.home / "cache" if self.home else self._platform("cache")
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs" if self.home else self._platform("log")
+
+
+KEYS: dict[str, Key] = {k.name: k for k in (
+    Key("index_url", "str", "Main package index (PEP 503 simple API) for new envs; default: PyPI."),
+    Key("extra_index_urls", "list", "Further package indexes, searched after index_url.", lambda d: []),
+    Key("find_links", "list", "Dirs or URLs with wheels (offline wheelhouses, a local torch wheel).", lambda d: []),
+    Key("constraints", "list", "PEP 508 constraints applied to every env, e.g. `numpy<3`.", lambda d: []),
+    Key("overrides", "list", "PEP 508 pins that replace every other requirement on that package, "
+        "e.g. `torch==2.13.0+cpu`.", lambda d: []),
+    Key("torch_backend", "str", "Which torch build: cpu | cuXXX | rocmX.Y | xpu | auto (uv detects the GPU) | "
+        "none (no --torch-backend; torch comes from indexes, find-links, overrides).", lambda d: "auto"),
+    Key("python", "str", "Preferred Python version for new envs (e.g. 3.11), used when the model allows it."),
+    Key("python_paths", "paths", "Explicit Python interpreters to consider besides the ones uv discovers.",
+        lambda d: []),
+    Key("use_uv", "bool", "Build with uv (fast, hardlinked). false: virtualenv + pip from the same lock.",
+        lambda d: True),
+    Key("offline", "bool", "Never touch the network: resolve and install only from caches and find-links.",
+        lambda d: False),
+    Key("env_store", "path", "Where managed envs live.", lambda d: d.data / "envs"),
+    Key("cache_dir", "path", "StemSep's caches (resolved locks, interpreter lookups).", lambda d: d.cache),
+    Key("uv_cache_dir", "path", "uv's package cache; keep it on the env store's filesystem so envs hardlink "
+        "into it.", lambda d: d.cache / "uv"),
+    Key("model_store", "path", "Where model files (checkpoints, configs, code artifacts) are kept.",
+        lambda d: d.data / "models"),
+    Key("log_dir", "path", "Build and worker logs.", lambda d: d.logs),
+)}
+
+
+@dataclass(frozen=True)
+class MachineConfig:
+    index_url: str | None
+    extra_index_urls: list[str]
+    find_links: list[str]
+    constraints: list[str]
+    overrides: list[str]
+    torch_backend: str
+    python: str | None
+    python_paths: list[Path]
+    use_uv: bool
+    offline: bool
+    env_store: Path
+    cache_dir: Path
+    uv_cache_dir: Path
+    model_store: Path
+    log_dir: Path
+    config_file: Path
+    home: Path | None = None
+    # key -> where its value came from: "default", "STEMSEP_HOME", "config file", "env STEMSEP_X", "cli".
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Effective values, JSON-ready."""
+        out: dict[str, Any] = {}
+        for name in KEYS:
+            value = getattr(self, name)
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, list):
+                value = [str(v) for v in value]
+            out[name] = value
+        return out
+
+
+def config_file_path(home: Path | None = None) -> Path:
+    home = home if home is not None else _home_from_env()
+    return _Dirs(home).config / CONFIG_FILE_NAME
+
+
+def load_config(**cli_overrides: Any) -> MachineConfig:
+    """Effective machine configuration. CLI flags come in as keyword arguments; None means "not given"."""
+    unknown = sorted(set(cli_overrides) - set(KEYS))
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}", hint=f"known keys: {', '.join(KEYS)}")
+    home = _home_from_env()
+    dirs = _Dirs(home)
+    path = dirs.config / CONFIG_FILE_NAME
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key in KEYS.values():
+        values[key.name] = key.default(dirs)
+        sources[key.name] = "STEMSEP_HOME" if home and key.kind == "path" else "default"
+    for name, raw in _read_file(path).items():
+        values[name] = _coerce(KEYS[name], raw, origin=f"{path}", base=path.parent)
+        sources[name] = f"config file {path}"
+    for key in KEYS.values():
+        var = env_var(key.name)
+        if var in os.environ:
+            values[key.name] = _coerce(key, os.environ[var], origin=var, base=Path.cwd())
+            sources[key.name] = f"env {var}"
+    for name, raw in cli_overrides.items():
+        if raw is None:
+            continue
+        values[name] = _coerce(KEYS[name], raw, origin=f"--{name.replace('_', '-')}", base=Path.cwd())
+        sources[name] = "cli"
+    _validate(values)
+    return MachineConfig(**values, config_file=path, home=home, sources=sources)
+
+
+def env_var(key: str) -> str:
+    return f"STEMSEP_{key.upper()}"
+
+
+def _home_from_env() -> Path | None:
+    raw = os.environ.get("STEMSEP_HOME")
+    return Path(raw).expanduser().absolute() if raw else None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {path}", why=str(exc),
+                          hint="fix its permissions or remove it") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"the config file {path} is not valid TOML", why=str(exc),
+                          hint="fix the syntax (see docs/configuration.md) or remove the file") from exc
+    unknown = sorted(set(data) - set(KEYS))
+    if unknown:
+        import difflib
+
+        near = {u: difflib.get_close_matches(u, KEYS, n=1) for u in unknown}
+        guess = "; ".join(f"{u} -> {n[0]}?" for u, n in near.items() if n)
+        raise ConfigError(f"unknown key(s) in {path}: {', '.join(unknown)}",
+                          why=f"known keys are: {', '.join(KEYS)}",
+                          hint=(f"did you mean: {guess}" if guess else "remove or rename them"))
+    return data
+
+
+def _split_list(text: str) -> list[str]:
+    """Commas, newlines or os.pathsep separate items; a ':' that starts '://' belongs to a URL."""
+    sep = re.escape(os.pathsep)
+    pattern = rf"[,\n]|{sep}(?!//)" if os.pathsep == ":" else rf"[,\n]|{sep}"
+    return [item.strip() for item in re.split(pattern, text) if item.strip()]
+
+
+def _coerce(key: Key, raw: Any, *, origin: str, base: Path) -> Any:
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"bad value for {key.name} in {origin}: {raw!r}", why=f"expected {expected}",
+                           hint=f"{key.name}: {key.help}")
+
+    if key.kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
+            return raw.strip().lower() in _TRUE
+        raise bad("true or false")
+    if key.kind in ("list", "paths"):
+        if isinstance(raw, str):
+            items = _split_list(raw)
+        elif isinstance(raw, (list, tuple)) and all(isinstance(i, (str, Path)) for i in raw):
+            items = [str(i) for i in raw]
+        else:
+            raise bad("a list of strings")
+        return [_as_path(i, base) for i in items] if key.kind == "paths" else items
+    if not isinstance(raw, (str, Path)):
+        raise bad("a string")
+    text = str(raw).strip()
+    if key.kind == "path":
+        if not text:
+            raise bad("a path")
+        return _as_path(text, base)
+    return text or None
+
+
+def _as_path(text: str, base: Path) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else (base / path).absolute()
+
+
+def _validate(values: dict[str, Any]) -> None:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    backend = values["torch_backend"] or "auto"
+    if not _TORCH_BACKEND.match(backend):
+        raise ConfigError(f"unknown torch_backend {backend!r}",
+                          why="uv knows cpu, cuXXX (e.g. cu126), rocmX.Y, xpu and auto; `none` leaves torch to "
+                          "the indexes and find-links",
+                          hint="set STEMSEP_TORCH_BACKEND / torch_backend to one of those")
+    values["torch_backend"] = backend
+    for name in ("constraints", "overrides"):
+        for item in values[name]:
+            try:
+                Requirement(item)
+            except InvalidRequirement as exc:
+                raise ConfigError(f"bad requirement in {name}: {item!r}", why=str(exc),
+                                  hint="write a PEP 508 requirement such as `torch==2.13.0+cpu`") from exc
+    python = values["python"]
+    if python is not None and not re.match(r"^\d+(\.\d+){0,2}$", python):
+        raise ConfigError(f"bad python version {python!r}", why="expected a version like 3.11 or 3.11.7",
+                          hint="set STEMSEP_PYTHON / python to a version number")

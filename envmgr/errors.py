@@ -1,0 +1,51 @@
+"""Errors of the env manager: each says what, why and what to do, and carries its own exit code."""
+
+from __future__ import annotations
+
+from registry.errors import ExitCode, StemSepError
+
+
+class ConfigError(StemSepError):
+    """The machine configuration (config.toml, STEMSEP_* variable, CLI flag) has a bad key or value."""
+
+    exit_code = ExitCode.INVALID
+    code = "E_CONFIG"
+
+
+class UnresolvableError(StemSepError):
+    """The requirement set of an env cannot be satisfied (conflicting pins)."""
+
+    exit_code = ExitCode.UNRESOLVABLE
+    code = "E_UNRESOLVABLE"
+
+    def __init__(self, message: str, *, packages: list[str] | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.packages = packages or []
+
+
+class EnvBuildError(StemSepError):
+    """An env could not be built: index unreachable, install failed, health check failed."""
+
+    exit_code = ExitCode.ENV_BUILD
+    code = "E_ENV_BUILD"
+
+
+class NoInterpreterError(StemSepError):
+    """No Python interpreter satisfies the requested range."""
+
+    exit_code = ExitCode.NO_INTERPRETER
+    code = "E_NO_INTERPRETER"
+
+
+class StoreError(StemSepError):
+    """The state dir (env store, caches) cannot be written: read-only, full, not a directory."""
+
+    exit_code = ExitCode.STORE
+    code = "E_STORE"
+
+
+class UnknownEnvError(StemSepError):
+    """An env id given on the command line does not exist in the store."""
+
+    exit_code = ExitCode.USAGE
+    code = "E_UNKNOWN_ENV"

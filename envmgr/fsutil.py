@@ -1,0 +1,67 @@
+"""Atomic writes and store-dir creation with errors that say what to do."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from envmgr.errors import StoreError
+
+_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def store_error(path: Path | str, exc: OSError, action: str = "write to") -> StoreError:
+    """Turn an OSError on a state dir into a StoreError that names the dir and the fix."""
+    if exc.errno in _SPACE:
+        why, hint = f"no space left ({exc.strerror})", "free disk space, or move the store (STEMSEP_HOME / env_store)"
+    elif exc.errno == errno.EROFS or exc.errno == errno.EACCES or exc.errno == errno.EPERM:
+        why, hint = f"it is not writable ({exc.strerror})", "make it writable, or point STEMSEP_HOME / env_store elsewhere"
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        why, hint = f"a part of the path is a file, not a directory ({exc.strerror})", \
+            "remove that file or point STEMSEP_HOME / env_store at a directory"
+    else:
+        why, hint = str(exc), "check the path, or point STEMSEP_HOME / env_store elsewhere"
+    return StoreError(f"cannot {action} {path}", why=why, hint=hint)
+
+
+def ensure_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise store_error(path, exc, "create") from exc
+    if not path.is_dir():
+        raise store_error(path, OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)), "create")
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to a temp file beside `path`, then rename: readers see the old or the new file, never half."""
+    ensure_dir(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise store_error(path, exc) from exc
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
+        return default
+    except (OSError, ValueError):
+        return default

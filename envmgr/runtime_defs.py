@@ -1,0 +1,110 @@
+"""What each canonical runtime needs in its env: pinned library, torch, health-check modules, Python range.
+
+This is the one place that knows the runtime libraries' packaging. Facts from their wheels' metadata:
+- audio-separator 0.47.1: extras `cpu` (onnxruntime) and `gpu` (onnxruntime-gpu, CUDA); declares torch
+  itself; shells out to `ffmpeg`, which `imageio-ffmpeg` ships inside the env.
+- msst 0.1.0: Requires-Python <3.14; BS-/Mel-Roformer code needs the `bs-roformer` and `mel-band-roformer`
+  extras (beartype, einops, rotary-embedding-torch, PoPE-pytorch); declares `torch<2.12,>=2.0.1` but runs
+  on newer torch, so its env overrides that cap.
+- stemsep-legacy: our own code; light models need numpy + soundfile, neural ones torch as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from packaging.requirements import Requirement
+
+
+@dataclass(frozen=True)
+class Override:
+    """A requirement that replaces every other requirement on the same package, and why."""
+
+    requirement: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RuntimeDef:
+    id: str
+    library: str | None  # the pinned runtime library (distribution name), None for our own code
+    pin: str | None  # default PEP 508 pin of the library; a model's `requirements.runtime_pins` replaces it
+    python: str  # supported interpreter range (PEP 440 specifier set)
+    requires: tuple[str, ...] = ()  # further base requirements
+    torch: bool | None = True  # True: always torch; None: the model decides (requirements.torch.required)
+    torch_requires: tuple[str, ...] = ()  # added when the env has torch
+    health_modules: tuple[str, ...] = ()  # imported inside the env after a build (the first is the runtime)
+    torch_health_modules: tuple[str, ...] = ()  # imported as well when the env has torch
+    torch_cap_lifted: str | None = None  # why the library's own torch cap is overridden, if it is
+
+    def needs_torch(self, model_torch_required: bool | None) -> bool:
+        if self.torch is True:
+            return True
+        return model_torch_required is not False
+
+    def library_requirement(self, torch_backend: str, runtime_pin: str | None = None) -> str | None:
+        """The library pin for this env: the model's runtime pin if given, with our extras for the backend."""
+        if self.pin is None:
+            return None
+        base = Requirement(self.pin)
+        if runtime_pin:
+            req = Requirement(runtime_pin)
+            if not req.extras:
+                req.extras = set(base.extras)
+        else:
+            req = base
+        if self.id == "audio-separator":  # onnxruntime flavour follows the torch backend
+            req.extras = (set(req.extras) - {"cpu", "gpu"}) | {_onnx_flavour(torch_backend)}
+        return str(req)
+
+    def health_imports(self, with_torch: bool) -> tuple[str, ...]:
+        # torch itself is never imported by the health check (1-3 s); its version file is read instead,
+        # and the worker's `ready` handshake imports it for real.
+        return self.health_modules + (self.torch_health_modules if with_torch else ())
+
+
+def _onnx_flavour(torch_backend: str) -> str:
+    if torch_backend.startswith("cu"):
+        return "gpu"
+    if torch_backend == "auto":
+        from envmgr.torch_variant import detect_nvidia
+
+        return "gpu" if detect_nvidia() else "cpu"
+    return "cpu"
+
+
+# Libraries the stemsep-legacy neural models (our BS/Mel-Roformer) import besides torch.
+LEGACY_TORCH_LIBS: tuple[str, ...] = ("pyyaml", "einops")
+
+RUNTIMES: dict[str, RuntimeDef] = {r.id: r for r in (
+    RuntimeDef(
+        id="audio-separator",
+        library="audio-separator",
+        pin="audio-separator[cpu]==0.47.1",
+        python=">=3.10,!=3.14.1",
+        requires=("imageio-ffmpeg",),
+        torch=True,
+        health_modules=("audio_separator", "imageio_ffmpeg", "onnxruntime"),
+    ),
+    RuntimeDef(
+        id="msst",
+        library="msst",
+        pin="msst[bs-roformer,mel-band-roformer]==0.1.0",
+        python=">=3.10,<3.14",
+        torch=True,
+        health_modules=("msst", "einops", "rotary_embedding_torch"),
+        torch_cap_lifted="msst 0.1.0 declares torch<2.12,>=2.0.1 but runs on newer torch (measured on 2.13); "
+        "the cap is overridden so msst shares torch with the other runtimes",
+    ),
+    RuntimeDef(
+        id="stemsep-legacy",
+        library=None,
+        pin=None,
+        python=">=3.10",
+        requires=("numpy", "soundfile"),
+        torch=None,
+        torch_requires=LEGACY_TORCH_LIBS,
+        health_modules=("numpy", "soundfile"),
+        torch_health_modules=("yaml", "einops"),
+    ),
+)}

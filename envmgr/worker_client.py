@@ -1,0 +1,412 @@
+"""Host side of the worker protocol: start a worker in an env, run jobs on it, stop it.
+
+One `WorkerClient` is one worker process, kept alive across the jobs of a batch (its model stays
+loaded). It
+- spawns `<env python> -s -m runtimes.worker` in a clean environment: no inherited PYTHONPATH,
+  PYTHONHOME or user site; only the content-hashed copy of `runtimes/` is put on its path, and it
+  runs in its own session so a terminal's Ctrl-C reaches the host only;
+- reads stdout on a thread (protocol lines, capped) and drains stderr on another, keeping a tail
+  for error reports;
+- enforces timeouts: hello and ready (handshake), silence (no line at all, heartbeats included),
+  and an optional per-job limit;
+- turns worker errors into StemSepErrors with the right exit code, and Ctrl-C into
+  cancel -> terminate -> kill.
+Nothing here imports numpy or a runtime library.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from envmgr.worker_code import WorkerCode
+from registry.errors import ExitCode, StemSepError
+from runtimes import protocol as p
+
+TEST_HOOK_ENV = "STEMSEP_WORKER_TEST_HOOK"  # passed through to the worker when set (tests only)
+# What a worker may inherit from the host's environment: locale, temp dirs, device selection, thread
+# counts, library caches. Never PYTHONPATH/PYTHONHOME/VIRTUAL_ENV: the env must not see host packages.
+_PASS_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP", "SYSTEMROOT",
+             "COMSPEC", "WINDIR", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
+             "ROCR_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+             "TORCH_HOME", "XDG_CACHE_HOME", TEST_HOOK_ENV)
+_STDERR_TAIL_LINES = 60
+
+
+class WorkerError(StemSepError):
+    """The worker crashed, could not start, or broke the protocol."""
+
+    exit_code = ExitCode.WORKER
+    code = "E_WORKER"
+
+
+class WorkerTimeout(StemSepError):
+    exit_code = ExitCode.TIMEOUT
+    code = "E_WORKER_TIMEOUT"
+
+
+class JobFailed(StemSepError):
+    """The worker reported `error` for a job; `code` is the worker's code (docs/protocol.md)."""
+
+    exit_code = ExitCode.JOB
+    code = "E_JOB"
+
+    def __init__(self, message: str, *, traceback: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.traceback = traceback
+
+
+class Cancelled(StemSepError):
+    exit_code = ExitCode.CANCELLED
+    code = p.E_CANCELLED
+
+
+def exit_code_for(code: str) -> ExitCode:
+    """Exit code of a worker error code (the table is in docs/protocol.md)."""
+    if code.startswith("E_INPUT_"):
+        return ExitCode.INPUT
+    if code == p.E_CANCELLED:
+        return ExitCode.CANCELLED
+    if code == p.E_ARTIFACT_MISSING:
+        return ExitCode.ARTIFACT
+    if code.startswith("E_PROTOCOL_") or code in (p.E_RUNTIME_UNKNOWN, p.E_RUNTIME_IMPORT):
+        return ExitCode.WORKER
+    return ExitCode.JOB
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    hello: float = 30.0  # spawn -> hello: nothing heavy is imported before it (measured ~0.02 s)
+    ready: float = 600.0  # hello -> ready: heavy imports (torch: ~1 s warm, minutes on a cold network disk)
+    silence: float = 30.0  # no line at all during a job; the worker sends a heartbeat every `heartbeat` s
+    job: float | None = None  # whole job; None: no limit (a long song on CPU with a big model takes long)
+    heartbeat: float = 2.0
+    cancel_grace: float = 5.0  # after `cancel`, how long the job may take to stop between chunks
+    exit_grace: float = 3.0  # after EOF / SIGTERM, how long before the next step
+
+
+def staging_dir(output_dir: Path, job: str) -> Path:
+    return output_dir / p.staging_dir_name(job)
+
+
+def worker_env(code: WorkerCode, base: dict[str, str] | None = None) -> dict[str, str]:
+    base = os.environ if base is None else base
+    env = {k: v for k, v in base.items() if k in _PASS_ENV or k.startswith("LC_")}
+    env.update(PYTHONPATH=str(code.root), PYTHONNOUSERSITE="1", PYTHONIOENCODING="utf-8:backslashreplace",
+               PYTHONUNBUFFERED="1")
+    return env
+
+
+class WorkerClient:
+    def __init__(self, python: Path | str, runtime: str, code: WorkerCode, *, env_id: str | None = None,
+                 timeouts: Timeouts = Timeouts(), on_stderr: Callable[[str], None] | None = None,
+                 protocol_version: int = p.PROTOCOL_VERSION) -> None:
+        self.python = str(python)
+        self.runtime = runtime
+        self.code = code
+        self.env_id = env_id
+        self.timeouts = timeouts
+        self.protocol_version = protocol_version
+        self.hello: dict[str, Any] | None = None
+        self.ready: dict[str, Any] | None = None
+        self._on_stderr = on_stderr
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lines: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
+        self._threads: list[threading.Thread] = []
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> dict[str, Any]:
+        """Spawn the worker and complete the handshake. Returns the `ready` message."""
+        cmd = [self.python, "-s", "-m", "runtimes.worker", "--runtime", self.runtime,
+               "--host-protocol", str(self.protocol_version), "--worker-code", self.code.digest,
+               "--heartbeat", str(self.timeouts.heartbeat)]
+        if self.env_id:
+            cmd += ["--env-id", self.env_id]
+        try:
+            # cwd: the code copy, because `-m` puts the cwd first on sys.path (a user's dir could shadow modules).
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          cwd=self.code.root, env=worker_env(self.code), start_new_session=True)
+        except OSError as exc:
+            raise WorkerError(f"cannot start the {self.runtime} worker: {exc}", code="E_WORKER_START",
+                              why=f"running {self.python} failed", hint="the env may be broken; rebuild it") from exc
+        self._threads = [threading.Thread(target=self._read_stdout, daemon=True, name="worker-stdout"),
+                         threading.Thread(target=self._drain_stderr, daemon=True, name="worker-stderr")]
+        for t in self._threads:
+            t.start()
+        try:
+            self.hello = self._handshake_hello()
+            self.ready = self._expect("ready", self.timeouts.ready, "ready (the runtime's imports)")
+        except BaseException:
+            self.kill()
+            raise
+        return self.ready
+
+    def close(self) -> None:
+        """Ask the worker to exit (EOF on stdin), then SIGTERM, then SIGKILL."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            self._join()
+            return
+        try:
+            proc.stdin.close()  # type: ignore[union-attr]
+        except OSError:
+            pass
+        try:
+            proc.wait(self.timeouts.exit_grace)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._join()
+
+    def kill(self) -> None:
+        """Stop the worker now: SIGTERM to its process group, then SIGKILL."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            _signal_group(proc, signal.SIGTERM)
+            try:
+                proc.wait(self.timeouts.exit_grace)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+        self._join()
+
+    def __enter__(self) -> "WorkerClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def stderr_tail(self) -> str:
+        return "\n".join(self._stderr_tail)
+
+    # --- jobs ------------------------------------------------------------------------------------
+    def run(self, job: dict[str, Any], on_event: Callable[[dict[str, Any]], None] = lambda m: None) -> dict[str, Any]:
+        """Send one `separate` job and follow it to its end. Returns the `result` message.
+
+        Every progress/stem/result message goes to `on_event` as it arrives. On any failure the
+        job's staging dir is removed (the worker does that itself unless it died) and the matching
+        StemSepError is raised; after a timeout, crash or protocol break the worker is stopped.
+        """
+        msg = {"type": "separate", **job}
+        job_id = msg["job"]
+        output_dir = Path(msg["output_dir"])
+        try:
+            self._send(msg)
+            return self._follow(job_id, on_event, msg["input"])
+        except KeyboardInterrupt:
+            self._cancel(job_id)
+            raise Cancelled("cancelled by the user (Ctrl-C)", why=f"the job on {msg['input']} was stopped",
+                            hint="nothing was written; run the command again to start over") from None
+        except JobFailed:
+            raise  # the worker answered properly and stays usable
+        except BaseException:
+            self.kill()  # timeout, crash, protocol break: this worker cannot be trusted with another job
+            raise
+        finally:
+            shutil.rmtree(staging_dir(output_dir, job_id), ignore_errors=True)
+
+    def _follow(self, job_id: str, on_event: Callable[[dict[str, Any]], None], input_path: str) -> dict[str, Any]:
+        deadline = time.monotonic() + self.timeouts.job if self.timeouts.job else None
+        while True:
+            wait = self.timeouts.silence
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+            msg = self._next(max(0.0, wait))
+            if msg is None:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise WorkerTimeout(f"the job on {input_path} took longer than {self.timeouts.job:g} s",
+                                        code="E_JOB_TIMEOUT", why=self._why("the worker was stopped"),
+                                        hint="raise the limit (--job-timeout) or use a faster model/device")
+                raise WorkerTimeout(f"the {self.runtime} worker went silent for {self.timeouts.silence:g} s "
+                                    f"during the job on {input_path}", code="E_WORKER_SILENT",
+                                    why=self._why("no progress and no heartbeat: the process is hung or frozen"),
+                                    hint="run again; if it recurs, report it with the stderr tail above")
+            kind = msg["type"]
+            if kind == "heartbeat":
+                continue
+            if msg.get("job") != job_id:
+                if kind == "error":  # a job-less error: the worker could not read something we sent
+                    raise WorkerError(f"the worker rejected a message: {msg['message']}", code=msg["code"],
+                                      why=self._why(""), hint="this is a bug in StemSep; please report it")
+                raise WorkerError(f"the worker sent `{kind}` for job {msg.get('job')!r} while running {job_id!r}",
+                                  code=p.E_PROTOCOL_UNEXPECTED, why=self._why(""),
+                                  hint="this is a bug in the worker; please report it")
+            on_event(msg)
+            if kind == "result":
+                return msg
+            if kind == "error":
+                raise JobFailed(msg["message"], code=msg["code"], exit_code=exit_code_for(msg["code"]),
+                                hint=msg.get("hint") or "", traceback=msg.get("traceback"),
+                                why=_last_line(msg.get("traceback")))
+
+    def _cancel(self, job_id: str) -> None:
+        """Ctrl-C: ask the worker to stop between chunks; if it does not, terminate, then kill."""
+        try:
+            self._send({"type": "cancel", "job": job_id})
+            deadline = time.monotonic() + self.timeouts.cancel_grace
+            while (left := deadline - time.monotonic()) > 0:
+                msg = self._next(left)
+                if msg is not None and msg.get("job") == job_id and msg["type"] in ("result", "error"):
+                    return  # stopped cleanly; the worker stays usable
+        except (KeyboardInterrupt, StemSepError):  # a second Ctrl-C, or the worker broke: stop it now
+            pass
+        self.kill()
+
+    # --- plumbing --------------------------------------------------------------------------------
+    def _send(self, msg: dict[str, Any]) -> None:
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None, "start() the worker first"
+        try:
+            proc.stdin.write(p.encode(msg))
+            proc.stdin.flush()
+        except OSError as exc:
+            raise self._crashed(f"while sending `{msg['type']}`") from exc
+
+    def _next(self, timeout: float) -> dict[str, Any] | None:
+        """The next message, or None after `timeout` seconds of silence. Raises on EOF or a broken line."""
+        try:
+            kind, value = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if kind == "msg":
+            return value
+        if kind == "eof":
+            self._lines.put((kind, value))  # stays at EOF for any later reader
+            raise self._crashed("")
+        self.kill()
+        raise WorkerError(f"the {self.runtime} worker broke the protocol: {value.message}", code=value.code,
+                          why=self._why("the worker's output stream cannot be trusted any more, so it was stopped"),
+                          hint="this is a bug in the runtime or its adapter; please report it with the stderr tail")
+
+    def _expect(self, kind: str, timeout: float, what: str) -> dict[str, Any]:
+        msg = self._next(timeout)
+        if msg is None:
+            raise WorkerTimeout(f"the {self.runtime} worker did not say {what} within {timeout:g} s",
+                                code="E_HANDSHAKE_TIMEOUT", why=self._why(""),
+                                hint="the env may be broken or the disk very slow; rebuild the env or raise the timeout")
+        if msg["type"] == "error":
+            raise WorkerError(msg["message"], code=msg["code"], exit_code=exit_code_for(msg["code"]),
+                              why=_last_line(msg.get("traceback")) or self._why(""), hint=msg.get("hint") or "")
+        if msg["type"] != kind:
+            raise WorkerError(f"the worker sent `{msg['type']}` where `{kind}` was due",
+                              code=p.E_PROTOCOL_UNEXPECTED, why=self._why(""), hint="this is a bug in the worker")
+        return msg
+
+    def _handshake_hello(self) -> dict[str, Any]:
+        try:
+            hello = self._expect("hello", self.timeouts.hello, "hello")
+        except WorkerError as exc:
+            if exc.code == p.E_PROTOCOL_BAD_FIELD and self._seen_version is not None:
+                hello = {"protocol": self._seen_version}  # an incompatible hello: report the versions below
+            else:
+                raise
+        if hello["protocol"] != self.protocol_version:
+            raise WorkerError(p.version_mismatch(self.protocol_version, hello["protocol"]), code=p.E_PROTOCOL_VERSION,
+                              why=f"the worker code in {self.code.root} does not match this StemSep",
+                              hint="remove that dir (it is a cache) or reinstall stemsep so both sides match")
+        return hello
+
+    _seen_version: int | None = None
+
+    def _read_stdout(self) -> None:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        reader = p.LineReader(proc.stdout)
+        while True:
+            try:
+                line = reader.read_line()
+                if line is None:
+                    break
+                if self.hello is None:
+                    self._note_version(line)
+                self._lines.put(("msg", p.decode(line, p.WORKER_MESSAGES)))
+            except p.ProtocolError as exc:
+                self._lines.put(("error", exc))
+            except (OSError, ValueError):
+                break
+        self._lines.put(("eof", None))
+
+    def _note_version(self, line: bytes) -> None:
+        """Keep the protocol version of a first line, even when the rest of it is not our schema."""
+        try:
+            first = json.loads(line)
+            if isinstance(first, dict) and first.get("type") == "hello" and isinstance(first.get("protocol"), int):
+                self._seen_version = first["protocol"]
+        except ValueError:
+            pass
+
+    def _drain_stderr(self) -> None:
+        proc = self._proc
+        assert proc is not None and proc.stderr is not None
+        for raw in iter(proc.stderr.readline, b""):
+            line = raw.decode("utf-8", "backslashreplace").rstrip("\n")
+            self._stderr_tail.append(line[:2000])
+            if self._on_stderr:
+                self._on_stderr(line)
+
+    def _join(self) -> None:
+        for t in self._threads:
+            t.join(timeout=2.0)
+        proc = self._proc
+        if proc is not None:
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                try:
+                    if stream:
+                        stream.close()
+                except OSError:
+                    pass
+
+    def _crashed(self, during: str) -> WorkerError:
+        proc = self._proc
+        assert proc is not None
+        try:
+            rc = proc.wait(self.timeouts.exit_grace)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            rc = proc.returncode
+        self._join()
+        how = f"killed by signal {signal.Signals(-rc).name}" if rc is not None and rc < 0 else f"exit code {rc}"
+        hint = ("a kill without a message is often the system running out of memory; free memory or use a "
+                "smaller model/chunk size" if rc == -signal.SIGKILL else "the stderr tail above says what went wrong")
+        return WorkerError(f"the {self.runtime} worker (pid {proc.pid}) stopped unexpectedly{' ' + during if during else ''}"
+                           f" ({how})", code="E_WORKER_CRASHED", why=self._why(""), hint=hint)
+
+    def _why(self, lead: str) -> str:
+        tail = self.stderr_tail.strip()
+        parts = [lead] if lead else []
+        if tail:
+            parts.append("worker stderr (last lines):\n    " + "\n    ".join(tail.splitlines()[-20:]))
+        return "\n".join(parts)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # the worker leads its own session: its children go too
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _last_line(text: str | None) -> str:
+    lines = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else ""

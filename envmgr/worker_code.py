@@ -1,0 +1,75 @@
+"""The copy of `runtimes/` that a worker runs: content-hashed, so host and worker code always match.
+
+A managed env never sees the host's packages (DESIGN §5). Instead the host copies the `runtimes`
+package into `<cache_dir>/worker-code/<hash>/runtimes/` and puts that dir first on the worker's path.
+The hash covers every file's relative path and bytes, so an edited or upgraded StemSep gets a new
+copy, and the same code is copied once however many envs use it. Copies are made in a temp dir and
+renamed into place: a half-copied tree is never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+from envmgr.fsutil import ensure_dir, store_error
+
+_SUFFIXES = {".py", ".yaml", ".yml", ".json"}
+
+
+@dataclass(frozen=True)
+class WorkerCode:
+    root: Path  # goes on the worker's sys.path; holds `runtimes/`
+    digest: str
+
+
+def source_dir() -> Path:
+    """The host's `runtimes` package dir, found without importing it."""
+    spec = find_spec("runtimes")
+    assert spec is not None and spec.submodule_search_locations, "the runtimes package is not installed"
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _files(src: Path) -> list[Path]:
+    return sorted(f for f in src.rglob("*") if f.suffix in _SUFFIXES and f.is_file() and "__pycache__" not in f.parts)
+
+
+def code_digest(src: Path) -> str:
+    h = hashlib.sha256()
+    for f in _files(src):
+        rel = f.relative_to(src).as_posix().encode()
+        data = f.read_bytes()
+        h.update(len(rel).to_bytes(4, "big") + rel + len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()[:20]
+
+
+def ensure_worker_code(cache_dir: Path, src: Path | None = None) -> WorkerCode:
+    """Return the content-hashed copy of `runtimes/` under cache_dir, making it if it is not there yet."""
+    src = src or source_dir()
+    digest = code_digest(src)
+    store = ensure_dir(cache_dir / "worker-code")
+    root = store / digest
+    if (root / "runtimes").is_dir():
+        return WorkerCode(root, digest)
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=store, prefix=f".{digest}."))
+        try:
+            for f in _files(src):
+                target = tmp / "runtimes" / f.relative_to(src)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, target)
+            try:
+                os.rename(tmp, root)
+            except OSError:
+                if not (root / "runtimes").is_dir():  # not a lost race with another host: a real failure
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:
+        raise store_error(store, exc) from exc
+    return WorkerCode(root, digest)

@@ -143,6 +143,25 @@ def request_for_model(entry: Any, runtime: str, config: MachineConfig | None = N
     )
 
 
+def request_for_requirements(requirements: list[str] | tuple[str, ...], *, runtime: str = "custom",
+                             python: str | None = None, config: MachineConfig | None = None) -> EnvRequest:
+    """An env request for a plain requirement list (tests, tools), with the machine config applied.
+
+    `python` is a version ("3.11") or a specifier set; default: any Python the host would accept.
+    """
+    config = config or load_config()
+    torch = next((r for r in requirements if canonicalize_name(Requirement(r).name) == "torch"), None)
+    if python and python[0].isdigit():
+        python = f"=={python}.*" if python.count(".") < 2 else f"=={python}"
+    return EnvRequest(
+        runtime=runtime, python=python or ">=3.10", requirements=tuple(requirements), torch=torch,
+        torch_backend=config.torch_backend, overrides=tuple(config.overrides),
+        constraints=tuple(config.constraints), index_url=config.index_url,
+        extra_index_urls=tuple(config.extra_index_urls), find_links=tuple(config.find_links),
+        notes=tuple(f"machine override: {o}" for o in config.overrides),
+    )
+
+
 def _check_torch_pin(model_id: str, pin: str, torch_spec: str) -> None:
     wanted = Requirement(torch_spec).specifier
     pinned = [s.version for s in Requirement(pin).specifier if s.operator in ("==", "===")]

@@ -127,6 +127,31 @@ class Store:
                 usage.setdefault("models", {})[model_id] = when
             atomic_write_json(path, usage)
 
+    def add_models(self, env_id: str, model_ids: list[str]) -> None:
+        """Note which models an env serves (setup), without counting it as a use."""
+        path = self.root / ".usage" / f"{env_id}.json"
+        ensure_dir(path.parent)
+        with FileLock(str(path.with_suffix(".lock"))):
+            usage = read_json(path, {}) or {}
+            models = usage.setdefault("models", {})
+            for model_id in model_ids:
+                models.setdefault(model_id, None)
+            atomic_write_json(path, usage)
+
+    def clear_debris(self) -> None:
+        """Temp dirs of dead builders and half-deleted envs (for prune; holds each env's lock)."""
+        for sub in (".tmp", ".trash"):
+            folder = self.root / sub
+            if not folder.is_dir():
+                continue
+            for item in folder.iterdir():
+                env_id = item.name.split(".", 1)[0]
+                with self.file_lock(env_id):  # a live builder holds this lock: its temp dir stays
+                    if item.is_dir():
+                        shutil.rmtree(item, ignore_errors=True)
+                    else:
+                        item.unlink(missing_ok=True)
+
     def log_build(self, entry: dict) -> None:
         """Append one build record (JSON line); small appends are atomic enough for a log."""
         path = ensure_dir(self.log_dir) / "envs.jsonl"

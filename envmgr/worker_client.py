@@ -403,6 +403,8 @@ class WorkerClient:
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
     try:
         os.killpg(proc.pid, sig)  # the worker leads its own session: its children go too
+        if sig == signal.SIGTERM:
+            os.killpg(proc.pid, signal.SIGCONT)  # a stopped (frozen) worker must wake to act on SIGTERM
     except (ProcessLookupError, PermissionError):
         pass
 

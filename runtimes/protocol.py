@@ -116,7 +116,11 @@ def encode(msg: dict[str, Any]) -> bytes:
     if schema is None:
         raise ProtocolError(E_PROTOCOL_UNKNOWN_TYPE, f"unknown message type {msg.get('type')!r}")
     _check(msg, schema)
-    line = json.dumps(msg, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+    try:
+        # ASCII-only output: lone surrogates (valid in JSON escapes) can never make a line unencodable.
+        line = json.dumps(msg, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+    except (TypeError, ValueError) as exc:  # NaN, infinity, objects JSON cannot hold
+        raise ProtocolError(E_PROTOCOL_BAD_FIELD, f"`{msg['type']}` message cannot be sent as JSON: {exc}") from None
     if len(line) > MAX_LINE_BYTES:
         raise ProtocolError(E_PROTOCOL_LINE_TOO_LONG,
                             f"`{msg['type']}` message is {len(line)} bytes, over the {MAX_LINE_BYTES}-byte line cap")
@@ -129,7 +133,7 @@ def decode(line: bytes, accept: dict[str, dict[str, str]] = MESSAGES) -> dict[st
         raise ProtocolError(E_PROTOCOL_LINE_TOO_LONG, f"line of {len(line)} bytes exceeds the {MAX_LINE_BYTES}-byte cap")
     try:
         text = line.decode("utf-8")
-        msg = json.loads(text, parse_constant=_reject_constant)
+        msg = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError(E_PROTOCOL_MALFORMED, f"not a UTF-8 JSON line ({exc.__class__.__name__}): {_preview(line)}") from None
     if not isinstance(msg, dict):
@@ -146,6 +150,13 @@ def decode(line: bytes, accept: dict[str, dict[str, str]] = MESSAGES) -> dict[st
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses as inf, which could never be sent on
+        raise ValueError(f"{text[:20]} overflows a float")
+    return value
 
 
 def _preview(line: bytes, limit: int = 120) -> str:

@@ -301,11 +301,14 @@ def main(argv: list[str] | None = None) -> int:
         _run_test_hook()
         adapter = load_adapter(args.runtime)
         info = adapter.load()
+    except JobError as exc:
+        channel.send({"type": "error", "job": None, "code": exc.code, "message": exc.message, "hint": exc.hint})
+        return 4
     except BaseException as exc:  # noqa: BLE001 - a broken env must still answer with an error
-        code = exc.code if isinstance(exc, JobError) else p.E_RUNTIME_IMPORT
-        channel.send({"type": "error", "job": None, "code": code,
+        channel.send({"type": "error", "job": None, "code": p.E_RUNTIME_IMPORT,
                       "message": f"runtime {args.runtime} could not start: {type(exc).__name__}: {exc}",
-                      "hint": "the runtime's env may be incomplete or broken; the traceback says what failed", "traceback": _format(exc)})
+                      "hint": "the runtime's env may be incomplete or broken; the traceback says what failed",
+                      "traceback": _format(exc)})
         return 4
     channel.send({"type": "ready", "runtime": args.runtime, "versions": info.versions, "device": info.device,
                   "warnings": info.warnings})

@@ -252,13 +252,13 @@ class WorkerClient:
                 raise WorkerError(f"the worker sent `{kind}` for job {msg.get('job')!r} while running {job_id!r}",
                                   code=p.E_PROTOCOL_UNEXPECTED, why=self._why(""),
                                   hint="this is a bug in the worker; please report it")
-            on_event(msg)
-            if kind == "result":
-                return msg
-            if kind == "error":
+            if kind == "error":  # raised, not forwarded: the caller reports failures its own way
                 raise JobFailed(msg["message"], code=msg["code"], exit_code=exit_code_for(msg["code"]),
                                 hint=msg.get("hint") or "", traceback=msg.get("traceback"),
                                 why=_last_line(msg.get("traceback")))
+            on_event(msg)
+            if kind == "result":
+                return msg
 
     def _cancel(self, job_id: str) -> None:
         """Ctrl-C: ask the worker to stop between chunks; if it does not, terminate, then kill."""

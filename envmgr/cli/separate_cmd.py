@@ -1,7 +1,147 @@
-"""Placeholder: filled in by the issue that owns this command."""
+"""`stemsep separate`: split audio files into stems with a registry model, in the model's own env.
+
+Human mode draws rich progress bars on stderr from the worker's progress events and prints each stem
+path on stdout. `--json` prints every event as one JSON object per line on stdout instead (see
+docs/protocol.md, "The --json stream"), ending with an `exit` event, so an app can drive us.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 
+from registry.errors import StemSepError
+
 
 def register(root: typer.Typer) -> None:
-    """Adds the command to the root app."""
+    """Adds `stemsep separate` to the root app."""
+    root.command("separate", no_args_is_help=True)(separate)
+
+
+def separate(
+    inputs: list[Path] = typer.Argument(..., help="Audio files to separate (WAV, FLAC, OGG, MP3, AIFF...).",
+                                        show_default=False),
+    model: Optional[str] = typer.Option(None, "-m", "--model",
+                                        help="Model id (see `stemsep models list`). Default: the registry's default "
+                                        "model, a built-in vocals/instrumental DSP split that needs no download."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", help="Runtime to use, if the model allows several."),
+    output_dir: Optional[Path] = typer.Option(None, "-o", "--output-dir",
+                                              help="Where stems go. Default: ./separated"),
+    fmt: str = typer.Option("wav", "--format", help="wav (32-bit float, default) or flac (24-bit integer)."),
+    as_json: bool = typer.Option(False, "--json", help="Print events as JSON lines on stdout (for apps)."),
+    job_timeout: Optional[float] = typer.Option(None, "--job-timeout", min=1.0,
+                                                help="Give up on an input after this many seconds."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Show the worker's own output (stderr)."),
+) -> None:
+    """Separate audio files into stems. Stem files are named `<input>_(<stem>)_<model>.<format>`."""
+    from envmgr.separate import plan_separation, run_separation
+    from envmgr.worker_client import Cancelled, Timeouts
+
+    emit = _json_emit if as_json else None
+    view = None
+    try:
+        plan = plan_separation(list(inputs), model, runtime, output_dir, fmt.lower())
+        timeouts = Timeouts(job=job_timeout)
+        if as_json:
+            run_separation(plan, _json_emit, timeouts=timeouts)
+        else:
+            view = _ProgressView(len(plan.inputs))
+            with view:
+                run_separation(plan, view, timeouts=timeouts, on_stderr=view.on_stderr if verbose else None)
+    except KeyboardInterrupt:
+        err = Cancelled("cancelled by the user (Ctrl-C)", hint="nothing half-written was left; run again to start over")
+        if emit:
+            emit({"type": "exit", **err.to_dict()})
+        raise err from None
+    except StemSepError as err:
+        if emit:
+            emit({"type": "exit", **err.to_dict()})
+        raise
+    if emit:
+        emit({"type": "exit", "exit_code": 0})
+
+
+def _json_emit(event: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+class _ProgressView:
+    """Renders run events: one bar per input on stderr, stem paths on stdout."""
+
+    def __init__(self, n_inputs: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True, highlight=False)
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                 TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), console=self.console)
+        self.batch = n_inputs > 1
+        self.tasks: dict[str, Any] = {}
+        self.names: dict[str, str] = {}
+        self.env_task: Any = None
+
+    def __enter__(self) -> "_ProgressView":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        getattr(self, "on_" + event["type"], lambda e: None)(event)
+
+    def on_plan(self, e: dict[str, Any]) -> None:
+        self.console.print(f"[bold]{e['model']}[/] on [bold]{e['runtime']}[/] [dim]({e['runtime_reason']})[/]")
+
+    def on_env(self, e: dict[str, Any]) -> None:
+        if self.env_task is None:
+            self.env_task = self.progress.add_task("env", total=None)
+        self.progress.update(self.env_task, description=f"env: {e['stage']} [dim]{e['message']}[/]")
+
+    def on_env_ready(self, e: dict[str, Any]) -> None:
+        if self.env_task is not None:
+            self.progress.remove_task(self.env_task)
+        self.console.print(f"[dim]env {e['env_id']}[/]")
+
+    def on_worker(self, e: dict[str, Any]) -> None:
+        versions = ", ".join(f"{k} {v}" for k, v in e["versions"].items())
+        self.console.print(f"[dim]worker pid {e['pid']} · Python {e['python']} · {e['device']} · {versions}[/]")
+
+    def on_job(self, e: dict[str, Any]) -> None:
+        name = Path(e["input"]).name
+        self.names[e["job"]] = name
+        self.tasks[e["job"]] = self.progress.add_task(name, total=None)
+
+    def on_progress(self, e: dict[str, Any]) -> None:
+        task = self.tasks.get(e["job"])
+        if task is not None:
+            self.progress.update(task, description=f"{self.names[e['job']]} · {e['stage']}",
+                                 completed=e["done"], total=e["total"] or None)
+
+    def on_result(self, e: dict[str, Any]) -> None:
+        task = self.tasks.get(e["job"])
+        if task is not None:
+            self.progress.update(task, description=f"{self.names[e['job']]} · done in {e['seconds']:.1f} s")
+        for warning in e.get("warnings") or []:
+            self.console.print(f"[yellow]warning[/]: {warning}")
+        for stem in e["stems"]:
+            print(stem["path"])  # stdout; rich keeps its bars below what is printed
+
+    def on_error(self, e: dict[str, Any]) -> None:
+        task = self.tasks.get(e.get("job") or "")
+        if task is not None:
+            self.progress.update(task, description=f"{self.names[e['job']]} · [red]failed[/]")
+        if self.batch:  # a single input's error is reported once, by the CLI's error handler
+            self.console.print(f"[red]error[/] [dim]({e['code']})[/] {Path(e['input']).name}: {e['message']}")
+
+    def on_stderr(self, line: str) -> None:
+        self.console.print("worker: " + line, style="dim", markup=False)
+
+    def on_summary(self, e: dict[str, Any]) -> None:
+        if self.batch:
+            self.console.print(f"{e['ok']} separated, {e['failed']} failed")

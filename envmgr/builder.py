@@ -67,4 +67,5 @@ def _link_mode(config: MachineConfig) -> str:
 
 def _check(proc, req: "EnvRequest", config: MachineConfig) -> None:
     if proc.returncode != 0:
-        raise classify_failure((proc.stderr or "") + (proc.stdout or ""), req, config, action="build")
+        raise classify_failure((proc.stderr or "") + (proc.stdout or ""), req, config, action="build",
+                               returncode=proc.returncode)

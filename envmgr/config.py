@@ -197,10 +197,11 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 
 def _split_list(text: str) -> list[str]:
-    """Commas, newlines or os.pathsep separate items; a ':' that starts '://' belongs to a URL."""
-    sep = re.escape(os.pathsep)
-    pattern = rf"[,\n]|{sep}(?!//)" if os.pathsep == ":" else rf"[,\n]|{sep}"
-    return [item.strip() for item in re.split(pattern, text) if item.strip()]
+    """Commas or newlines separate items; os.pathsep too, except inside an item that is a URL."""
+    items = []
+    for piece in re.split(r"[,\n]", text):
+        items += [piece] if "://" in piece else piece.split(os.pathsep)
+    return [item.strip() for item in items if item.strip()]
 
 
 def _coerce(key: Key, raw: Any, *, origin: str, base: Path) -> Any:

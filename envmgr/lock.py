@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import signal
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -126,14 +127,18 @@ def _compile(req: "EnvRequest", interpreter: Interpreter, config: MachineConfig)
         cmd += req.sources.uv_args(offline=config.offline)
         proc = uvtool.run(cmd, env=uvtool.uv_env(config), cwd=tmp)
         if proc.returncode != 0:
-            raise classify_failure(proc.stderr or proc.stdout, req, config, action="resolve")
+            raise classify_failure(proc.stderr or proc.stdout, req, config, action="resolve",
+                                   returncode=proc.returncode)
         return (tmp / "lock.txt").read_text()
 
 
-def classify_failure(output: str, req: "EnvRequest", config: MachineConfig, *, action: str) -> Exception:
+def classify_failure(output: str, req: "EnvRequest", config: MachineConfig, *, action: str,
+                     returncode: int = 1) -> Exception:
     """Turn uv's (or pip's) failure output into the error that says what to do."""
     text = _strip_ansi(output).strip()
     tail = "\n".join(text.splitlines()[-25:])
+    if returncode == -signal.SIGXFSZ:  # killed for writing past the file size limit (RLIMIT_FSIZE)
+        text += "\nFile too large"
     if any(s in text for s in _STORE_ERRORS):
         return store_error(config.env_store if action != "resolve" else config.cache_dir,
                            OSError(28 if "space" in text else 30, next(s for s in _STORE_ERRORS if s in text)),

@@ -357,8 +357,10 @@ def env_config(
         return
     table = Table(title=f"machine config (file: {config.config_file}"
                   f"{'' if config.config_file.exists() else ', absent'})")
-    for col in ("key", "value", "from", "variable"):
-        table.add_column(col)
+    table.add_column("key", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    table.add_column("from", overflow="fold")
+    table.add_column("variable", no_wrap=True)
     for name in KEYS:
         value = values[name]
         shown = ", ".join(value) if isinstance(value, list) else ("-" if value is None else str(value))

@@ -28,7 +28,7 @@ class ArtifactEvent:
     message: str = ""
 
     def to_dict(self) -> dict[str, object]:
-        return {"event": f"artifact.{self.kind}", **{k: v for k, v in asdict(self).items() if k != "kind"}}
+        return {"type": f"artifact.{self.kind}", **{k: v for k, v in asdict(self).items() if k != "kind"}}
 
 
 ProgressCallback = Callable[[ArtifactEvent], None]

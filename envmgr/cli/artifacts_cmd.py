@@ -8,8 +8,9 @@ inside the commands so `stemsep models list` starts fast.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import typer
 
@@ -41,6 +42,11 @@ def download(
     as_json: bool = _JSON,
 ) -> None:
     """Download the models' artifacts into the store: resumable, retried, mirrors in order, sha256 verified."""
+    with _exit_event(as_json):
+        _download(ids, all_for_runtime, require_hashes, retries, timeout, registry, as_json)
+
+
+def _download(ids, all_for_runtime, require_hashes, retries, timeout, registry, as_json) -> None:
     from envmgr.artifacts import DownloadSettings
     from envmgr.artifacts.errors import HashRequiredError, OfflineError
     from registry.vocab import RUNTIME_IDS
@@ -81,7 +87,7 @@ def download(
                 results.append({"model": entry.id, "ok": False, "error": err.to_dict()})
                 render.failed(entry.id, err)
     if as_json:
-        _emit({"event": "summary", "results": results})
+        _emit({"type": "summary", "results": results})
     else:
         _print_download_summary(results)
     _raise_failures(failures)
@@ -97,6 +103,11 @@ def import_files(
     as_json: bool = _JSON,
 ) -> None:
     """Put files you already have into the store (hardlink, else copy), verifying pinned sha256 and size."""
+    with _exit_event(as_json):
+        _import(model_id, checkpoint, config_file, files, copy, registry, as_json)
+
+
+def _import(model_id, checkpoint, config_file, files, copy, registry, as_json) -> None:
     config, _models, get = _setup(registry)
     entry = get(model_id)
     pairs = []  # (artifact, source path)
@@ -117,7 +128,7 @@ def import_files(
     with _store(config) as store, _Renderer(as_json) as render:
         done = {a.filename: str(store.import_file(entry, a, p, copy=copy, progress=render)) for a, p in pairs}
     if as_json:
-        _emit({"event": "summary", "model": entry.id, "paths": done})
+        _emit({"type": "summary", "model": entry.id, "paths": done})
     else:
         for name, path in done.items():
             typer.echo(f"{entry.id}/{name}: {path}")
@@ -179,8 +190,9 @@ def _setup(registry: Optional[list[Path]]):
     from envmgr.config import load_config
     from envmgr.setup_plan import load_models
 
-    models, _default, get = load_models(tuple(str(p) for p in registry or ()))
-    return load_config(), models, get
+    config = load_config()
+    loaded = load_models(config, tuple(str(p) for p in registry or ()))
+    return config, loaded.models, loaded.get
 
 
 def _store(config, settings=None):
@@ -215,6 +227,19 @@ def _raise_failures(failures: list[tuple[str, StemSepError]]) -> None:
         hint="See each error above; rerun the command to resume what was interrupted.",
         code="E_ARTIFACT_DOWNLOAD_FAILED",
         exit_code=ExitCode(codes.pop()) if len(codes) == 1 else ExitCode.ARTIFACT)
+
+
+@contextmanager
+def _exit_event(as_json: bool) -> Iterator[None]:
+    """With --json, end the event stream with an `exit` event, as `stemsep separate --json` does."""
+    try:
+        yield
+    except StemSepError as err:
+        if as_json:
+            _emit({"type": "exit", **err.to_dict()})
+        raise
+    if as_json:
+        _emit({"type": "exit", "exit_code": 0})
 
 
 def _emit(data: dict[str, Any]) -> None:
@@ -280,7 +305,7 @@ class _Renderer:
     def failed(self, model_id: str, err: StemSepError) -> None:
         """Mark the model's bars; the error itself is reported once, at the end."""
         if self.as_json:
-            _emit({"event": "artifact.error", "model_id": model_id, **err.to_dict()})
+            _emit({"type": "artifact.error", "model_id": model_id, **err.to_dict()})
             return
         for (model, filename), task in self.tasks.items():
             if model == model_id and (model, filename) not in self.done:

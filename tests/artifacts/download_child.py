@@ -17,7 +17,7 @@ def main() -> None:
     with ArtifactStore(root, settings=FAST) as store:
         paths = store.ensure(entry(model_id, {"filename": "model.ckpt", "url": url, "sha256": sha}),
                              progress=lambda e: print(json.dumps(e.to_dict()), flush=True))
-    print(json.dumps({"event": "paths", "paths": {k: str(v) for k, v in paths.items()}}), flush=True)
+    print(json.dumps({"type": "paths", "paths": {k: str(v) for k, v in paths.items()}}), flush=True)
 
 
 if __name__ == "__main__":

@@ -61,16 +61,17 @@ def test_download_json_events_and_files(home, overlay, server):
     r = stemsep(home, overlay, "download", "test-a", "test-b", "--json")
     assert r.returncode == 0, r.stderr
     events = json_lines(r.stdout)
-    kinds = {e["event"] for e in events}
+    kinds = {e["type"] for e in events}
     assert {"artifact.start", "artifact.progress", "artifact.done", "artifact.warning", "summary"} <= kinds
-    summary = events[-1]
+    summary = events[-2]
+    assert events[-1] == {"type": "exit", "exit_code": 0}
     assert [x["model"] for x in summary["results"]] == ["test-a", "test-b"]
     assert all(x["ok"] for x in summary["results"])
     store = home / "models"
     assert (store / "test-a" / "model.ckpt").read_bytes() == CKPT
     assert (store / "test-a" / "config.yaml").read_bytes() == CFG
     assert (store / "test-b" / "config.yaml").read_bytes() == CFG  # same name, own folder
-    warnings = [e for e in events if e["event"] == "artifact.warning"]
+    warnings = [e for e in events if e["type"] == "artifact.warning"]
     assert {w["model_id"] for w in warnings} == {"test-b"}  # test-b pins no sha256
     assert files_under(store) == {"test-a/model.ckpt", "test-a/config.yaml", "test-a/.manifest.json",
                                   "test-b/b.ckpt", "test-b/config.yaml", "test-b/.manifest.json"}
@@ -103,8 +104,10 @@ def test_download_all_for_runtime_uses_registry_data(home, overlay):
     # test-a downloads; test-manual has no URL: exit 8 with the import hint.
     assert r.returncode == 8
     assert "models import test-manual --checkpoint" in r.stderr and "https://example.org/m" in r.stderr
-    summary = json_lines(r.stdout)[-1]
+    *_, summary, exit_event = json_lines(r.stdout)
     assert {x["model"]: x["ok"] for x in summary["results"]} == {"test-a": True, "test-manual": False}
+    assert exit_event["type"] == "exit" and exit_event["exit_code"] == 8
+    assert exit_event["code"] == "E_ARTIFACT_NO_SOURCE"
     assert not (home / "models" / "test-b").exists()
 
 

@@ -42,11 +42,11 @@ def test_two_processes_download_the_same_artifact_once(server, store_root):
     [hit] = server.hits_for("/slow.ckpt")
     assert hit.status == 200 and hit.sent == len(DATA)
     assert (store_root / "m" / "model.ckpt").read_bytes() == DATA
-    assert ev1[-1] == ev2[-1] == {"event": "paths", "paths": {"model.ckpt": str(store_root / "m" / "model.ckpt")}}
+    assert ev1[-1] == ev2[-1] == {"type": "paths", "paths": {"model.ckpt": str(store_root / "m" / "model.ckpt")}}
     assert ev1[-2]["message"] == "downloaded"
-    kinds2 = [e["event"] for e in ev2]
+    kinds2 = [e["type"] for e in ev2]
     assert "artifact.waiting" in kinds2 and "artifact.start" not in kinds2
-    assert ev2[-2]["event"] == "artifact.done" and ev2[-2]["message"] == "present"
+    assert ev2[-2]["type"] == "artifact.done" and ev2[-2]["message"] == "present"
     assert files_under(store_root) == {"m/model.ckpt", "m/.manifest.json"}
 
 

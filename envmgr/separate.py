@@ -84,13 +84,15 @@ def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: st
                     config: Any = None) -> Plan:
     """Decide whether the run may start; raise a StemSepError that says why not. (Preflight's seam.)"""
     from envmgr.config import load_config
-    from registry.loader import load_registry
+    from registry.loader import load_registry, overlay_files
     from registry.routing import choose_runtime
 
     if output_format not in FORMATS:
         raise OutputError(f"unknown output format {output_format!r}", hint=f"use one of: {', '.join(FORMATS)}")
     checked = _check_inputs(inputs)
-    registry = registry if registry is not None else load_registry()
+    config = config or load_config()
+    if registry is None:
+        registry = load_registry(overlays=overlay_files(config.config_file.parent))
     model_id = model_id or registry.default_model
     if not model_id:
         raise StemSepError("no model given and the registry names no default model", code="E_NO_DEFAULT_MODEL",
@@ -102,7 +104,7 @@ def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: st
                 settings=_settings(entry), artifacts={}, inputs=checked, output_dir=out, output_format=output_format)
     _check_output_names(plan)
     if entry.artifacts.all():
-        plan = _with_artifacts(plan, config or load_config())
+        plan = _with_artifacts(plan, config)
     return plan
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -155,7 +156,8 @@ class JobContext:
         if not path.is_file():
             raise JobError(p.E_INPUT_NOT_FOUND, f"input {path} does not exist or is not a file")
         try:
-            audio, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
+            with sf.SoundFile(str(path)) as fh:
+                audio, sample_rate, log = fh.read(dtype="float32", always_2d=True), fh.samplerate, fh.extra_info
         except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
             raise JobError(p.E_INPUT_UNDECODABLE, f"cannot decode {path.name}: {exc}",
                            hint="check that it is an audio file (WAV, FLAC, OGG, MP3, AIFF...) and not truncated; "
@@ -163,6 +165,9 @@ class JobContext:
         if audio.shape[0] == 0:
             raise JobError(p.E_INPUT_EMPTY, f"{path.name} decodes but holds no audio (0 frames)",
                            hint="export the file again; it has a header and no samples")
+        if re.search(r"^data\s*:.*should be", log, re.MULTILINE):  # libsndfile read less than the header promised
+            self.warn(f"{path.name} looks truncated: its header promises more audio than the file holds; "
+                      f"separated the {audio.shape[0] / sample_rate:.2f} s that are there")
         finite = np.isfinite(audio)
         if not finite.all():
             bad = int(audio.size - np.count_nonzero(finite))

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Time from `separate` start to the first progress event, with a warm env, vs the worker's import floor.
+
+Target (issue 4): first progress <= floor + 0.3 s, where the floor is `python -c "import <runtime
+libs>"` in the same env (what any worker must pay before it can do anything). Measured side by side:
+- floor: the env's interpreter importing the runtime's libraries (its health-check modules);
+- api: `plan_separation` + `run_separation` called in this process (registry load, env lookup,
+  worker code hash, spawn, hello, ready, job) until the first `progress` event;
+- cli: a fresh `stemsep separate --json` process until its first `progress` line (adds the host's
+  own interpreter start and CLI imports).
+Each is the median of --runs runs (after one warm-up); the env is built first if needed.
+
+    python scripts/bench/separate_latency.py [-m MODEL] [--runs 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "scripts" / "demo" / "demo_mix.flac"
+
+
+def _floor(python: Path, modules: tuple[str, ...]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([str(python), "-s", "-c", "import " + ", ".join(modules)], check=True)
+    return time.perf_counter() - t0
+
+
+def _api(model: str | None, out: Path) -> float:
+    from envmgr.separate import plan_separation, run_separation
+
+    t0 = time.perf_counter()
+    first: list[float] = []
+
+    def emit(event: dict) -> None:
+        if event["type"] == "progress" and not first:
+            first.append(time.perf_counter() - t0)
+
+    run_separation(plan_separation([DEMO], model, output_dir=out), emit)
+    return first[0]
+
+
+def _cli(model: str | None, out: Path) -> float:
+    cmd = [str(Path(sys.executable).with_name("stemsep")), "separate", "--json", str(DEMO), "-o", str(out)]
+    if model:
+        cmd += ["-m", model]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    first = None
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if first is None and json.loads(line)["type"] == "progress":
+            first = time.perf_counter() - t0
+    if proc.wait() != 0 or first is None:
+        sys.exit(f"`{' '.join(cmd)}` failed")
+    return first
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-m", "--model", help="model id (default: the registry's default model)")
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+
+    from envmgr.config import load_config
+    from envmgr.envs import EnvManager, request_for_model
+    from envmgr.runtime_defs import RUNTIMES
+    from envmgr.separate import plan_separation
+
+    config = load_config()
+    with tempfile.TemporaryDirectory() as tmp:
+        plan = plan_separation([DEMO], args.model, output_dir=Path(tmp))
+        req = request_for_model(plan.model, plan.runtime, config)
+        env = EnvManager(config).ensure(req)  # warm env: built once, not timed
+        modules = req.health_modules or RUNTIMES[plan.runtime].health_modules
+        results: dict[str, list[float]] = {"floor": [], "api": [], "cli": []}
+        for i in range(args.runs + 1):  # the first round warms caches and is dropped
+            timings = {"floor": _floor(env.python, modules), "api": _api(args.model, Path(tmp)),
+                       "cli": _cli(args.model, Path(tmp))}
+            if i:
+                for key, value in timings.items():
+                    results[key].append(value)
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(f"model {plan.model.id} on {plan.runtime}, env {env.id}; imports: {', '.join(modules)}")
+    print(f"median of {args.runs} runs (seconds):")
+    print(f"  floor  python -c 'import {', '.join(modules)}'   {med['floor']:.3f}")
+    for key, label in (("api", "separate() -> first progress (in-process)"),
+                       ("cli", "`stemsep separate` start -> first progress")):
+        over = med[key] - med["floor"]
+        verdict = "meets" if over <= 0.3 else "MISSES"
+        print(f"  {key:<5}  {label:<45} {med[key]:.3f}   floor + {over:.3f} s  ({med[key] / med['floor']:.2f}x floor; "
+              f"{verdict} the floor + 0.3 s target)")
+
+
+if __name__ == "__main__":
+    main()

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Optional, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_serializer, model_validator
 
-from registry.vocab import ArtifactKind, EvidenceKind, OverlapMeaning, Role, RuntimeId
-
+from registry.vocab import ArtifactKind, EvidenceKind, OverlapMeaning, Role, RuntimeId, SegmentUnit
 
 
 def _null_is_empty(value: Any) -> Any:
@@ -35,7 +34,29 @@ def NullableList(tp: Any) -> Any:  # noqa: N802 - used like a type
 
 
 class Base(BaseModel):
+    """Keeps unknown keys, and remembers which object fields were written as null so a dump writes them
+    back as null (a legacy file read and written again is unchanged)."""
+
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+    _nulls: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_nulls(cls, data: Any, handler: Any) -> Any:
+        obj = handler(data)
+        if isinstance(data, dict):
+            nulls = frozenset(k for k, v in data.items() if v is None and k in cls.model_fields)
+            if nulls:
+                obj._nulls = nulls
+        return obj
+
+    @model_serializer(mode="wrap")
+    def _restore_nulls(self, handler: Any) -> Any:
+        out = handler(self)
+        for key in self._nulls:
+            if key in out and out[key] in ({}, []):  # still the default the null was read as
+                out[key] = None
+        return out
 
 
 class Evidence(Base):
@@ -56,7 +77,9 @@ class Links(Base):
 class RecommendedSettings(Base):
     """Settings the guide recommends; applied by default unless the user overrides them (seed §2.5).
 
-    `overlap` carries the meaning declared in `settings_semantics.overlap.meaning`.
+    `overlap` carries the meaning declared in `settings_semantics.overlap.meaning`; `segment_size` the
+    unit in `settings_semantics.segment_size.unit` (samples when unset). registry.settings translates
+    both into the chosen runtime's native parameters.
     """
 
     segment_size: Optional[int] = None
@@ -78,6 +101,11 @@ class RuntimeSpec(Base):
     model_type: Optional[str] = Field(
         default=None,
         description="Model type the runtime builds (MSST `model_type`, e.g. bs_roformer, mel_band_roformer, mdx23c).",
+    )
+    catalog_only: bool = Field(
+        default=False,
+        description="Listed for reference only: no canonical runtime can run it (then `allowed` is empty and "
+        "`blocking_reason` says why).",
     )
 
 
@@ -142,8 +170,31 @@ class OverlapSemantics(Base):
     notes: Optional[str] = None
 
 
+class SegmentSemantics(Base):
+    unit: Optional[SegmentUnit] = Field(
+        default=None, description="Unit of `recommended_settings.segment_size`; null reads as samples."
+    )
+
+
 class SettingsSemantics(Base):
+    """What the recommended values mean (seed §3.4).
+
+    The seed proposal nests overlap under `recommended_settings.overlap`; the legacy file and we put it
+    directly under `overlap`. `overlap_semantics()` reads either, so both spellings load.
+    """
+
     overlap: Nullable(OverlapSemantics) = Field(default_factory=OverlapSemantics)
+    segment_size: Nullable(SegmentSemantics) = Field(default_factory=SegmentSemantics)
+
+    def overlap_semantics(self) -> OverlapSemantics:
+        if "overlap" not in self.model_fields_set:
+            nested = (self.model_extra or {}).get("recommended_settings")
+            if isinstance(nested, dict) and isinstance(nested.get("overlap"), dict):
+                try:
+                    return OverlapSemantics.model_validate(nested["overlap"])
+                except ValueError:
+                    pass  # the validator reports the malformed seed-style block
+        return self.overlap
 
 
 class PhaseFixParams(Base):

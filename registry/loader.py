@@ -1,0 +1,120 @@
+"""Load the registry: the packaged `registry/models.json` (or given files) plus user overlay files.
+
+Each file is read (bad JSON -> `RegistryReadError` with file, line and column; exit 2), parsed into the
+typed model and checked by the semantic rules; any error-level finding -> `RegistryInvalidError`
+(exit 1). Overlays are the user's own files (`<config dir>/registries/*.json`): they add models, are
+read in compat mode (curation findings only warn), and may not reuse an id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+from registry.errors import ExitCode, StemSepError
+from registry.findings import Finding
+from registry.jsonfile import RegistryReadError, read_json
+from registry.validator import RegistryInvalidError, validate_document
+
+PACKAGED_REGISTRY = Path(__file__).with_name("models.json")
+MAX_LISTED = 5  # findings quoted in an error message; `registry validate` lists them all
+
+__all__ = ["PACKAGED_REGISTRY", "Registry", "RegistryInvalidError", "RegistryReadError", "UnknownModelError",
+           "load_registry", "overlay_files"]
+
+
+class UnknownModelError(StemSepError):
+    """No model has the requested id."""
+
+    exit_code = ExitCode.USAGE
+    code = "E_UNKNOWN_MODEL"
+
+    def __init__(self, model_id: str, suggestions: Sequence[str], **kw: Any) -> None:
+        hint = ("did you mean: " + ", ".join(suggestions) + "?") if suggestions else ""
+        hint += ("  " if hint else "") + "`stemsep models list` shows every model"
+        super().__init__(f"unknown model {model_id!r}", hint=hint, **kw)
+        self.model_id = model_id
+        self.suggestions = list(suggestions)
+
+
+@dataclass
+class Registry:
+    models: dict[str, Any]  # id -> ModelEntry, in file order (packaged first, then overlays)
+    sources: dict[str, Path]  # id -> the file the model came from
+    files: tuple[Path, ...]
+    default_model: Optional[str] = None
+    findings: list[Finding] = field(default_factory=list)  # warnings found while loading
+    raw: dict[str, dict] = field(default_factory=dict)  # id -> the model's JSON as read (unknown keys kept)
+
+    def get(self, model_id: str) -> Any:
+        try:
+            return self.models[model_id]
+        except KeyError:
+            raise UnknownModelError(model_id, self.nearest(model_id)) from None
+
+    def nearest(self, model_id: str, n: int = 5) -> list[str]:
+        import difflib
+
+        return difflib.get_close_matches(model_id, list(self.models), n=n, cutoff=0.5)
+
+    def source_of(self, model_id: str) -> Path:
+        self.get(model_id)
+        return self.sources[model_id]
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self.models
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.models.values())
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+
+def overlay_files(config_dir: Path) -> list[Path]:
+    """The user's registry files: `<config dir>/registries/*.json`, sorted by name."""
+    folder = Path(config_dir) / "registries"
+    return sorted(p for p in folder.glob("*.json") if p.is_file()) if folder.is_dir() else []
+
+
+def load_registry(paths: Optional[Sequence[Path]] = None, overlays: Sequence[Path] = (), mode: str = "strict",
+                  overlay_mode: str = "compat") -> Registry:
+    """Load registry files into one `Registry`. `paths=None` reads the packaged registry/models.json.
+
+    `mode` applies to `paths`; overlays are checked in `overlay_mode`. The last file that sets
+    `default_model` decides it (a user file may choose its own default).
+    """
+    base = [Path(p) for p in paths] if paths else [PACKAGED_REGISTRY]
+    files = [(p, mode) for p in base] + [(Path(p), overlay_mode) for p in overlays]
+    documents = [(path, file_mode, read_json(path)) for path, file_mode in files]
+    known = {m["id"] for _p, _m, data in documents if isinstance(data, dict) and isinstance(data.get("models"), list)
+             for m in data["models"] if isinstance(m, dict) and isinstance(m.get("id"), str)}
+
+    registry = Registry({}, {}, tuple(p for p, _m in files))
+    for path, file_mode, data in documents:
+        result = validate_document(data, mode=file_mode, file=str(path), schema=False, known_ids=known)
+        if result.errors:
+            raise _invalid(path, result.errors)
+        registry.findings.extend(f for f in result.findings if f.severity != "error")
+        for index, entry in result.entries:
+            if entry.id in registry.models:
+                raise RegistryInvalidError(
+                    f"model id {entry.id!r} in {path} is already defined in {registry.sources[entry.id]}",
+                    why="ids must be unique across the packaged registry and user registry files",
+                    hint=f"rename the model in {path} (user files add models; they do not replace them)",
+                    code="E_DUPLICATE_MODEL_ID")
+            registry.models[entry.id] = entry
+            registry.sources[entry.id] = path
+            registry.raw[entry.id] = data["models"][index]
+        if isinstance(data.get("default_model"), str):
+            registry.default_model = data["default_model"]
+    return registry
+
+
+def _invalid(path: Path, errors: list[Finding]) -> RegistryInvalidError:
+    listed = "\n".join(f.format() for f in errors[:MAX_LISTED])
+    more = f"\n... and {len(errors) - MAX_LISTED} more" if len(errors) > MAX_LISTED else ""
+    return RegistryInvalidError(f"registry file {path} is invalid ({len(errors)} error(s))",
+                                why=listed + more, findings=errors,
+                                hint=f"run `stemsep registry validate {path}` for every finding and its fix")

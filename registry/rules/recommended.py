@@ -1,0 +1,110 @@
+"""Recommended settings and their declared meanings (seed §3.4, DESIGN §4)."""
+
+from __future__ import annotations
+
+import math
+
+from registry.rules import Hit, ModelContext, model_rule
+from registry.settings import family_of, native_overlap_meaning, pinned_version, settings_rule, SettingsError
+from registry.vocab import LEGACY_OVERLAP_MEANINGS, OVERLAP_MEANINGS, RUNTIME_IDS
+
+SEMANTICS = ("settings_semantics", "overlap")
+
+
+@model_rule("overlap-meaning-vocab", summary="overlap meanings come from the closed vocabulary",
+            hint="use divisor, ratio, seconds or none; legacy words (auto, ...) are accepted only in compat mode")
+def meaning_vocab(entry, ctx: ModelContext):
+    for runtime, word in entry.settings_semantics.overlap_semantics().meaning_by_runtime.items():
+        if word in OVERLAP_MEANINGS or (ctx.mode == "compat" and word in LEGACY_OVERLAP_MEANINGS):
+            continue
+        legacy = " (a legacy word: it does not say which meaning applies)" if word in LEGACY_OVERLAP_MEANINGS else ""
+        yield Hit(SEMANTICS + ("meaning_by_runtime", runtime), f"{word!r} is not an overlap meaning{legacy}")
+
+
+@model_rule("overlap-meaning-runtime-keys", summary="meaning_by_runtime is keyed by canonical runtime ids",
+            hint="key meaning_by_runtime by audio-separator, msst or stemsep-legacy")
+def meaning_keys(entry, ctx: ModelContext):
+    for runtime in entry.settings_semantics.overlap_semantics().meaning_by_runtime:
+        if runtime not in RUNTIME_IDS:
+            yield Hit(SEMANTICS + ("meaning_by_runtime", runtime), f"{runtime!r} is not a runtime id")
+
+
+@model_rule("overlap-meaning-declared", summary="a recommended overlap declares its meaning", strict_only=True,
+            hint="set settings_semantics.overlap.meaning to divisor, ratio or seconds")
+def meaning_declared(entry, ctx: ModelContext):
+    meaning = entry.settings_semantics.overlap_semantics().meaning
+    if entry.recommended_settings.overlap is not None and meaning in (None, "none"):
+        yield Hit(SEMANTICS + ("meaning",), f"recommended overlap {entry.recommended_settings.overlap} has no "
+                  "declared meaning, so it cannot be translated for a runtime")
+
+
+@model_rule("overlap-value-fits-meaning", summary="the recommended overlap is valid in its declared meaning",
+            hint="divisor: integer >= 1; ratio: 0 <= r < 1; seconds: > 0; none: leave overlap null")
+def value_fits(entry, ctx: ModelContext):
+    value = entry.recommended_settings.overlap
+    meaning = entry.settings_semantics.overlap_semantics().meaning
+    if value is None or meaning is None:
+        return
+    finite = _finite(value)
+    bad = {
+        "divisor": not finite or value < 1 or not float(value).is_integer(),
+        "ratio": not finite or not 0 <= value < 1,
+        "seconds": not finite or value <= 0,
+        "none": True,
+    }[meaning]
+    if bad:
+        yield Hit(("recommended_settings", "overlap"), f"overlap {value} is not a valid {meaning}")
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+@model_rule("overlap-native-matches-table", summary="meaning_by_runtime agrees with the settings table",
+            strict_only=True,
+            hint="write the runtime's native meaning from registry/settings.py (DESIGN §4) for its pinned version")
+def native_matches(entry, ctx: ModelContext):
+    for runtime, word in entry.settings_semantics.overlap_semantics().meaning_by_runtime.items():
+        if word not in OVERLAP_MEANINGS or runtime not in entry.runtime.allowed:
+            continue
+        native = native_overlap_meaning(entry, runtime)
+        if native is not None and native != word:
+            yield Hit(SEMANTICS + ("meaning_by_runtime", runtime),
+                      f"{runtime} {pinned_version(entry, runtime) or ''} reads overlap as {native}, not {word}")
+
+
+@model_rule("settings-table-covers", summary="every allowed runtime has settings semantics for the model",
+            strict_only=True,
+            hint="allow only runtimes that can run this architecture, or extend registry/settings.py with evidence")
+def table_covers(entry, ctx: ModelContext):
+    family = family_of(entry)
+    for i, runtime in enumerate(entry.runtime.allowed):
+        try:
+            version = pinned_version(entry, runtime)
+            row = settings_rule(runtime, family, version)
+        except (SettingsError, ValueError):
+            continue  # the runtime-pin rules report the pin itself
+        if row is None:
+            yield Hit(("runtime", "allowed", i), f"{runtime} {version or ''} has no settings semantics for "
+                      f"architecture {entry.architecture!r}".replace("  ", " "))
+
+
+@model_rule("recommended-settings-range", summary="recommended segment_size, batch_size and shifts are in range",
+            hint="segment_size and batch_size >= 1, shifts >= 0")
+def settings_range(entry, ctx: ModelContext):
+    rec = entry.recommended_settings
+    for name, low in (("segment_size", 1), ("batch_size", 1), ("shifts", 0)):
+        value = getattr(rec, name)
+        if value is not None and value < low:
+            yield Hit(("recommended_settings", name), f"{name} {value} is below {low}")
+
+
+@model_rule("recommended-bit-depth", summary="recommended bit_depth is 16, 24 or 32",
+            hint="use 16 or 24 (integer PCM) or 32 (float WAV)")
+def bit_depth(entry, ctx: ModelContext):
+    value = entry.recommended_settings.bit_depth
+    if value is not None and value not in (16, 24, 32):
+        yield Hit(("recommended_settings", "bit_depth"), f"bit depth {value} is not 16, 24 or 32")

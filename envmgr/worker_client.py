@@ -124,6 +124,7 @@ class WorkerClient:
         self._lines: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
         self._threads: list[threading.Thread] = []
+        self._seen_version: int | None = None  # protocol of a first line, even one our schema rejects
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> dict[str, Any]:
@@ -326,8 +327,6 @@ class WorkerClient:
                               why=f"the worker code in {self.code.root} does not match this StemSep",
                               hint="remove that dir (it is a cache) or reinstall stemsep so both sides match")
         return hello
-
-    _seen_version: int | None = None
 
     def _read_stdout(self) -> None:
         proc = self._proc

@@ -142,7 +142,11 @@ class Worker:
             _check_job(job)
             if self.is_cancelled(job.id):
                 raise JobCancelled()
-            staging.mkdir(parents=True, exist_ok=True)
+            try:
+                staging.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise JobError(p.E_OUTPUT_WRITE, f"cannot create the output dir {job.output_dir}: {exc.strerror or exc}",
+                               hint="pick an output dir you can write to (-o)") from exc
             ctx = JobContext(job, staging, self.channel.send, lambda: self.is_cancelled(job.id), self.device)
             stems = self.adapter.separate(ctx)
             ctx.check_cancelled()

@@ -239,3 +239,16 @@ def test_worker_answers_bad_host_lines_and_keeps_working(dsp_env: Any, worker_co
                       p.E_PROTOCOL_UNKNOWN_TYPE, p.E_PROTOCOL_BAD_FIELD, p.E_PROTOCOL_BAD_FIELD,
                       p.E_PROTOCOL_LINE_TOO_LONG]
     assert out[-1]["type"] == "result" and out[-1]["job"] == job["job"]
+
+
+def test_ready_timeout_when_the_runtime_imports_hang(dsp_env: Any, worker_code: WorkerCode, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = tmp_path / "slow_import_hook.py"
+    hook.write_text("import time\ntime.sleep(60)\n")  # runs between hello and ready, like a stuck `import torch`
+    monkeypatch.setenv(TEST_HOOK_ENV, str(hook))
+    client = WorkerClient(dsp_env.python, "stemsep-legacy", worker_code, timeouts=Timeouts(ready=1.5, exit_grace=1.0))
+    with pytest.raises(WorkerTimeout) as err:
+        client.start()
+    assert err.value.code == "E_HANDSHAKE_TIMEOUT" and "ready" in err.value.message
+    assert err.value.exit_code == ExitCode.TIMEOUT
+    assert client.hello is not None and not client.alive

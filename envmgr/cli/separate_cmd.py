@@ -136,6 +136,7 @@ class _ProgressView:
         task = self.tasks.get(e.get("job") or "")
         if task is not None:
             self.progress.update(task, description=f"{self.names[e['job']]} · [red]failed[/]")
+            self.progress.stop_task(task)
         if self.batch:  # a single input's error is reported once, by the CLI's error handler
             self.console.print(f"[red]error[/] [dim]({e['code']})[/] {Path(e['input']).name}: {e['message']}")
 

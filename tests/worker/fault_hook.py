@@ -1,6 +1,6 @@
 """Test hook loaded by the worker (STEMSEP_WORKER_TEST_HOOK): registers the `test_fault` model type.
 
-The job's `settings["fault"]` picks a misbehaviour; each is something real runtimes do (die, hang,
+`fault` (in the job's settings or the model entry's `test_fault`) picks a misbehaviour; each is something real runtimes do (die, hang,
 print from C, exit) or a broken protocol line that only a buggy worker could send. Every fault
 first leaves a half-written file in the job's staging dir, so tests can check nothing survives.
 """
@@ -34,7 +34,8 @@ class FaultModel:
 
     @classmethod
     def load(cls, job: Any, device: str) -> "FaultModel":
-        return cls(job.settings)
+        # From the job's settings (client tests) or the registry entry's own `test_fault` (CLI tests).
+        return cls({**job.model.get("test_fault", {}), **job.settings})
 
     def separate(self, mix: np.ndarray, sample_rate: int, ctx: Any) -> dict[str, np.ndarray]:
         (ctx.staging_dir / "half-written.wav").write_bytes(b"RIFF....WAVE")

@@ -21,10 +21,10 @@ from tests.worker.conftest import DEMO_MIX, FAULT_HOOK
 
 DEFAULT_MODEL = "builtin-center-split"
 SLOW_MODEL = {
-    "id": "test-slow-fault", "name": "test: slow chunks", "architecture": "Other",
+    "id": "test-slow-fault", "name": "test: slow chunks", "architecture": "DSP",
     "runtime": {"allowed": ["stemsep-legacy"], "preferred": "stemsep-legacy", "model_type": "test_fault"},
     "requirements": {"torch": {"required": False}}, "capabilities": {"stems": ["vocals", "instrumental"]},
-    "recommended_settings": {"chunks": 100, "chunk_seconds": 0.1},
+    "test_fault": {"chunks": 100, "chunk_seconds": 0.1},  # read by tests/worker/fault_hook.py
 }
 
 

@@ -454,7 +454,8 @@ def settings_block(mid: str, fam: Family, facts: dict, allowed: list[str], legac
         "none": "This model has no overlap parameter.",
         "seconds": "Overlap length in seconds.",
     }[meaning]
-    legacy_overlap = (legacy.get("recommended_settings") or {}).get("overlap")
+    legacy_overlap = ((legacy.get("recommended_settings") or {}).get("overlap")
+                      or (legacy.get("chunk_overlap_policy") or {}).get("default_overlap"))
     if legacy_overlap is not None and meaning == "ratio" and legacy_overlap >= 1:
         notes += f" (The legacy registry stored {legacy_overlap}, a divisor; this family takes a ratio.)"
     return rec, {"overlap": {"meaning": meaning, "meaning_by_runtime": native, "notes": notes}}

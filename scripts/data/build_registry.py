@@ -67,13 +67,13 @@ MSST_VERSION = "0.1.0"
 # left. A model's facts may name another preference with its own evidence.
 # ---------------------------------------------------------------------------------------------
 
-WHY_NOT = {
-    "no_as_arch": "audio-separator 0.47.1 has no code for this architecture (it runs only BS-/Mel-Band-Roformer, "
-    "MDX23C, MDX-Net ONNX, VR and Demucs v4)",
-    "no_msst_onnx": "msst 0.1.0 has no MDX-Net v2/ONNX model type (build_model_from_config)",
-    "no_msst_vr": "msst 0.1.0 has no VR-architecture model type (build_model_from_config)",
-    "no_legacy": "stemsep-legacy implements only the built-in DSP model and standard BS-/Mel-Band-Roformer",
-    "no_msst_bag": "msst 0.1.0 builds one htdemucs network per config; it cannot load a Demucs bag of models",
+WHY_NOT = {  # each follows "<runtime>: " in blocking_reason
+    "no_as_arch": "version 0.47.1 has no code for this architecture (it runs only BS-/Mel-Band-Roformer, MDX23C, "
+    "MDX-Net ONNX, VR and Demucs v4)",
+    "no_msst_onnx": "version 0.1.0 has no MDX-Net v2/ONNX model type (build_model_from_config)",
+    "no_msst_vr": "version 0.1.0 has no VR-architecture model type (build_model_from_config)",
+    "no_legacy": "our runtime implements only the built-in DSP model and standard BS-/Mel-Band-Roformer",
+    "no_msst_bag": "version 0.1.0 builds one htdemucs network per config, not a Demucs bag of models",
 }
 
 

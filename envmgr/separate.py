@@ -86,12 +86,13 @@ def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: st
     from envmgr.config import load_config
     from registry.loader import load_registry, overlay_files
     from registry.routing import choose_runtime
+    from registry.settings import resolve_settings
 
     if output_format not in FORMATS:
         raise OutputError(f"unknown output format {output_format!r}", hint=f"use one of: {', '.join(FORMATS)}")
     checked = _check_inputs(inputs)
     config = config or load_config()
-    if registry is None:
+    if registry is None:  # the packaged registry plus the user's registry files
         registry = load_registry(overlays=overlay_files(config.config_file.parent))
     model_id = model_id or registry.default_model
     if not model_id:
@@ -101,7 +102,8 @@ def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: st
     choice = choose_runtime(entry, runtime)
     out = (output_dir or DEFAULT_OUTPUT_DIR).expanduser().absolute()
     plan = Plan(model=entry, runtime=choice.runtime, runtime_reason=choice.reason,
-                settings=_settings(entry), artifacts={}, inputs=checked, output_dir=out, output_format=output_format)
+                settings=resolve_settings(entry, choice.runtime).native(), artifacts={}, inputs=checked,
+                output_dir=out, output_format=output_format)
     _check_output_names(plan)
     if entry.artifacts.all():
         plan = _with_artifacts(plan, config)
@@ -146,9 +148,6 @@ def _check_output_names(plan: Plan) -> None:
                               code="E_OUTPUT_COLLISION", hint="separate them in two runs with different -o dirs")
 
 
-def _settings(entry: Any) -> dict[str, Any]:
-    # Until preflight resolves native settings with provenance, pass the registry's recommendations as given.
-    return {k: v for k, v in entry.recommended_settings.model_dump().items() if v is not None}
 
 
 def _with_artifacts(plan: Plan, config: Any) -> Plan:

@@ -286,7 +286,7 @@ def build_artifact(mid: str, role: str, legacy_link: str | None, download: dict 
     mirrors = list((override or {}).get("mirrors") or [])
     if same_file:
         mirrors += [m for m in download.get("mirrors", []) if is_direct_file(m)]
-    elif legacy_url and legacy_url != url and is_direct_file(legacy_url):
+    elif legacy_url and legacy_url != url and legacy_url not in mirrors and is_direct_file(legacy_url):
         ev.append(evidence(["artifacts"], "legacy", f"models.json.bak#{mid}.download.artifacts[{role}]",
                            f"legacy download source {legacy_url} differs from the curated URL; not used"))
     art = {
@@ -448,8 +448,8 @@ def settings_block(mid: str, fam: Family, facts: dict, allowed: list[str], legac
         raise BuildError(f"{mid}: ratio overlap must be in [0, 1), got {rec['overlap']}")
     native = {rt: fam.native[rt] for rt in allowed}
     notes = facts.get("settings_note") or {
-        "divisor": "Integer N: chunks step by chunk_size // N (msst inference.num_overlap; audio-separator >= 0.45 "
-                   "Roformer/MDXC overlap). Higher is slower; 4 is the guide's balanced value for Roformers.",
+        "divisor": "Integer N: chunks step by chunk_size // N (msst inference.num_overlap; audio-separator MDXC "
+                   "and Roformer overlap). Higher is slower and smoother at chunk edges.",
         "ratio": "Fraction 0..1 of each window that overlaps the next (step = (1 - r) * window).",
         "none": "This model has no overlap parameter.",
         "seconds": "Overlap length in seconds.",

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -74,11 +75,15 @@ class Fetched:
 
 
 class _Transient(Exception):
-    """Worth retrying the same URL, after `wait` seconds (None: the backoff decides)."""
+    """Worth retrying the same URL, after `wait` seconds (None: the backoff decides).
 
-    def __init__(self, reason: str, wait: Optional[float] = None) -> None:
+    `connect`: no connection could be made at all (DNS, refused, connect timeout).
+    """
+
+    def __init__(self, reason: str, wait: Optional[float] = None, connect: bool = False) -> None:
         super().__init__(reason)
         self.wait = wait
+        self.connect = connect
 
 
 class _SourceFailed(Exception):
@@ -165,6 +170,9 @@ class Downloader:
     def __init__(self, settings: DownloadSettings = DownloadSettings(), client: Optional[httpx.Client] = None) -> None:
         self.settings = settings
         self._client = client
+        # host:port -> why; a host that could not be reached after all retries is not tried again in
+        # this run (a batch of 100 models on an unreachable host fails in seconds, not in 25 minutes).
+        self._unreachable: dict[str, str] = {}
 
     @property
     def client(self) -> httpx.Client:
@@ -193,8 +201,12 @@ class Downloader:
         failures: list[tuple[str, ArtifactError]] = []
         for i, url in enumerate(urls):
             reason = unusable_reason(url)
+            host = _host(url) if not reason else ""
             if reason:
                 error = DownloadFailedError(f"{url}: {reason}")
+            elif host in self._unreachable:
+                error = DownloadFailedError(f"{url}: {host} was unreachable earlier in this run "
+                                            f"({self._unreachable[host]}); not tried again")
             else:
                 try:
                     return self._fetch_from(url, target, partial, emit)
@@ -223,6 +235,8 @@ class Downloader:
             except _Transient as exc:
                 failures = 1 if part.offset > before else failures + 1  # progress resets the count
                 if failures > s.retries or attempts >= s.max_attempts:
+                    if exc.connect:
+                        self._unreachable[_host(url)] = str(exc)
                     raise _SourceFailed(DownloadFailedError(f"{url}: {exc} (gave up after {attempts} tries)"),
                                         keep_partial=True) from None
                 wait = exc.wait if exc.wait is not None else min(s.backoff_max, s.backoff * 2 ** (failures - 1))
@@ -267,11 +281,12 @@ class Downloader:
         except httpx.UnsupportedProtocol as exc:
             raise _SourceFailed(DownloadFailedError(f"{url}: redirected to an unsupported URL ({exc})")) from None
         except httpx.ConnectTimeout:
-            raise _Transient(f"cannot connect (no answer within {self.settings.connect_timeout:g}s)") from None
+            raise _Transient(f"cannot connect (no answer within {self.settings.connect_timeout:g}s)",
+                             connect=True) from None
         except httpx.TimeoutException:
             raise _Transient(f"timed out (no data for {self.settings.read_timeout:g}s)") from None
-        except httpx.ConnectError as exc:
-            raise _Transient(f"cannot connect ({exc})") from None
+        except (httpx.ConnectError, httpx.ProxyError) as exc:
+            raise _Transient(f"cannot connect ({exc})", connect=True) from None
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise _Transient(f"connection lost at byte {part.offset:,} ({exc})") from None
         except httpx.InvalidURL as exc:
@@ -356,6 +371,10 @@ class Downloader:
 
 class _Complete(Exception):
     """A resume found the partial file already whole (416 with the same total)."""
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc.lower()
 
 
 def looks_like_html(head: bytes) -> bool:

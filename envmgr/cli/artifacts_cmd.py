@@ -90,7 +90,7 @@ def _download(ids, all_for_runtime, require_hashes, retries, timeout, registry, 
         _emit({"type": "summary", "results": results})
     else:
         _print_download_summary(results)
-    _raise_failures(failures)
+    _raise_failures(failures, len(entries))
 
 
 def import_files(
@@ -215,16 +215,22 @@ def _not_declared(entry, flag: str) -> StemSepError:
         code="E_ARTIFACT_NOT_DECLARED", exit_code=ExitCode.USAGE)
 
 
-def _raise_failures(failures: list[tuple[str, StemSepError]]) -> None:
+def _raise_failures(failures: list[tuple[str, StemSepError]], total: int) -> None:
+    """One failure: its own error. Several: each printed in full on stderr, then a summary error."""
     if not failures:
         return
     if len(failures) == 1:
         raise failures[0][1]
+    from envmgr.cli.main import report_error
+
+    for _model, err in failures:
+        report_error(err)
     codes = {int(err.exit_code) for _m, err in failures}
     raise StemSepError(
-        f"{len(failures)} models could not be downloaded: {', '.join(m for m, _e in failures)}.",
-        why="\n".join(f"- {m}: {err.message}" for m, err in failures),
-        hint="See each error above; rerun the command to resume what was interrupted.",
+        f"{len(failures)} of {total} models could not be downloaded: {', '.join(m for m, _e in failures)}.",
+        why="Each model's error is printed above.",
+        hint="Fix what they say, then run the command again: the models already downloaded are skipped "
+        "and interrupted downloads resume.",
         code="E_ARTIFACT_DOWNLOAD_FAILED",
         exit_code=ExitCode(codes.pop()) if len(codes) == 1 else ExitCode.ARTIFACT)
 

@@ -258,6 +258,25 @@ def test_unreachable_host_fails_after_retries(store_root):
     assert files_under(store_root) == set()
 
 
+def test_an_unreachable_host_is_not_tried_again_in_the_same_run(server, store_root):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    mirror = server.file("/m.ckpt", DATA)
+    settings = DownloadSettings(retries=2, backoff=0.01)
+    with ArtifactStore(store_root, settings=settings) as store:
+        with pytest.raises(DownloadFailedError):
+            store.ensure(entry("m1", pinned(dead + "/a.ckpt")))
+        events = Events()
+        store.ensure(entry("m2", pinned(dead + "/b.ckpt", mirrors=[mirror])), progress=events)
+    starts = [e.url for e in events if e.kind == "start"]
+    assert starts == [mirror]  # the dead host was skipped without a single try
+    assert any("unreachable earlier in this run" in e.message for e in events if e.kind == "fallback")
+    assert (store_root / "m2" / "model.ckpt").read_bytes() == DATA
+
+
 def test_unpinned_download_records_the_observed_hash_and_warns(server, store, store_root):
     url = server.file("/u.ckpt", DATA)
     events = Events()

@@ -99,11 +99,11 @@ _seen = {"lines": 0}
 
 _json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
 _json = st.recursive(_json_leaf, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids,
-                                                                                            max_size=4), max_leaves=12)
+                                                                                            max_size=4), max_leaves=5)
 _typed = st.builds(lambda t, extra: {**extra, "type": t}, st.sampled_from(sorted(p.MESSAGES) + ["", "x"]),
                    st.dictionaries(st.sampled_from(["job", "done", "total", "stage", "protocol", "pid", "name",
                                                     "path", "code", "message", "model", "stems", "seconds"]),
-                                   _json, max_size=8))
+                                   _json, max_size=6))
 
 
 @st.composite

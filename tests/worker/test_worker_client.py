@@ -252,3 +252,18 @@ def test_ready_timeout_when_the_runtime_imports_hang(dsp_env: Any, worker_code: 
     assert err.value.code == "E_HANDSHAKE_TIMEOUT" and "ready" in err.value.message
     assert err.value.exit_code == ExitCode.TIMEOUT
     assert client.hello is not None and not client.alive
+
+
+def test_ctrl_c_on_a_job_stuck_in_a_chunk_escalates_to_terminate(start: Any, tmp_path: Path, short_wav: Path) -> None:
+    client = start(cancel_grace=1.0)
+
+    def ctrl_c(event: dict[str, Any]) -> None:
+        if event.get("stage") == "separate":
+            os.kill(os.getpid(), signal.SIGINT)
+
+    job = make_job(short_wav, tmp_path, model_type="test_fault", settings={"fault": "sleep"})
+    with pytest.raises(Cancelled) as err:
+        client.run(job, ctrl_c)  # the chunk never ends, so `cancel` cannot be honoured: SIGTERM follows
+    assert err.value.exit_code == ExitCode.CANCELLED
+    assert not client.alive
+    assert_empty(tmp_path)

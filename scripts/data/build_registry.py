@@ -38,6 +38,8 @@ from urllib.parse import unquote, urlparse
 
 import yaml
 
+from registry.vocab import OVERLAP_MEANINGS, ROLES, EvidenceKind
+
 REPO = Path(__file__).resolve().parents[2]
 FACTS_DIR = Path(__file__).resolve().parent / "facts"
 DEFAULT_OUT = REPO / "registry" / "models.json"
@@ -46,6 +48,7 @@ DEFAULT_MODEL = "builtin-center-split"
 
 AS, MSST, LEGACY = "audio-separator", "msst", "stemsep-legacy"
 CANONICAL = (AS, MSST, LEGACY)
+EVIDENCE_KINDS: tuple[str, ...] = EvidenceKind.__args__  # type: ignore[attr-defined]
 # The runtime library versions every recommended setting here was checked against (DESIGN §4).
 AS_PIN = "audio-separator==0.47.1"
 MSST_VERSION = "0.1.0"
@@ -153,10 +156,6 @@ FAMILIES: dict[str, Family] = {
     "catalog": Family((), None, "none", {}, {}, None, None, None, ()),
 }
 
-ROLES = ("separation", "karaoke", "dereverb", "denoise", "decrowd", "debleed", "restoration", "enhancement",
-         "phase_fix_reference")
-OVERLAP_MEANINGS = ("divisor", "ratio", "seconds", "none")
-EVIDENCE_KINDS = ("guide", "config", "homepage", "library", "measured", "legacy")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 GUIDE_SOURCE = re.compile(r"^deton24_guide\.txt:L(\d+)(?:-(\d+))?$")
 CONFIG_SOURCE = re.compile(r"^msst-configs/([\w.\-]+\.yaml)$")
@@ -553,6 +552,8 @@ def build_entry(mid: str, legacy: dict, facts: dict, shared: dict) -> dict:
     if stereo and fam.stereo_io and "mono" not in facts:
         ev.extend(shared_evidence(shared, ("mono_upmix",)))
     for item in facts.get("evidence") or []:
+        if item.get("kind") not in EVIDENCE_KINDS or not item.get("fields") or not item.get("source"):
+            raise BuildError(f"{mid}: evidence needs fields, a source and a kind from {EVIDENCE_KINDS}: {item}")
         ev.append(dict(item))
     if facts.get("audio_separator_lists"):
         ev.append(evidence(["runtime.preferred"], "library", "audio-separator==0.47.1:audio_separator/"

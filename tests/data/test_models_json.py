@@ -15,14 +15,14 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from registry.model import RegistryFile
-from registry.vocab import OVERLAP_MEANINGS, ROLES, RUNTIME_IDS
+from registry.vocab import OVERLAP_MEANINGS, ROLES, RUNTIME_IDS, EvidenceKind
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS_JSON = REPO / "registry" / "models.json"
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 GUIDE = re.compile(r"^deton24_guide\.txt:L(\d+)(?:-(\d+))?$")
-EVIDENCE_KINDS = {"guide", "config", "homepage", "library", "measured", "legacy"}
+EVIDENCE_KINDS = set(EvidenceKind.__args__)  # type: ignore[attr-defined]
 AS, MSST, LEGACY = "audio-separator", "msst", "stemsep-legacy"
 
 

@@ -67,5 +67,5 @@ def is_regular_file(path: Path) -> bool:
 
 def open_for_append(path: Path) -> int:
     """Open (creating) a file for appending without following a symlink at its name."""
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
-                   0o644)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    return os.open(path, flags, 0o644)

@@ -237,9 +237,15 @@ def _raise_failures(failures: list[tuple[str, StemSepError]], total: int) -> Non
 
 @contextmanager
 def _exit_event(as_json: bool) -> Iterator[None]:
-    """With --json, end the event stream with an `exit` event, as `stemsep separate --json` does."""
+    """With --json, end the event stream with an `exit` event, as `stemsep separate --json` does; Ctrl-C
+    becomes a clean exit 130."""
     try:
-        yield
+        try:
+            yield
+        except KeyboardInterrupt:
+            raise StemSepError("Interrupted.", why="Ctrl-C (or SIGINT) stopped the command.",
+                               hint="Run it again: finished files are kept and interrupted downloads resume.",
+                               code="E_CANCELLED", exit_code=ExitCode.CANCELLED) from None
     except StemSepError as err:
         if as_json:
             _emit({"type": "exit", **err.to_dict()})

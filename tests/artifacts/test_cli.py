@@ -189,3 +189,37 @@ def test_import_errors(home, overlay, tmp_path):
     assert r.returncode == 2 and "Nothing to import" in r.stderr
     r = stemsep(home, overlay, "import", "test-a", "--file", f"config.yaml={tmp_path / 'missing'}")
     assert r.returncode == 2
+
+
+def test_ctrl_c_keeps_the_partial_and_the_next_run_resumes(home, overlay, server, tmp_path):
+    import signal
+    import time
+
+    big = blob(3_000_000, seed=33)
+    url = server.file("/big.ckpt", big, rate=1_000_000)  # ~3 s
+    reg = tmp_path / "big.json"
+    reg.write_text(json.dumps({"models": [{"id": "test-big", "artifacts": {"primary": {
+        "kind": "checkpoint", "filename": "big.ckpt", "url": url,
+        "sha256": hashlib.sha256(big).hexdigest()}}}]}))
+    env = {**os.environ, "STEMSEP_HOME": str(home), "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "400"}
+    cmd = [sys.executable, "-m", "envmgr.cli.main", "models", "download", "test-big", "--registry", str(reg), "--json"]
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # wait until bytes are arriving
+        if json.loads(line)["type"] == "artifact.progress" and json.loads(line)["done"] > 0:
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert json.loads(out.splitlines()[-1])["code"] == "E_CANCELLED" and "resume" in err
+    partial = home / "models" / "test-big" / ".partial" / "big.ckpt"
+    got = partial.stat().st_size
+    assert 0 < got < len(big) and not (home / "models" / "test-big" / "big.ckpt").exists()
+    r = stemsep(home, reg, "status", "test-big", "--json")
+    assert json.loads(r.stdout)["artifacts"][0]["state"] == "partial"
+
+    r = stemsep(home, reg, "download", "test-big")
+    assert r.returncode == 0, r.stderr
+    assert (home / "models" / "test-big" / "big.ckpt").read_bytes() == big
+    assert server.hits_for("/big.ckpt")[-1].range == f"bytes={got}-"
+    assert files_under(home / "models") == {"test-big/big.ckpt", "test-big/.manifest.json"}

@@ -195,8 +195,8 @@ class Downloader:
     def fetch(self, target: Target, urls: list[str], partial: PartialFile, emit: ProgressCallback) -> Fetched:
         """Try each URL in order; return when `partial` holds the verified file; raise when all fail.
 
-        A failed source leaves no bytes behind; an interrupted run (Ctrl-C, kill) leaves the partial
-        for the next run to resume.
+        A source that served the wrong thing (HTML, wrong size or sha256) leaves no bytes behind; one
+        that stopped answering, or an interrupted run (Ctrl-C, kill), leaves the partial to resume.
         """
         failures: list[tuple[str, ArtifactError]] = []
         for i, url in enumerate(urls):

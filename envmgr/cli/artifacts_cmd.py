@@ -186,12 +186,13 @@ def remove(
 # -- helpers ---------------------------------------------------------------------------------------
 
 def _setup(registry: Optional[list[Path]]):
-    """(machine config, models by id, get(id)) — the registry with the user's overlays."""
+    """(machine config, models by id, get(id)): the packaged registry, the user's overlays in the config
+    dir's registries/, then --registry files."""
     from envmgr.config import load_config
-    from envmgr.setup_plan import load_models
+    from registry.loader import load_registry, overlay_files
 
     config = load_config()
-    loaded = load_models(config, tuple(str(p) for p in registry or ()))
+    loaded = load_registry(overlays=[*overlay_files(config.config_file.parent), *(registry or ())])
     return config, loaded.models, loaded.get
 
 

@@ -44,7 +44,7 @@ class Finding:
     def format(self) -> str:
         where = f"{self.file}: " if self.file else ""
         model = f" (model {self.model_id})" if self.model_id else ""
-        text = f"{where}{self.severity} [{self.rule}] {self.path}{model}: {self.message}"
+        text = f"{where}{self.severity} {self.rule} at {self.path}{model}: {self.message}"
         if self.hint:
             text += f"\n    fix: {self.hint}"
         return text

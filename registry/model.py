@@ -37,7 +37,7 @@ class Base(BaseModel):
     """Keeps unknown keys, and remembers which object fields were written as null so a dump writes them
     back as null (a legacy file read and written again is unchanged)."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, strict=True)  # no "4" -> 4 coercion
     _nulls: frozenset[str] = PrivateAttr(default=frozenset())
 
     @model_validator(mode="wrap")

@@ -95,13 +95,25 @@ def _model_id_at(data: Any, parts: Sequence[Any]) -> Optional[str]:
     return None
 
 
-def schema_findings(data: Any) -> list[Finding]:
-    """JSON Schema errors, deepest cause first for anyOf/oneOf failures, each with its JSON path."""
+def _cause(error: Any) -> Any:
+    """The error that says what is wrong: for anyOf failures (our nullable fields are `X or null`), the
+    deepest failure of the non-null branch."""
     from jsonschema.exceptions import best_match
 
+    while error.context:
+        candidates = [c for c in error.context if not (c.validator == "type" and c.validator_value == "null")]
+        if not candidates:
+            break
+        depth = max(len(c.absolute_path) for c in candidates)
+        error = best_match([c for c in candidates if len(c.absolute_path) == depth])
+    return error
+
+
+def schema_findings(data: Any) -> list[Finding]:
+    """JSON Schema errors, each with the JSON path of its deepest cause."""
     out = []
     for error in _schema_validator().iter_errors(data):
-        cause = best_match(error.context) if error.context else error
+        cause = _cause(error)
         parts = list(cause.absolute_path)
         out.append(Finding("schema", "error", json_path(parts), _short(cause.message),
                            "make the value match registry/schema.json (see the model's field descriptions)",

@@ -1,0 +1,136 @@
+"""The listing index: one small row per model, derived from the validated typed registry and cached.
+
+`stemsep models list` runs often and must start fast; validating the registry needs pydantic (~0.2 s
+to import and build). So the rows are cached in `<cache dir>/model-index.json`, keyed by the registry
+files' paths, sizes and mtimes and by the code that derives the rows. A warm list reads only that JSON:
+no pydantic, no numpy. Any change to a registry file or to this code rebuilds it (with full validation).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+from registry.errors import ExitCode, StemSepError
+from registry.vocab import ARCHITECTURE_FAMILIES, ROLES, RUNTIME_IDS
+
+INDEX_FORMAT = 1
+INDEX_NAME = "model-index.json"
+_REGISTRY_CODE = Path(__file__).resolve().parent.parent / "registry"
+
+
+def _code_files() -> list[Path]:
+    """The code that derives and validates rows: a change to it invalidates the cache."""
+    rules = sorted((_REGISTRY_CODE / "rules").glob("*.py"))
+    return [Path(__file__), *(_REGISTRY_CODE / n for n in ("model.py", "vocab.py", "loader.py", "validator.py")),
+            *rules]
+
+
+def _stamp(paths: Iterable[Path]) -> list[list[Any]]:
+    out = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+            out.append([str(Path(path).resolve()), st.st_size, st.st_mtime_ns])
+        except OSError:
+            out.append([str(path), None, None])  # a missing file: the cold path reports it
+    return out
+
+
+def index_key(paths: Sequence[Path], overlays: Sequence[Path]) -> dict[str, Any]:
+    return {"format": INDEX_FORMAT, "base": _stamp(paths), "overlays": _stamp(overlays), "code": _stamp(_code_files())}
+
+
+def build_rows(registry: Any) -> list[dict[str, Any]]:
+    rows = []
+    for entry in registry.models.values():
+        rows.append({
+            "id": entry.id,
+            "name": entry.name,
+            "architecture": entry.architecture,
+            "family": ARCHITECTURE_FAMILIES.get(entry.architecture, "other"),
+            "type": entry.type,
+            "roles": list(entry.capabilities.roles),
+            "stems": list(entry.capabilities.stems),
+            "runtimes": list(entry.runtime.allowed),
+            "preferred": entry.runtime.preferred or (entry.runtime.allowed[0] if entry.runtime.allowed else None),
+            "phase_fix_reference": entry.phase_fix.is_valid_reference is True,
+            "catalog_only": entry.runtime.catalog_only,
+            "default": entry.id == registry.default_model,
+            "source": str(registry.sources[entry.id]),
+        })
+    return rows
+
+
+def load_rows(paths: Sequence[Path], overlays: Sequence[Path], cache_dir: Optional[Path]) -> list[dict[str, Any]]:
+    """Rows for every model; from the cache when it matches, else from a full (validating) load."""
+    key = index_key(paths, overlays)
+    cache = cache_dir / INDEX_NAME if cache_dir else None
+    if cache is not None:
+        try:
+            cached = json.loads(cache.read_text(encoding="utf-8"))
+            if cached.get("key") == key:
+                return cached["rows"]
+        except (OSError, ValueError, AttributeError, KeyError):
+            pass  # absent, unreadable or stale: rebuild below
+    from registry.loader import load_registry
+
+    rows = build_rows(load_registry(paths, overlays))
+    if cache is not None:
+        _write_quietly(cache, json.dumps({"key": key, "rows": rows}, ensure_ascii=False))
+    return rows
+
+
+def _write_quietly(path: Path, text: str) -> None:
+    """A cache that cannot be written only costs speed: failures are ignored."""
+    from envmgr.fsutil import atomic_write_text
+    from registry.errors import StemSepError
+
+    try:
+        atomic_write_text(path, text)
+    except (StemSepError, OSError):
+        pass
+
+
+class FilterError(StemSepError):
+    exit_code = ExitCode.USAGE
+    code = "E_BAD_FILTER"
+
+
+def _check(value: Optional[str], known: Iterable[str], what: str) -> None:
+    known = sorted(set(known))
+    if value is None or value.lower() in {k.lower() for k in known}:
+        return
+    import difflib
+
+    near = difflib.get_close_matches(value, known, n=3, cutoff=0.5)
+    raise FilterError(f"unknown {what} {value!r}", hint=(f"did you mean {', '.join(near)}? " if near else "")
+                      + f"known: {', '.join(known)}")
+
+
+def filter_rows(rows: list[dict[str, Any]], *, role: Optional[str] = None, runtime: Optional[str] = None,
+                arch: Optional[str] = None, stem: Optional[str] = None,
+                phase_fix_reference: bool = False) -> list[dict[str, Any]]:
+    """Rows matching every given filter. `arch` matches an architecture name or a family (e.g. roformer),
+    case-insensitively. Unknown filter values are errors (with the nearest known values)."""
+    _check(role, ROLES, "role")
+    _check(runtime, RUNTIME_IDS, "runtime")
+    _check(arch, [r["architecture"] for r in rows] + list(ARCHITECTURE_FAMILIES)
+           + list(ARCHITECTURE_FAMILIES.values()), "architecture")
+    _check(stem, [s for r in rows for s in r["stems"]], "stem")
+    out = []
+    for row in rows:
+        if role and role.lower() not in row["roles"]:
+            continue
+        if runtime and runtime.lower() not in row["runtimes"]:
+            continue
+        if arch and arch.lower() not in (row["architecture"].lower(), row["family"]):
+            continue
+        if stem and stem.lower() not in row["stems"]:
+            continue
+        if phase_fix_reference and not row["phase_fix_reference"]:
+            continue
+        out.append(row)
+    return out

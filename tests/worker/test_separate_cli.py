@@ -27,6 +27,9 @@ SLOW_MODEL = {
     "test_fault": {"chunks": 100, "chunk_seconds": 0.1},  # read by tests/worker/fault_hook.py
 }
 
+NOISY_MODEL = {**SLOW_MODEL, "id": "test-noisy-fault", "name": "test: prints garbage to fd 1",
+               "test_fault": {"fault": "c_garbage", "chunks": 2}}
+
 
 @pytest.fixture(scope="module")
 def cli_env(tmp_path_factory: pytest.TempPathFactory, stemsep_home: Path, dsp_env: Any) -> dict[str, str]:
@@ -38,7 +41,7 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory, stemsep_home: Path, dsp_en
     home = tmp_path_factory.mktemp("cli-home")
     registries = home / "config" / "registries"
     registries.mkdir(parents=True)
-    (registries / "test-models.json").write_text(json.dumps({"schema_version": "1", "models": [SLOW_MODEL]}))
+    (registries / "test-models.json").write_text(json.dumps({"schema_version": "1", "models": [SLOW_MODEL, NOISY_MODEL]}))
     env = dict(os.environ, STEMSEP_HOME=str(home), STEMSEP_ENV_STORE=str(shared.env_store),
                STEMSEP_CACHE_DIR=str(shared.cache_dir), STEMSEP_UV_CACHE_DIR=str(shared.uv_cache_dir),
                COLUMNS="120")
@@ -230,3 +233,13 @@ def test_ctrl_c_mid_job_cancels_and_leaves_nothing(cli_env: dict[str, str], tmp_
     time.sleep(0.2)
     with pytest.raises(ProcessLookupError):
         os.kill(worker_pid, 0)  # the worker is gone too
+
+
+def test_verbose_shows_the_workers_own_output_and_garbage_never_reaches_stdout(cli_env: dict[str, str],
+                                                                               tmp_path: Path) -> None:
+    src = _write(tmp_path / "in.wav", _stereo(0.5))
+    proc = stemsep(cli_env, "separate", "-v", "-m", NOISY_MODEL["id"], src, "-o", tmp_path / "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "GARBAGE from fd 1" in proc.stderr and "garbage from C puts()" in proc.stderr
+    assert proc.stdout.splitlines() == [str(tmp_path / "out" / f"in_({s})_{NOISY_MODEL['id']}.wav")
+                                        for s in ("vocals", "instrumental")]

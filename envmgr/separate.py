@@ -84,7 +84,8 @@ def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: st
                     config: Any = None) -> Plan:
     """Decide whether the run may start; raise a StemSepError that says why not. (Preflight's seam.)"""
     from envmgr.config import load_config
-    from registry.loader import load_registry, overlay_files
+    from envmgr.registry_files import registry_files
+    from registry.loader import load_registry
     from registry.routing import choose_runtime
     from registry.settings import resolve_settings
 
@@ -92,8 +93,9 @@ def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: st
         raise OutputError(f"unknown output format {output_format!r}", hint=f"use one of: {', '.join(FORMATS)}")
     checked = _check_inputs(inputs)
     config = config or load_config()
-    if registry is None:  # the packaged registry plus the user's registry files
-        registry = load_registry(overlays=overlay_files(config.config_file.parent))
+    if registry is None:  # the same files `stemsep models list` reads
+        base, overlays = registry_files()
+        registry = load_registry(paths=base, overlays=overlays)
     model_id = model_id or registry.default_model
     if not model_id:
         raise StemSepError("no model given and the registry names no default model", code="E_NO_DEFAULT_MODEL",

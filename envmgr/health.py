@@ -1,6 +1,9 @@
-"""Health check of a built env: run its interpreter, import the runtime's modules, compare what is
-installed with the lock, and check the torch build without importing torch (its version file is read;
-the worker's `ready` handshake imports torch for real)."""
+"""Health check of a built env: run its interpreter, import the runtime module, check that the other
+key modules are findable, compare what is installed with the lock, and check the torch build without
+importing torch (its version file is read; the worker's `ready` handshake imports everything for real).
+
+Only the runtime module is imported because a first import compiles bytecode: importing numpy-based
+stacks would double the build time of a warm env (scripts/bench/env_bench.py measures it)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from packaging.version import InvalidVersion, Version
 
 from envmgr import uvtool
 
-# Runs inside the env (stdlib only). argv: modules to import.
+# Runs inside the env (stdlib only). argv: the module to import, then modules that must be findable.
 _PROBE = r'''
 import importlib, importlib.metadata as md, importlib.util, json, os, platform, sys
 out = {"python": platform.python_version(), "prefix": sys.prefix, "dists": {}, "errors": {}, "torch": None}
@@ -21,9 +24,12 @@ for dist in md.distributions():
     name = dist.metadata["Name"]
     if name:
         out["dists"][name] = dist.version
-for module in sys.argv[1:]:
+for i, module in enumerate(sys.argv[1:]):
     try:
-        importlib.import_module(module)
+        if i == 0:
+            importlib.import_module(module)
+        elif importlib.util.find_spec(module) is None:
+            raise ModuleNotFoundError(f"no module named {module!r}")
     except BaseException as exc:
         out["errors"][module] = f"{type(exc).__name__}: {exc}"
 spec = importlib.util.find_spec("torch")
@@ -44,7 +50,7 @@ def env_python(env_dir: Path) -> Path:
 
 
 def probe(env_dir: Path, modules: tuple[str, ...], timeout: float = 300) -> dict:
-    """Run the probe in the env; raises RuntimeError with the interpreter's output when it cannot run."""
+    """Run the probe in the env: import modules[0], find the rest. RuntimeError when it cannot run."""
     python = env_python(env_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     try:

@@ -33,8 +33,10 @@ class RuntimeDef:
     requires: tuple[str, ...] = ()  # further base requirements
     torch: bool | None = True  # True: always torch; None: the model decides (requirements.torch.required)
     torch_requires: tuple[str, ...] = ()  # added when the env has torch
-    health_modules: tuple[str, ...] = ()  # imported inside the env after a build (the first is the runtime)
-    torch_health_modules: tuple[str, ...] = ()  # imported as well when the env has torch
+    # Checked inside the env after a build: the first (the runtime module) is imported, the rest must be
+    # findable (importing numpy/torch stacks would double a warm build; the worker imports them anyway).
+    health_modules: tuple[str, ...] = ()
+    torch_health_modules: tuple[str, ...] = ()  # checked as well when the env has torch
     torch_cap_lifted: str | None = None  # why the library's own torch cap is overridden, if it is
 
     def needs_torch(self, model_torch_required: bool | None) -> bool:
@@ -92,7 +94,7 @@ RUNTIMES: dict[str, RuntimeDef] = {r.id: r for r in (
         pin="msst[bs-roformer,mel-band-roformer]==0.1.0",
         python=">=3.10,<3.14",
         torch=True,
-        health_modules=("msst", "einops"),  # rotary_embedding_torch imports torch: left to the worker
+        health_modules=("msst", "einops", "rotary_embedding_torch"),
         torch_cap_lifted="msst 0.1.0 declares torch<2.12,>=2.0.1 but runs on newer torch (measured on 2.13); "
         "the cap is overridden so msst shares torch with the other runtimes",
     ),
@@ -104,7 +106,7 @@ RUNTIMES: dict[str, RuntimeDef] = {r.id: r for r in (
         requires=("numpy", "soundfile"),
         torch=None,
         torch_requires=LEGACY_TORCH_LIBS,
-        health_modules=("numpy", "soundfile"),
+        health_modules=("soundfile", "numpy"),  # soundfile loads libsndfile: the part most likely to break
         torch_health_modules=("yaml", "einops"),
     ),
 )}

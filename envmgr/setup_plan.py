@@ -22,71 +22,33 @@ class Plan:
     skipped: list[dict]  # {"model", "reason"}: models the selection named but that cannot run as asked
 
 
-def load_models(overlays: tuple[str, ...] = ()):
-    """(models by id, default model id, get(id) raising the registry's unknown-model error)."""
-    try:
-        from registry.loader import load_registry
-    except ImportError:  # the registry loader lands in its own issue; until then read the packaged file
-        load_registry = None
-    if load_registry is not None:
-        registry = load_registry(overlays=overlays)
-        return registry.models, registry.default_model, registry.get
-    import importlib.resources
+def load_models(config: MachineConfig, extra: tuple[str, ...] = ()):
+    """The registry: packaged models, the user's registry files (config dir) and `extra` files."""
+    from pathlib import Path
 
-    from registry.model import RegistryFile
+    from registry.loader import PACKAGED_REGISTRY, load_registry, overlay_files
 
-    packaged = importlib.resources.files("registry") / "models.json"
-    texts = ([packaged.read_text(encoding="utf-8")] if packaged.is_file() else [])
-    texts += [open(p, encoding="utf-8").read() for p in overlays]
-    models, default = {}, None
-    for text in texts:
-        data = RegistryFile.model_validate_json(text)
-        models.update({m.id: m for m in data.models})
-        default = data.default_model or default
-
-    def get(model_id: str):
-        if model_id not in models:
-            import difflib
-
-            near = difflib.get_close_matches(model_id, models, n=3)
-            raise StemSepError(f"unknown model {model_id!r}", code="E_UNKNOWN_MODEL", exit_code=ExitCode.USAGE,
-                               hint=f"did you mean: {', '.join(near)}?" if near else "`stemsep models list`")
-        return models[model_id]
-
-    return models, default, get
+    overlays = [*overlay_files(config.config_file.parent), *(Path(p) for p in extra)]
+    if not PACKAGED_REGISTRY.exists() and overlays:  # a checkout without curated data yet
+        return load_registry(paths=overlays[:1], overlays=overlays[1:], mode="compat")
+    return load_registry(overlays=overlays)
 
 
 def choose(entry, requested: str | None) -> str:
-    try:
-        from registry.routing import choose_runtime
-    except ImportError:
-        choose_runtime = None
-    if choose_runtime is not None:
-        return choose_runtime(entry, requested).runtime
-    allowed = list(entry.runtime.allowed)
-    if requested:
-        if requested not in allowed:
-            raise StemSepError(f"model {entry.id} cannot run on {requested}", code="E_RUNTIME_NOT_ALLOWED",
-                               exit_code=ExitCode.PREFLIGHT_BLOCKED,
-                               why=entry.runtime.blocking_reason or f"allowed: {', '.join(allowed) or 'none'}")
-        return requested
-    if entry.runtime.preferred:
-        return entry.runtime.preferred
-    if allowed:
-        return allowed[0]
-    raise StemSepError(f"model {entry.id} has no runtime", code="E_NO_RUNTIME", exit_code=ExitCode.PREFLIGHT_BLOCKED,
-                       why=entry.runtime.blocking_reason or "runtime.allowed is empty")
+    from registry.routing import choose_runtime
+
+    return choose_runtime(entry, requested).runtime
 
 
 def plan_setup(model_ids: list[str], *, runtime: str | None, all_models: bool, config: MachineConfig,
                registries: tuple[str, ...] = ()) -> Plan:
-    models, default, get = load_models(registries)
+    registry = load_models(config, registries)
     if all_models:
-        entries = list(models.values())
+        entries = list(registry.models.values())
     elif model_ids:
-        entries = [get(m) for m in model_ids]  # unknown ids fail here, before anything is built
-    elif default:
-        entries = [get(default)]
+        entries = [registry.get(m) for m in model_ids]  # unknown ids fail here, before anything is built
+    elif registry.default_model:
+        entries = [registry.get(registry.default_model)]
     else:
         raise StemSepError("no model selected and the registry has no default model", code="E_USAGE",
                            exit_code=ExitCode.USAGE, hint="name models, or pass --all")

@@ -92,9 +92,9 @@ def setup(
         _setup_table(results, plan.skipped)
     if failed:
         first = failed[0]["error"]
-        raise StemSepError(f"{len(failed)} of {len(results)} env(s) could not be set up", code=first["code"],
-                           exit_code=ExitCode(first["exit_code"]), why=first["message"],
-                           hint=first.get("hint") or "see the table above")
+        prefix = f"{len(failed)} of {len(results)} envs could not be set up; first: " if len(failed) > 1 else ""
+        raise StemSepError(prefix + first["message"], code=first["code"], exit_code=ExitCode(first["exit_code"]),
+                           why=first["why"], hint=first["hint"] or "see the table above")
 
 
 def _run_plan(manager, plan, *, refresh: bool, quiet: bool) -> list[dict]:

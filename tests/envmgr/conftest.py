@@ -25,9 +25,10 @@ def entry(model_id: str = "m", **fields) -> ModelEntry:
     return ModelEntry.model_validate({"id": model_id, **fields})
 
 
-def light_entry(model_id: str = "light", packages: list[str] | None = None, **fields) -> ModelEntry:
-    reqs = {"torch": {"required": False}, "pip": {"packages": packages or []}}
-    return entry(model_id, runtime={"allowed": ["stemsep-legacy"]}, requirements=reqs, **fields)
+def light_entry(model_id: str = "light", packages: list[str] | None = None, **requirements) -> ModelEntry:
+    """A stemsep-legacy model without torch; `requirements` adds e.g. python={"min": ...}."""
+    reqs = {"torch": {"required": False}, "pip": {"packages": packages or []}, **requirements}
+    return entry(model_id, runtime={"allowed": ["stemsep-legacy"]}, requirements=reqs)
 
 
 @pytest.fixture

@@ -124,6 +124,24 @@ def test_env_without_marker_is_never_used(store_config):
     assert (rebuilt.path / MARKER).is_file() and len(builds_of(manager, env.id)) == 2
 
 
+def test_failed_health_check_is_an_env_build_error_and_leaves_nothing(store_config):
+    from dataclasses import replace
+
+    from envmgr.errors import EnvBuildError
+    from registry.errors import ExitCode
+
+    manager = EnvManager(store_config())
+    req = request_for_requirements(["six==1.16.0"], runtime="test", config=manager.config)
+    broken = replace(req, health_modules=("six", "module_the_lock_does_not_provide"))
+    with pytest.raises(EnvBuildError) as info:
+        manager.ensure(broken)
+    assert info.value.exit_code == ExitCode.ENV_BUILD and "module_the_lock_does_not_provide" in info.value.why
+    store = manager.config.env_store
+    assert not [p for p in store.iterdir() if not p.name.startswith(".")]
+    assert not list((store / ".tmp").iterdir())
+    assert manager.status(broken) == "needs_build"
+
+
 def test_fallback_builder_uses_the_same_lock(tmp_path, manager):
     req = request_for_model(light_entry(), "stemsep-legacy", manager.config)
     python = manager.interpreter(req).executable

@@ -115,3 +115,23 @@ def test_python_min_max_semantics(lo, hi, inside, outside):
     from packaging.specifiers import SpecifierSet
     spec = SpecifierSet(model_python_spec(lo, hi))
     assert all(spec.contains(v) for v in inside) and not any(spec.contains(v) for v in outside)
+
+
+@pytest.mark.parametrize("info, backend, overrides, problem", [
+    ({"version": "2.13.0+cpu", "cuda": None, "hip": None}, "none", ["torch==2.13.0+cpu"], None),
+    ({"version": "2.13.0", "cuda": "12.6", "hip": None}, "none", ["torch==2.13.0+cpu"], "not the pinned +cpu"),
+    ({"version": "2.13.0+cu126", "cuda": "12.6", "hip": None}, "cpu", [], "GPU build"),
+    ({"version": "2.13.0+cu126", "cuda": "12.6", "hip": None}, "cu126", [], None),
+    ({"version": "2.13.0+cu124", "cuda": "12.4", "hip": None}, "cu126", [], "asks for CUDA 12.6"),
+    ({"version": "2.13.0+rocm6.2", "cuda": None, "hip": "6.2.41133"}, "rocm6.2", [], None),
+    ({"version": "2.13.0+cpu", "cuda": None, "hip": None}, "rocm6.2", [], "ROCm"),
+    (None, "cpu", [], "not installed"),
+])
+def test_torch_variant_check(info, backend, overrides, problem):
+    from envmgr.torch_variant import variant_problems
+
+    problems = variant_problems(info, backend=backend, overrides=overrides)
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problem in problems[0]

@@ -186,14 +186,14 @@ def remove(
 # -- helpers ---------------------------------------------------------------------------------------
 
 def _setup(registry: Optional[list[Path]]):
-    """(machine config, models by id, get(id)): the packaged registry, the user's overlays in the config
-    dir's registries/, then --registry files."""
+    """(machine config, models by id, get(id)): the registry files `models list/show` read (packaged or
+    STEMSEP_REGISTRY, the user's overlays, --registry files)."""
     from envmgr.config import load_config
-    from registry.loader import load_registry, overlay_files
+    from envmgr.registry_files import registry_files
+    from registry.loader import load_registry
 
-    config = load_config()
-    loaded = load_registry(overlays=[*overlay_files(config.config_file.parent), *(registry or ())])
-    return config, loaded.models, loaded.get
+    loaded = load_registry(*registry_files(registry or ()))
+    return load_config(), loaded.models, loaded.get
 
 
 def _store(config, settings=None):

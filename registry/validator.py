@@ -186,18 +186,21 @@ def validate_document(data: Any, *, mode: str = "strict", file: Optional[str] = 
     return DocumentResult([f.in_file(file) for f in findings], entries)
 
 
-def validate_files(paths: Sequence[Path], *, mode: str = "strict") -> ValidationReport:
-    """Validate registry files as one registry (ids unique across them). Unreadable files raise
-    `RegistryReadError` (exit 2)."""
-    documents = [(Path(p), read_json(Path(p))) for p in paths]
+def validate_files(paths: Sequence[Path], *, mode: str = "strict", overlays: Sequence[Path] = (),
+                   overlay_mode: str = "compat") -> ValidationReport:
+    """Validate registry files as one registry (ids unique across them): `paths` in `mode`, user
+    `overlays` in `overlay_mode` (as the loader reads them). Unreadable files raise `RegistryReadError`
+    (exit 2)."""
+    documents = [(Path(p), read_json(Path(p)), mode) for p in paths]
+    documents += [(Path(p), read_json(Path(p)), overlay_mode) for p in overlays]
     all_ids = set()
-    for _p, data in documents:
+    for _p, data, _m in documents:
         if isinstance(data, dict) and isinstance(data.get("models"), list):
             all_ids |= {m["id"] for m in data["models"] if isinstance(m, dict) and isinstance(m.get("id"), str)}
     report = ValidationReport(mode)
     owner: dict[str, str] = {}
-    for path, data in documents:
-        result = validate_document(data, mode=mode, file=str(path), known_ids=all_ids)
+    for path, data, file_mode in documents:
+        result = validate_document(data, mode=file_mode, file=str(path), known_ids=all_ids)
         report.files.append(FileResult(str(path), result.findings, len(result.entries)))
         for index, entry in result.entries:
             if entry.id in owner and owner[entry.id] != str(path):

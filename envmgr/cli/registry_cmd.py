@@ -14,7 +14,7 @@ app = typer.Typer(no_args_is_help=True, help="Check registry files.")
 def validate(
     paths: Optional[list[Path]] = typer.Argument(
         None, metavar="[PATH]...", help="Registry files, checked together (ids unique across them). "
-        "Default: the packaged registry and your registry files."),
+        "Default: the packaged registry (in --mode) and your registry files (in compat mode)."),
     mode: str = typer.Option("strict", "--mode", help="strict: our curated data (every rule is an error); "
                              "compat: legacy/user files (curation rules only warn, legacy words accepted)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable report."),
@@ -32,12 +32,12 @@ def validate(
                            code="E_USAGE", exit_code=ExitCode.USAGE)
     from registry.validator import validate_files
 
-    if not paths:
+    overlays: list[Path] = []
+    if not paths:  # what the tool loads: the packaged (or STEMSEP_REGISTRY) files, then the user's, compat
         from envmgr.registry_files import registry_files
 
-        base, overlays = registry_files()
-        paths = base + overlays
-    report = validate_files(paths, mode=mode)
+        paths, overlays = registry_files()
+    report = validate_files(paths, mode=mode, overlays=overlays)
     if as_json:
         import json
         import sys

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -170,6 +172,32 @@ def test_validate_clean_file_exits_0():
 def test_validate_defaults_to_the_registry_in_use(home):
     result = stemsep("registry", "validate", "--json", home=home)
     assert rows(result)["files"] == [{"path": str(VALID), "models": 7}]
+    # the user's own files join, checked in compat mode (curation rules warn)
+    folder = home / "config" / "registries"
+    folder.mkdir(parents=True)
+    mine = {"id": "mine", "architecture": "Mel-Roformer", "runtime": {"allowed": ["msst"]},
+            "artifacts": {"primary": {"kind": "checkpoint", "filename": "mine.ckpt"}}}
+    (folder / "mine.json").write_text(json.dumps({"models": [mine]}))
+    report = rows(stemsep("registry", "validate", "--json", home=home))
+    assert report["ok"] and report["warnings"] > 0 and len(report["files"]) == 2
+    (folder / "mine.json").write_text(json.dumps({"models": [dict(mine, id="htdemucs-ft")]}))
+    clash = stemsep("registry", "validate", home=home)
+    assert clash.returncode == 1 and "already defined in" in clash.stdout
+
+
+def test_warm_list_imports_no_pydantic_numpy_or_torch(home):
+    """The startup design (DESIGN §2): a warm `models list` reads the index only."""
+    assert stemsep("models", "list", "--json", home=home).returncode == 0  # builds the index
+    code = ("import runpy, sys, io, contextlib\n"
+            "sys.argv = ['stemsep', 'models', 'list', '--json']\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try:\n        runpy.run_module('envmgr.cli.main', run_name='__main__')\n"
+            "    except SystemExit as exc:\n        assert not exc.code, exc.code\n"
+            "print(sorted(m for m in ('pydantic', 'numpy', 'torch', 'jsonschema') if m in sys.modules))")
+    env = dict(os.environ, STEMSEP_HOME=str(home), STEMSEP_REGISTRY=str(VALID))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_validate_unreadable_exits_2(tmp_path):

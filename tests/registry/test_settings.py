@@ -178,6 +178,16 @@ def test_runtime_without_semantics_for_the_model_is_refused():
         resolve_settings(fixture_entry(VR), "msst")
 
 
+def test_default_versions_match_the_env_pins():
+    """registry cannot import envmgr; this keeps the two statements of the default pins in step."""
+    from envmgr.runtime_defs import RUNTIMES
+    from registry.settings import RUNTIME_DEFAULT_VERSIONS
+
+    for runtime, version in RUNTIME_DEFAULT_VERSIONS.items():
+        pin = RUNTIMES[runtime].pin
+        assert (exact_pin_version(pin) if pin else None) == version, runtime
+
+
 # ---- the table against the libraries' own code -------------------------------------------------
 
 WHEELS = {"audio-separator": ["0.44.0", "0.46.0", "0.47.0", "0.47.1"], "msst": ["0.1.0"]}

@@ -22,16 +22,15 @@ class Plan:
     skipped: list[dict]  # {"model", "reason"}: models the selection named but that cannot run as asked
 
 
-def load_models(config: MachineConfig, extra: tuple[str, ...] = ()):
-    """The registry: packaged models, the user's registry files (config dir) and `extra` files."""
+def load_models(extra: tuple[str, ...] = ()):
+    """The registry the CLI reads everywhere (envmgr.registry_files), plus `extra` overlay files."""
     from pathlib import Path
 
-    from registry.loader import PACKAGED_REGISTRY, load_registry, overlay_files
+    from envmgr.registry_files import registry_files
+    from registry.loader import load_registry
 
-    overlays = [*overlay_files(config.config_file.parent), *(Path(p) for p in extra)]
-    if not PACKAGED_REGISTRY.exists() and overlays:  # a checkout without curated data yet
-        return load_registry(paths=overlays[:1], overlays=overlays[1:], mode="compat")
-    return load_registry(overlays=overlays)
+    base, overlays = registry_files([Path(p) for p in extra])
+    return load_registry(paths=base, overlays=overlays)
 
 
 def choose(entry, requested: str | None) -> str:
@@ -42,7 +41,7 @@ def choose(entry, requested: str | None) -> str:
 
 def plan_setup(model_ids: list[str], *, runtime: str | None, all_models: bool, config: MachineConfig,
                registries: tuple[str, ...] = ()) -> Plan:
-    registry = load_models(config, registries)
+    registry = load_models(registries)
     if all_models:
         entries = list(registry.models.values())
     elif model_ids:
@@ -60,7 +59,7 @@ def plan_setup(model_ids: list[str], *, runtime: str | None, all_models: bool, c
         except StemSepError as err:
             if not all_models:
                 raise
-            skipped.append({"model": entry.id, "reason": err.message})
+            skipped.append({"model": entry.id, "reason": f"{err.message}: {err.why}" if err.why else err.message})
             continue
         req = request_for_model(entry, chosen, config)
         groups.setdefault(req, Group(req)).models.append(entry.id)

@@ -67,6 +67,7 @@ def setup(
     runtime: Optional[str] = typer.Option(None, "--runtime", "-r", help="Run the models on this runtime."),
     all_models: bool = typer.Option(False, "--all", help="Every model in the registry."),
     refresh: bool = typer.Option(False, "--refresh", help="Resolve again instead of using cached locks."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Resolve and say which envs would be built; build none."),
     registry: Optional[list[Path]] = typer.Option(None, "--registry", help="Extra registry file overlaid on "
                                                   "the packaged one; repeatable."),
     as_json: bool = _JSON,
@@ -84,7 +85,8 @@ def setup(
     manager = EnvManager(config)
     plan = plan_setup(models or [], runtime=runtime, all_models=all_models, config=config,
                       registries=tuple(str(p) for p in registry or ()))
-    results = _run_plan(manager, plan, refresh=refresh, quiet=as_json)
+    results = (_dry_run(manager, plan, refresh=refresh) if dry_run
+               else _run_plan(manager, plan, refresh=refresh, quiet=as_json))
     failed = [r for r in results if r["error"]]
     if as_json:
         _print_json({"envs": results, "skipped": plan.skipped})
@@ -142,6 +144,23 @@ def _run_plan(manager, plan, *, refresh: bool, quiet: bool) -> list[dict]:
     return list(merged.values())
 
 
+def _dry_run(manager, plan, *, refresh: bool) -> list[dict]:
+    results = []
+    for group in plan.groups:
+        row: dict[str, Any] = {"runtime": group.request.runtime, "models": group.models, "env_id": None,
+                               "state": None, "seconds": 0.0, "size_bytes": None, "error": None}
+        try:
+            lock = manager.lock(group.request, refresh=refresh)
+            row["env_id"] = manager.env_id(group.request)
+            row["state"] = {"ready": "ready", "broken": "would rebuild"}.get(manager.status(group.request),
+                                                                              "would build")
+            row["packages"] = len(lock.packages)
+        except StemSepError as err:
+            row["error"] = err.to_dict()
+        results.append(row)
+    return results
+
+
 def _setup_table(results: list[dict], skipped: list[dict]) -> None:
     from rich.table import Table
 
@@ -154,7 +173,8 @@ def _setup_table(results: list[dict], skipped: list[dict]) -> None:
         table.add_column(col)
     for r in results:
         state = r["state"] if not r["error"] else f"[red]failed[/] ({r['error']['code']})"
-        table.add_row(r["env_id"] or "-", r["runtime"], ", ".join(r["models"]), state, human(r["size_bytes"]),
+        shown = ", ".join(r["models"][:3]) + (f" +{len(r['models']) - 3} more" if len(r["models"]) > 3 else "")
+        table.add_row(r["env_id"] or "-", r["runtime"], shown, state, human(r["size_bytes"]),
                       f"{r['seconds']:.1f} s")
     console = _console()
     console.print(table)

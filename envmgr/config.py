@@ -22,6 +22,7 @@ CONFIG_FILE_NAME = "config.toml"
 
 # uv's --torch-backend values, plus `none`: do not pass the flag (torch comes from indexes/find-links).
 _TORCH_BACKEND = re.compile(r"^(auto|none|cpu|xpu|cu\d{2,3}|rocm\d+(\.\d+)*)$")
+ENFORCEMENT_MODES = ("strict", "soft", "report")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -85,6 +86,10 @@ KEYS: dict[str, Key] = {k.name: k for k in (
     Key("model_store", "path", "Where model files (checkpoints, configs, code artifacts) are kept.",
         lambda d: d.data / "models"),
     Key("log_dir", "path", "Build and worker logs.", lambda d: d.logs),
+    Key("state_dir", "path", "Records of your own decisions: confirmed manual steps, trusted code.",
+        lambda d: d.data / "state"),
+    Key("enforcement", "str", "What preflight does with problems it finds: strict (block), soft (block unless "
+        "--dev-override), report (only report).", lambda d: "strict"),
 )}
 
 
@@ -105,6 +110,8 @@ class MachineConfig:
     uv_cache_dir: Path
     model_store: Path
     log_dir: Path
+    state_dir: Path
+    enforcement: str
     config_file: Path
     home: Path | None = None
     # key -> where its value came from: "default", "STEMSEP_HOME", "config file", "env STEMSEP_X", "cli".
@@ -248,6 +255,12 @@ def _validate(values: dict[str, Any]) -> None:
                           "the indexes and find-links",
                           hint="set STEMSEP_TORCH_BACKEND / torch_backend to one of those")
     values["torch_backend"] = backend
+    mode = (values["enforcement"] or "strict").lower()
+    if mode not in ENFORCEMENT_MODES:
+        raise ConfigError(f"unknown enforcement mode {values['enforcement']!r}",
+                          why="preflight knows strict (blocks), soft (blocks unless --dev-override) and report "
+                          "(never blocks)", hint="set STEMSEP_ENFORCEMENT / enforcement to strict, soft or report")
+    values["enforcement"] = mode
     for name in ("constraints", "overrides"):
         for item in values[name]:
             try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,8 +228,6 @@ class EnvManager:
 
     # -- building -----------------------------------------------------------------------------------
     def _build(self, env_id: str, req: EnvRequest, lock: Lock, report: Progress) -> None:
-        import shutil
-
         from envmgr.builder import build_with_uv, build_with_virtualenv
 
         started = time.time()

@@ -143,6 +143,10 @@ def classify_failure(output: str, req: "EnvRequest", config: MachineConfig, *, a
         return store_error(config.env_store if action != "resolve" else config.cache_dir,
                            OSError(28 if "space" in text else 30, next(s for s in _STORE_ERRORS if s in text)),
                            "write to")
+    if config.offline and ("network was disabled" in text or "not found in the cache" in text):
+        return EnvBuildError(f"cannot {action} the {req.runtime} env offline: packages are not in the cache",
+                             why=tail, hint="build it once while online (offline = false), or add a wheelhouse "
+                             "with these packages to find_links")
     if "No solution found" in text or "unsatisfiable" in text:
         names = conflicting_names(text, req)
         return UnresolvableError(

@@ -167,3 +167,17 @@ def test_runtime_library_envs_build_and_import(manager, torch_machine, runtime, 
     if runtime == "audio-separator":  # the env carries its own ffmpeg
         ffmpeg = run_in(env, "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())")
         assert os.access(ffmpeg, os.X_OK)
+
+
+def test_offline_builds_from_cached_lock_and_warm_cache_and_says_so_when_it_cannot(store_config, light):
+    from envmgr.errors import EnvBuildError
+    from registry.errors import ExitCode
+
+    req, env = light
+    offline = EnvManager(store_config(offline=True))
+    built = offline.ensure(req)  # lock cached, wheels in uv's cache: no network needed
+    assert built.id == env.id and run_in(built, "import soundfile; print('ok')") == "ok"
+    unknown = request_for_requirements(["package-that-was-never-cached-here==0.0.1"], config=offline.config)
+    with pytest.raises(EnvBuildError) as info:
+        offline.ensure(unknown)
+    assert info.value.exit_code == ExitCode.ENV_BUILD and "offline" in info.value.message

@@ -9,38 +9,23 @@ no pydantic, no numpy. Any change to a registry file or to this code rebuilds it
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from registry.errors import ExitCode, StemSepError
+from registry.stamps import rule_code_files, stamp
+
+VERDICT_NAME = "registry-verdict.json"  # the loader's remembered clean validation (registry.loader)
 from registry.vocab import ARCHITECTURE_FAMILIES, ROLES, RUNTIME_IDS
 
 INDEX_FORMAT = 1
 INDEX_NAME = "model-index.json"
-_REGISTRY_CODE = Path(__file__).resolve().parent.parent / "registry"
-
-
-def _code_files() -> list[Path]:
-    """The code that derives and validates rows: a change to it invalidates the cache."""
-    rules = sorted((_REGISTRY_CODE / "rules").glob("*.py"))
-    return [Path(__file__), *(_REGISTRY_CODE / n for n in ("model.py", "vocab.py", "loader.py", "validator.py")),
-            *rules]
-
-
-def _stamp(paths: Iterable[Path]) -> list[list[Any]]:
-    out = []
-    for path in paths:
-        try:
-            st = os.stat(path)
-            out.append([str(Path(path).resolve()), st.st_size, st.st_mtime_ns])
-        except OSError:
-            out.append([str(path), None, None])  # a missing file: the cold path reports it
-    return out
 
 
 def index_key(paths: Sequence[Path], overlays: Sequence[Path]) -> dict[str, Any]:
-    return {"format": INDEX_FORMAT, "base": _stamp(paths), "overlays": _stamp(overlays), "code": _stamp(_code_files())}
+    """The registry files' and the deriving code's stamps: any change rebuilds the index."""
+    return {"format": INDEX_FORMAT, "base": stamp(paths), "overlays": stamp(overlays),
+            "code": stamp([Path(__file__), *rule_code_files()])}
 
 
 def build_rows(registry: Any) -> list[dict[str, Any]]:
@@ -77,7 +62,7 @@ def load_rows(paths: Sequence[Path], overlays: Sequence[Path], cache_dir: Option
             pass  # absent, unreadable or stale: rebuild below
     from registry.loader import load_registry
 
-    rows = build_rows(load_registry(paths, overlays))
+    rows = build_rows(load_registry(paths, overlays, verdict_cache=cache_dir / VERDICT_NAME if cache_dir else None))
     if cache is not None:
         _write_quietly(cache, json.dumps({"key": key, "rows": rows}, ensure_ascii=False))
     return rows

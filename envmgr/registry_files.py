@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from registry.loader import PACKAGED_REGISTRY, overlay_files
 
@@ -52,6 +52,16 @@ def base_registry_files() -> list[Path]:
 
 def overlay_registry_files(extra: Sequence[Path] = ()) -> list[Path]:
     return overlay_files(config_dir()) + [Path(p) for p in extra]
+
+
+def load(extra: Sequence[Path] = ()) -> Any:
+    """The registry the CLI works with (a `registry.loader.Registry`). Its semantic validation runs once
+    per change of the files; later loads reuse the remembered clean verdict."""
+    from envmgr.model_index import VERDICT_NAME
+    from registry.loader import load_registry
+
+    base, overlays = registry_files(extra)
+    return load_registry(base, overlays, verdict_cache=cache_dir() / VERDICT_NAME)
 
 
 def registry_files(extra: Sequence[Path] = ()) -> tuple[list[Path], list[Path]]:

@@ -4,10 +4,16 @@ Each file is read (bad JSON -> `RegistryReadError` with file, line and column; e
 typed model and checked by the semantic rules; any error-level finding -> `RegistryInvalidError`
 (exit 1). Overlays are the user's own files (`<config dir>/registries/*.json`): they add models, are
 read in compat mode (curation findings only warn), and may not reuse an id.
+
+The semantic rules cost more than everything else a load does (~0.1 s for 115 models), and the files
+rarely change: with `verdict_cache`, a clean verdict is remembered per (files' stamps, modes, rule
+code), and later loads of the same files only parse the typed model.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -15,6 +21,7 @@ from typing import Any, Iterator, Optional, Sequence
 from registry.errors import ExitCode, StemSepError
 from registry.findings import Finding
 from registry.jsonfile import RegistryReadError, read_json
+from registry.stamps import rule_code_files, stamp
 from registry.validator import RegistryInvalidError, validate_document
 
 PACKAGED_REGISTRY = Path(__file__).with_name("models.json")
@@ -79,25 +86,32 @@ def overlay_files(config_dir: Path) -> list[Path]:
 
 
 def load_registry(paths: Optional[Sequence[Path]] = None, overlays: Sequence[Path] = (), mode: str = "strict",
-                  overlay_mode: str = "compat") -> Registry:
+                  overlay_mode: str = "compat", verdict_cache: Optional[Path] = None) -> Registry:
     """Load registry files into one `Registry`. `paths=None` reads the packaged registry/models.json.
 
     `mode` applies to `paths`; overlays are checked in `overlay_mode`. The last file that sets
-    `default_model` decides it (a user file may choose its own default).
+    `default_model` decides it (a user file may choose its own default). `verdict_cache`: a file where
+    a clean validation verdict for exactly these files is remembered (see the module docstring).
     """
     base = [Path(p) for p in paths] if paths else [PACKAGED_REGISTRY]
     files = [(p, mode) for p in base] + [(Path(p), overlay_mode) for p in overlays]
+    key = {"files": stamp(p for p, _m in files), "modes": [m for _p, m in files], "code": stamp(rule_code_files())}
+    remembered = _read_verdict(verdict_cache, key)
     documents = [(path, file_mode, read_json(path)) for path, file_mode in files]
     known = {m["id"] for _p, _m, data in documents if isinstance(data, dict) and isinstance(data.get("models"), list)
              for m in data["models"] if isinstance(m, dict) and isinstance(m.get("id"), str)}
 
     registry = Registry({}, {}, tuple(p for p, _m in files))
     for path, file_mode, data in documents:
-        result = validate_document(data, mode=file_mode, file=str(path), schema=False, known_ids=known)
-        if result.errors:
-            raise _invalid(path, result.errors)
-        registry.findings.extend(f for f in result.findings if f.severity != "error")
-        for index, entry in result.entries:
+        if remembered is not None:
+            entries = _parse_entries(data)
+        else:
+            result = validate_document(data, mode=file_mode, file=str(path), schema=False, known_ids=known)
+            if result.errors:
+                raise _invalid(path, result.errors)
+            registry.findings.extend(f for f in result.findings if f.severity != "error")
+            entries = result.entries
+        for index, entry in entries:
             if entry.id in registry.models:
                 raise RegistryInvalidError(
                     f"model id {entry.id!r} in {path} is already defined in {registry.sources[entry.id]}",
@@ -109,7 +123,43 @@ def load_registry(paths: Optional[Sequence[Path]] = None, overlays: Sequence[Pat
             registry.raw[entry.id] = data["models"][index]
         if isinstance(data.get("default_model"), str):
             registry.default_model = data["default_model"]
+    if remembered is not None:
+        registry.findings = [Finding(**f) for f in remembered]
+    elif verdict_cache is not None:
+        _write_verdict(verdict_cache, key, registry.findings)
     return registry
+
+
+def _parse_entries(data: dict) -> list[tuple[int, Any]]:
+    """Typed entries of a document whose clean verdict is remembered (no rules run)."""
+    from registry.model import ModelEntry
+
+    return [(index, ModelEntry.model_validate(item)) for index, item in enumerate(data["models"])]
+
+
+def _read_verdict(cache: Optional[Path], key: dict) -> Optional[list[dict]]:
+    if cache is None:
+        return None
+    try:
+        cached = json.loads(Path(cache).read_text(encoding="utf-8"))
+        return cached["findings"] if cached.get("key") == key else None
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None  # absent, unreadable or stale: validate
+
+
+def _write_verdict(cache: Path, key: dict, findings: list[Finding]) -> None:
+    """Atomically; a verdict that cannot be written only costs speed next time."""
+    cache = Path(cache)
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"key": key, "findings": [f.to_dict() for f in findings]}), encoding="utf-8")
+        os.replace(tmp, cache)
+    except OSError:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _invalid(path: Path, errors: list[Finding]) -> RegistryInvalidError:

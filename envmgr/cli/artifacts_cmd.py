@@ -189,10 +189,9 @@ def _setup(registry: Optional[list[Path]]):
     """(machine config, models by id, get(id)): the registry files `models list/show` read (packaged or
     STEMSEP_REGISTRY, the user's overlays, --registry files)."""
     from envmgr.config import load_config
-    from envmgr.registry_files import registry_files
-    from registry.loader import load_registry
+    from envmgr.registry_files import load
 
-    loaded = load_registry(*registry_files(registry or ()))
+    loaded = load(registry or ())
     return load_config(), loaded.models, loaded.get
 
 

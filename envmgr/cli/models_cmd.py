@@ -85,12 +85,10 @@ def show_model(
 ) -> None:
     """Explain a model: where it runs and why not elsewhere, requirements, manual steps, Phase Fix,
     recommended settings per runtime in that runtime's native terms."""
-    from envmgr.registry_files import registry_files
     from envmgr.model_explain import explain_model, render_explanation
-    from registry.loader import load_registry
+    from envmgr.registry_files import load
 
-    paths, overlays = registry_files(registry or ())
-    reg = load_registry(paths, overlays)
+    reg = load(registry or ())
     entry = reg.get(model_id)
     info = explain_model(entry, source=reg.sources[entry.id], default_model=reg.default_model,
                          raw=reg.raw[entry.id])

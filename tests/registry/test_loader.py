@@ -136,3 +136,21 @@ def test_strict_mode_for_base_files(write_registry):
     with pytest.raises(RegistryInvalidError):
         load_registry([path])
     assert "htdemucs-ft" in load_registry([path], mode="compat")
+
+
+def test_remembered_verdict_never_hides_a_later_invalid_edit(tmp_path):
+    """A clean verdict is remembered for exactly those files; editing a file re-runs the rules."""
+    path, verdict = tmp_path / "models.json", tmp_path / "cache" / "verdict.json"
+    doc = valid_doc()
+    path.write_text(json.dumps(doc))
+    first = load_registry([path], verdict_cache=verdict)
+    assert verdict.is_file()
+    again = load_registry([path], verdict_cache=verdict)  # served by the remembered verdict
+    assert list(again.models) == list(first.models) and again.default_model == first.default_model
+    assert again.get("htdemucs-ft").model_dump() == first.get("htdemucs-ft").model_dump()
+
+    doc["models"][0]["runtime"]["preferred"] = "audio-separator"  # not in allowed: a semantic error
+    doc["models"][0]["runtime"]["allowed"] = ["msst"]
+    path.write_text(json.dumps(doc) + "\n")
+    with pytest.raises(RegistryInvalidError):
+        load_registry([path], verdict_cache=verdict)

@@ -15,11 +15,12 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from envmgr.builder import Progress, build_with_uv, build_with_virtualenv
 from envmgr.config import MachineConfig, load_config
 from envmgr.errors import EnvBuildError, UnresolvableError
 from envmgr.fsutil import atomic_write_json, atomic_write_text, ensure_dir, read_json
@@ -32,8 +33,7 @@ from envmgr.torch_variant import variant_problems
 from envmgr.uvtool import Sources, find_uv
 from registry.errors import ExitCode, StemSepError
 
-Progress = Callable[[str, str], None]  # (stage, message); stages: interpreter, resolve, venv, sync,
-#                                        health, marker, rename, ready
+# progress(stage, message); stages in order: interpreter, resolve, venv, sync, health, marker, rename, ready
 
 
 @dataclass(frozen=True)
@@ -228,8 +228,6 @@ class EnvManager:
 
     # -- building -----------------------------------------------------------------------------------
     def _build(self, env_id: str, req: EnvRequest, lock: Lock, report: Progress) -> None:
-        from envmgr.builder import build_with_uv, build_with_virtualenv
-
         started = time.time()
         ensure_dir(self.config.uv_cache_dir)
         tmp = self.store.new_temp_dir(env_id)

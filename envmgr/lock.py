@@ -165,7 +165,9 @@ def classify_failure(output: str, req: "EnvRequest", config: MachineConfig, *, a
                              why=tail, hint="check the network, index_url / extra_index_urls, or use a local "
                              "wheelhouse via find_links and offline = true")
     return EnvBuildError(f"cannot {action} the {req.runtime} env", why=tail,
-                         hint="see the output above; `stemsep env config` shows the package sources in use")
+                         hint="`stemsep env config` shows the package sources in use"
+                         + ("; if a locked file is gone from them, `stemsep setup --refresh` resolves again"
+                            if action == "build" else ""))
 
 
 def conflicting_names(message: str, req: "EnvRequest") -> list[str]:

@@ -9,7 +9,13 @@ from envmgr.store import EnvRecord
 
 
 def _recency(record: EnvRecord) -> float:
-    return record.last_used or record.built_at or 0.0
+    """Last use; else when it was built (the metadata, or the dir's mtime for an env without it)."""
+    if record.last_used or record.built_at:
+        return record.last_used or record.built_at
+    try:
+        return record.path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def choose_prunable(records: list[EnvRecord], *, unused: bool = False, older_than_days: float | None = None,

@@ -1,19 +1,18 @@
 """Orchestration of `stemsep separate`: plan a run, get its env, drive one worker through the inputs.
 
-`plan_separation` is the seam that decides whether the job may start and resolves what it needs
-(model, runtime, native settings, artifact paths). It does the minimal checks itself today (inputs
-readable, model known, runtime allowed, output names distinct); `stemsep preflight` replaces it with
-the full rule set, returning the same `Plan`.
+`plan_separation` decides whether the job may start: it runs preflight (envmgr/preflight.py) and
+raises `PreflightBlocked` when preflight says no, before anything is downloaded, built or started.
+Inputs preflight blocks while others may run are skipped (reported as failed inputs of the batch).
 
-`run_separation` then materialises the env, starts one worker for the whole batch (the model stays
-loaded between inputs) and reports every event through one callback, as dicts shaped like the
-protocol's messages (docs/protocol.md, "The --json stream"): the CLI renders them as progress bars or
-prints them as JSON lines. A failed input does not stop the batch; Ctrl-C does.
+`run_separation` then downloads the artifacts preflight found downloadable (unless --no-download),
+materialises the env, starts one worker for the whole batch (the model stays loaded between inputs)
+and reports every event through one callback, as dicts shaped like the protocol's messages
+(docs/protocol.md, "The --json stream"): the CLI renders them as progress bars or prints them as JSON
+lines. A failed input does not stop the batch; Ctrl-C does.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +55,9 @@ class Plan:
     output_dir: Path
     output_format: str
     warnings: tuple[str, ...] = ()
+    preflight: Any = None  # envmgr.preflight.Preflight: the report the job was allowed by
+    skipped: tuple[tuple[Path, StemSepError], ...] = ()  # inputs preflight blocked; the others run
+    download: bool = True  # fetch downloadable artifacts before the env is built
 
     def output_names(self, input_path: Path) -> tuple[dict[str, str], str]:
         """Deterministic stem file names: `<input stem>_(<stem>)_<model id>.<ext>`."""
@@ -81,63 +83,45 @@ class Outcome:
 
 def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: str | None = None,
                     output_dir: Path | None = None, output_format: str = "wav", registry: Any = None,
-                    config: Any = None) -> Plan:
-    """Decide whether the run may start; raise a StemSepError that says why not. (Preflight's seam.)"""
+                    config: Any = None, *, enforcement: str | None = None, dev_override: bool = False,
+                    confirm_manual_steps: bool = False, require_hashes: bool = False, download: bool = True,
+                    settings: dict[str, Any] | None = None, emit: Emit | None = None) -> Plan:
+    """Run preflight; raise PreflightBlocked (nothing started) unless it says the job can proceed.
+    `emit` receives the report as a `preflight` event either way."""
     from envmgr.config import load_config
+    from envmgr.preflight import PreflightRequest, run_preflight
     from envmgr.registry_files import registry_files
     from registry.loader import load_registry
-    from registry.routing import choose_runtime
-    from registry.settings import resolve_settings
 
     if output_format not in FORMATS:
         raise OutputError(f"unknown output format {output_format!r}", hint=f"use one of: {', '.join(FORMATS)}")
-    checked = _check_inputs(inputs)
     config = config or load_config()
     if registry is None:  # the same files `stemsep models list` reads
         base, overlays = registry_files()
         registry = load_registry(paths=base, overlays=overlays)
-    model_id = model_id or registry.default_model
-    if not model_id:
-        raise StemSepError("no model given and the registry names no default model", code="E_NO_DEFAULT_MODEL",
-                           exit_code=ExitCode.USAGE, hint="pass -m MODEL (see `stemsep models list`)")
-    entry = registry.get(model_id)
-    choice = choose_runtime(entry, runtime)
+    checked = run_preflight(PreflightRequest(
+        inputs=list(inputs), model_id=model_id, runtime=runtime, enforcement=enforcement, dev_override=dev_override,
+        confirm_manual_steps=confirm_manual_steps, require_hashes=require_hashes, download=download,
+        settings=dict(settings or {})), config=config, registry=registry)
+    if emit is not None:
+        emit({"type": "preflight", "report": checked.report})
+    checked.raise_if_blocked()
+    assert checked.runtime is not None and checked.runtime.runtime and checked.settings is not None
+    skipped = tuple((p, _input_error(checked.input_errors(p))) for p in checked.inputs
+                    if p not in checked.runnable_inputs)
     out = (output_dir or DEFAULT_OUTPUT_DIR).expanduser().absolute()
-    plan = Plan(model=entry, runtime=choice.runtime, runtime_reason=choice.reason,
-                settings=resolve_settings(entry, choice.runtime).native(), artifacts={}, inputs=checked,
-                output_dir=out, output_format=output_format)
+    plan = Plan(model=checked.entry, runtime=checked.runtime.runtime, runtime_reason=checked.runtime.reason or "user",
+                settings=checked.settings.native(), artifacts={}, inputs=tuple(checked.runnable_inputs),
+                output_dir=out, output_format=output_format,
+                warnings=tuple(f"{w['code']}: {w['message']}" for w in checked.report["warnings"]),
+                preflight=checked, skipped=skipped, download=download)
     _check_output_names(plan)
-    if entry.artifacts.all():
-        plan = _with_artifacts(plan, config)
     return plan
 
 
-def _check_inputs(inputs: list[Path]) -> tuple[Path, ...]:
-    if not inputs:
-        raise InputError("no input files given", hint="pass one or more audio files: stemsep separate song.flac")
-    seen: dict[Path, None] = {}
-    for raw in inputs:
-        path = Path(os.path.expanduser(str(raw))).absolute()
-        if not path.exists():
-            raise InputError(f"input {raw} does not exist", code="E_INPUT_NOT_FOUND",
-                             hint="check the path (quote names with spaces)")
-        if path.is_dir():
-            raise InputError(f"input {raw} is a directory", code="E_INPUT_IS_DIR",
-                             hint=f"pass the audio files in it, e.g. {raw}/*.flac")
-        if not path.is_file():
-            raise InputError(f"input {raw} is not a regular file", code="E_INPUT_NOT_FILE",
-                             hint="pass an audio file (pipes and devices cannot be read twice)")
-        try:
-            with open(path, "rb") as fh:
-                empty = not fh.read(1)
-        except OSError as exc:
-            raise InputError(f"cannot read input {raw}", code="E_INPUT_UNREADABLE", why=exc.strerror or str(exc),
-                             hint="check the file's permissions") from exc
-        if empty:
-            raise InputError(f"input {raw} is empty (0 bytes)", code="E_INPUT_EMPTY",
-                             hint="the file holds no data; export or copy it again")
-        seen.setdefault(path, None)  # the same file twice runs once
-    return tuple(seen)
+def _input_error(findings: list[Any]) -> StemSepError:
+    first = findings[0]
+    return InputError(first.message, why=first.why, hint=first.hint, code=first.code)
 
 
 def _check_output_names(plan: Plan) -> None:
@@ -152,13 +136,17 @@ def _check_output_names(plan: Plan) -> None:
 
 
 
-def _with_artifacts(plan: Plan, config: Any) -> Plan:
+def fetch_artifacts(plan: Plan, emit: Emit, config: Any) -> Plan:
+    """The model's files from the store, downloading what preflight found downloadable (`plan.download`).
+    Preflight already enforced --require-hashes (or let it through in a lenient mode)."""
     from dataclasses import replace
 
     from envmgr.artifacts import ArtifactStore
 
+    if not plan.model.artifacts.all():
+        return plan
     with ArtifactStore(config.model_store) as store:
-        paths = store.ensure(plan.model)
+        paths = store.ensure(plan.model, download=plan.download, progress=lambda event: emit(event.to_dict()))
     return replace(plan, artifacts={name: str(path) for name, path in paths.items()})
 
 
@@ -174,6 +162,7 @@ def run_separation(plan: Plan, emit: Emit, *, config: Any = None, timeouts: Time
     emit({"type": "plan", "model": plan.model.id, "runtime": plan.runtime, "runtime_reason": plan.runtime_reason,
           "inputs": [str(p) for p in plan.inputs], "output_dir": str(plan.output_dir),
           "output_format": plan.output_format, "settings": plan.settings})
+    plan = fetch_artifacts(plan, emit, config)
     manager = EnvManager(config)
     env = manager.ensure(request_for_model(plan.model, plan.runtime, config),
                          progress=lambda stage, message: emit({"type": "env", "stage": stage, "message": message}))
@@ -185,6 +174,9 @@ def run_separation(plan: Plan, emit: Emit, *, config: Any = None, timeouts: Time
         raise OutputError(f"cannot create the output dir {plan.output_dir}", why=exc.strerror or str(exc),
                           hint="pick another dir with -o") from exc
     outcomes: list[Outcome] = []
+    for path, err in plan.skipped:  # blocked by preflight; the worker never sees them
+        outcomes.append(Outcome(path, error=err))
+        emit({"type": "error", "job": None, "input": str(path), **err.to_dict()})
     client: WorkerClient | None = None
     try:
         for path in plan.inputs:

@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 import typer
 
+from envmgr.cli.preflight_cmd import (BATCH_SIZE, CONFIRM_MANUAL_STEPS, DEV_OVERRIDE, ENFORCEMENT, NO_DOWNLOAD,
+                                      OVERLAP, REQUIRE_HASHES, SEGMENT_SIZE, user_settings)
 from registry.errors import StemSepError
 
 
@@ -36,6 +38,14 @@ def separate(
     job_timeout: Optional[float] = typer.Option(None, "--job-timeout", min=1.0,
                                                 help="Give up on an input after this many seconds."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show the worker's own output (stderr)."),
+    enforcement: Optional[str] = ENFORCEMENT,
+    dev_override: bool = DEV_OVERRIDE,
+    confirm_manual_steps: bool = CONFIRM_MANUAL_STEPS,
+    require_hashes: bool = REQUIRE_HASHES,
+    no_download: bool = NO_DOWNLOAD,
+    overlap: Optional[float] = OVERLAP,
+    segment_size: Optional[int] = SEGMENT_SIZE,
+    batch_size: Optional[int] = BATCH_SIZE,
 ) -> None:
     """Separate audio files into stems. Stem files are named `<input>_(<stem>)_<model>.<format>`."""
     from envmgr.separate import plan_separation, run_separation
@@ -44,13 +54,17 @@ def separate(
     emit = _json_emit if as_json else None
     view = None
     try:
-        plan = plan_separation(list(inputs), model, runtime, output_dir, fmt.lower())
+        plan = plan_separation(list(inputs), model, runtime, output_dir, fmt.lower(), enforcement=enforcement,
+                               dev_override=dev_override, confirm_manual_steps=confirm_manual_steps,
+                               require_hashes=require_hashes, download=not no_download,
+                               settings=user_settings(overlap, segment_size, batch_size), emit=emit)
         timeouts = Timeouts(job=job_timeout)
         if as_json:
             run_separation(plan, _json_emit, timeouts=timeouts)
         else:
-            view = _ProgressView(len(plan.inputs))
+            view = _ProgressView(len(plan.inputs) + len(plan.skipped))
             with view:
+                view.preflight_warnings(plan.warnings)
                 run_separation(plan, view, timeouts=timeouts, on_stderr=view.on_stderr if verbose else None)
     except KeyboardInterrupt:
         err = Cancelled("cancelled by the user (Ctrl-C)", hint="nothing half-written was left; run again to start over")
@@ -93,7 +107,31 @@ class _ProgressView:
         self.progress.stop()
 
     def __call__(self, event: dict[str, Any]) -> None:
-        getattr(self, "on_" + event["type"], lambda e: None)(event)
+        getattr(self, "on_" + event["type"].replace(".", "_"), lambda e: None)(event)
+
+    def preflight_warnings(self, warnings: tuple[str, ...]) -> None:
+        for warning in warnings:
+            style = "bold red" if warning.startswith("W_DEV_OVERRIDE:") else "yellow"
+            self.console.print(f"[{style}]preflight warning[/] {warning}", highlight=False)
+
+    def on_artifact_start(self, e: dict[str, Any]) -> None:
+        key = e["filename"]
+        if key not in self.tasks:
+            self.tasks[key] = self.progress.add_task(f"download {key}", total=e["total"])
+        self.progress.update(self.tasks[key], completed=e["done"], total=e["total"])
+
+    on_artifact_progress = on_artifact_start
+
+    def on_artifact_done(self, e: dict[str, Any]) -> None:
+        task = self.tasks.get(e["filename"])
+        if task is not None:
+            self.progress.update(task, completed=e["done"], total=e["total"] or e["done"],
+                                 description=f"download {e['filename']} · {e['message']}")
+
+    def on_artifact_warning(self, e: dict[str, Any]) -> None:
+        self.console.print(f"[yellow]warning[/]: {e['model_id']}/{e['filename']}: {e['message']}")
+
+    on_artifact_retry = on_artifact_fallback = on_artifact_warning
 
     def on_plan(self, e: dict[str, Any]) -> None:
         self.console.print(f"[bold]{e['model']}[/] on [bold]{e['runtime']}[/] [dim]({e['runtime_reason']})[/]")

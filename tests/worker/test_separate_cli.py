@@ -80,9 +80,9 @@ def test_json_stream_flac_and_output_dir(cli_env: dict[str, str], tmp_path: Path
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     kinds = [e["type"] for e in events]
-    assert kinds[0] == "plan" and kinds[-2:] == ["summary", "exit"] and events[-1]["exit_code"] == 0
+    assert kinds[:2] == ["preflight", "plan"] and kinds[-2:] == ["summary", "exit"] and events[-1]["exit_code"] == 0
     assert kinds.count("worker") == 1 and kinds.count("result") == 1
-    assert events[0]["model"] == DEFAULT_MODEL and events[0]["runtime"] == "stemsep-legacy"
+    assert events[1]["model"] == DEFAULT_MODEL and events[1]["runtime"] == "stemsep-legacy"
     separate = [e for e in events if e["type"] == "progress" and e["stage"] == "separate"]
     assert [e["done"] for e in separate] == list(range(1, len(separate) + 1)) and separate[-1]["done"] == separate[-1]["total"]
     stems = [e for e in events if e["type"] == "stem"]

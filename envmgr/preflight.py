@@ -1,0 +1,402 @@
+"""Preflight orchestration: gather the facts a job depends on, apply registry.preflight_rules, build the report.
+
+Facts: the input files (header + a first decoded block, via soundfile), the registry entry and its
+routing, the model store (artifact states, no network), the env (state from the env store and the
+cached lock; the model's pip packages probed with the env's own interpreter when it exists), the
+user's records (confirmed manual steps, trusted code) and the machine's GPUs. Nothing here imports
+torch or builds, downloads or writes anything, except a manual-step confirmation the user asks to
+record. The report's shape is in docs/preflight.md and envmgr/preflight.schema.json.
+
+`separate` calls `run_preflight` first and starts nothing unless `can_proceed` (envmgr/separate.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from registry import preflight_rules as rules
+from registry.errors import ExitCode, StemSepError
+
+REPORT_SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).with_name("preflight.schema.json")
+DECODE_PROBE_FRAMES = 4096  # decoded to prove the codec works; the worker reads the whole file
+
+
+class PreflightBlocked(StemSepError):
+    """Preflight said no; nothing was downloaded, built or started. Carries the report."""
+
+    exit_code = ExitCode.PREFLIGHT_BLOCKED
+    code = "E_PREFLIGHT_BLOCKED"
+
+    def __init__(self, preflight: "Preflight", exit_code: Optional[ExitCode] = None) -> None:
+        blocking = preflight.decision.blocking
+        job = [f for f in blocking if f.input is None] or blocking
+        first = job[0] if job else None
+        what = first.message if first and len(job) == 1 else f"{len(job)} problems block this job"
+        lines = [f"{f.code}: {f.message}" + (f" ({f.why})" if f.why else "") for f in job]
+        hint = first.hint if first and len(job) == 1 else "fix them in order; `stemsep preflight` shows the report"
+        super().__init__(f"preflight blocked the job: {what}", why="\n".join(lines) if len(job) > 1 else
+                         (first.why if first else ""), hint=hint, code=first.code if first and len(job) == 1 else None,
+                         exit_code=exit_code if exit_code is not None else preflight.decision.exit_code())
+        self.preflight = preflight
+
+
+@dataclass(frozen=True)
+class PreflightRequest:
+    inputs: Sequence[Path]
+    model_id: Optional[str] = None
+    runtime: Optional[str] = None
+    enforcement: Optional[str] = None  # None: the machine config's (default strict)
+    dev_override: bool = False
+    confirm_manual_steps: bool = False
+    require_hashes: bool = False
+    download: bool = True
+    settings: Mapping[str, Any] = field(default_factory=dict)  # user overrides (native meaning): overlap...
+    phase_fix_reference: Optional[str] = None
+    phase_fix_params: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Preflight:
+    """The outcome: the JSON report plus the resolved objects `separate` needs to start the job."""
+
+    report: dict[str, Any]
+    decision: rules.Decision
+    entry: Any = None  # ModelEntry
+    runtime: Optional[rules.RuntimeResolution] = None
+    settings: Any = None  # registry.settings.ResolvedSettings
+    inputs: list[Path] = field(default_factory=list)  # every input, absolute, in order, duplicates dropped
+    findings: list[rules.Finding] = field(default_factory=list)
+
+    @property
+    def can_proceed(self) -> bool:
+        return self.decision.can_proceed
+
+    @property
+    def runnable_inputs(self) -> list[Path]:
+        ok = set(self.decision.runnable_inputs)
+        return [p for p in self.inputs if str(p) in ok]
+
+    def input_errors(self, path: Path) -> list[rules.Finding]:
+        return [f for f in self.decision.blocking if f.input == str(path)]
+
+    def raise_if_blocked(self, exit_code: Optional[ExitCode] = None) -> None:
+        if not self.can_proceed:
+            raise PreflightBlocked(self, exit_code)
+
+
+def run_preflight(request: PreflightRequest, *, config: Any = None, registry: Any = None) -> Preflight:
+    """Check everything a job depends on, without starting anything. Raises only when the registry or the
+    config cannot be read at all; every problem of the job itself is a finding in the report."""
+    from envmgr.config import load_config
+
+    started = time.perf_counter()
+    config = config or load_config()
+    mode = (request.enforcement or config.enforcement).lower()
+    if mode not in rules.MODES:
+        raise StemSepError(f"unknown enforcement mode {request.enforcement!r}", code="E_USAGE",
+                           exit_code=ExitCode.USAGE, hint="use strict, soft or report")
+    findings: list[rules.Finding] = []
+    inputs = _absolute_unique(request.inputs)
+    audio = [probe_audio(p) for p in inputs]
+    if not inputs:
+        findings.append(rules.Finding("E_NO_INPUT", "no input files given",
+                                      hint="pass one or more audio files: stemsep separate song.flac"))
+    for a in audio:
+        findings += rules.check_input(a)
+    decodable = [a for a in audio if not rules.check_input(a)]
+
+    registry = registry if registry is not None else _load_registry()
+    entry = _find_model(registry, request.model_id, findings)
+    resolution = settings = None
+    status: dict[str, Any] = {"env": None, "python": None, "torch": None, "pip": [], "artifacts": [],
+                              "manual_steps": []}
+    phase_fix = None
+    if entry is not None:
+        resolution, found = rules.route(entry, request.runtime)
+        findings += found
+        for a in decodable:
+            findings += rules.check_channels(a, entry, resolution.runtime) + rules.check_sample_rate(a, entry)
+        if resolution.runtime:
+            settings, found = rules.resolve_job_settings(entry, resolution.runtime, dict(request.settings))
+            findings += found
+        found, status["artifacts"] = rules.check_artifacts(
+            entry.id, artifact_facts(entry, config), require_hashes=request.require_hashes, download=request.download)
+        findings += found
+        found, status["manual_steps"] = _manual_steps(entry, config, request.confirm_manual_steps, status["artifacts"])
+        findings += found
+        if resolution.runtime:
+            # Resolving a lock that is not cached takes seconds (and the network): skip it when the job is
+            # already impossible; a cached lock still answers.
+            doomed = any(f.fatal and f.input is None for f in findings) or (inputs and not decodable)
+            found, env_status = rules.check_env(entry, resolution.runtime,
+                                                env_facts(entry, resolution.runtime, config, resolve=not doomed))
+            findings += found
+            status.update(env_status)
+    if request.phase_fix_reference:
+        found, phase_fix = _phase_fix(registry, request)
+        findings += found
+
+    decision, extra = rules.decide(findings, [str(p) for p in inputs], mode, request.dev_override)
+    findings += extra
+    report = _report(request, mode, config, decision, findings, audio, entry, resolution, settings, phase_fix,
+                     status, time.perf_counter() - started)
+    return Preflight(report, decision, entry, resolution, settings, inputs, findings)
+
+
+# ---- facts -------------------------------------------------------------------------------------
+
+def _absolute_unique(paths: Sequence[Path]) -> list[Path]:
+    seen: dict[Path, None] = {}
+    for raw in paths:
+        seen.setdefault(Path(os.path.expanduser(str(raw))).absolute(), None)
+    return list(seen)
+
+
+def probe_audio(path: Path) -> rules.AudioFacts:
+    """The file's state and header, plus a first decoded block (proves the codec works; cheap)."""
+    name = str(path)
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return rules.AudioFacts(name, exists=False)
+    except OSError as exc:
+        return rules.AudioFacts(name, read_error=exc.strerror or str(exc))
+    import stat
+
+    if stat.S_ISDIR(st.st_mode):
+        return rules.AudioFacts(name, is_dir=True, is_file=False)
+    if not stat.S_ISREG(st.st_mode):
+        return rules.AudioFacts(name, is_file=False)
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        return rules.AudioFacts(name, read_error=exc.strerror or str(exc), size=st.st_size)
+    if st.st_size == 0:
+        return rules.AudioFacts(name, size=0)
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(name) as fh:
+            facts = rules.AudioFacts(name, size=st.st_size, format=fh.format, subtype=fh.subtype,
+                                     sample_rate=int(fh.samplerate), channels=int(fh.channels), frames=int(fh.frames))
+            fh.buffer_read(min(facts.frames or 0, DECODE_PROBE_FRAMES), dtype="float32")
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as exc:
+        return rules.AudioFacts(name, size=st.st_size, decode_error=str(exc))
+    return facts
+
+
+def _load_registry() -> Any:
+    from envmgr.registry_files import registry_files
+    from registry.loader import load_registry
+
+    base, overlays = registry_files()  # the same files `stemsep models list` and `separate` read
+    return load_registry(paths=base, overlays=overlays)
+
+
+def _find_model(registry: Any, model_id: Optional[str], findings: list[rules.Finding]) -> Any:
+    model_id = model_id or registry.default_model
+    if not model_id:
+        findings.append(rules.Finding("E_NO_DEFAULT_MODEL", "no model given and the registry names no default model",
+                                      hint="pass -m MODEL (see `stemsep models list`)"))
+        return None
+    try:
+        return registry.get(model_id)
+    except StemSepError as err:
+        findings.append(rules.from_error(err, "E_UNKNOWN_MODEL", subject=model_id))
+        return None
+
+
+def artifact_facts(entry: Any, config: Any) -> list[rules.ArtifactFacts]:
+    """Each artifact's state in the model store (hashes only files it has not recorded yet; no network)."""
+    if not entry.artifacts.all():
+        return []
+    from envmgr.artifacts import ArtifactStore
+
+    by_name = {a.filename: a for a in entry.artifacts.all()}
+    trusted = trusted_code(config, entry)
+    with ArtifactStore(config.model_store) as store:
+        states = store.status(entry)
+    return [rules.ArtifactFacts(
+        filename=s.filename, kind=s.kind, state=s.state.value, expected_sha256=s.expected_sha256, sha256=s.sha256,
+        size=s.size, expected_size=s.expected_size, sources=tuple(s.sources), path=str(s.path), detail=s.detail,
+        unsafe_pickle=bool(getattr(by_name.get(s.filename), "unsafe_pickle", False)),
+        trusted_sha256=trusted.get(s.filename)) for s in states]
+
+
+def trusted_code(config: Any, entry: Any) -> dict[str, str]:
+    """filename -> the sha256 the user trusted, for the model's unpinned code artifacts.
+
+    The records belong to the code-artifact trust module (`stemsep models trust`); until it exists
+    nothing is trusted, which is the safe answer."""
+    try:
+        from envmgr import code_trust  # type: ignore[attr-defined]
+    except ImportError:
+        return {}
+    out = {}
+    for artifact in entry.artifacts.all():
+        if artifact.kind == "code" and not artifact.sha256:
+            sha = code_trust.trusted_sha256(config.state_dir, entry.id, artifact.filename)
+            if sha:
+                out[artifact.filename] = sha
+    return out
+
+
+def _manual_steps(entry: Any, config: Any, confirm: bool, artifact_rows: list[dict[str, Any]]
+                  ) -> tuple[list[rules.Finding], list[dict[str, Any]]]:
+    from envmgr.confirmations import confirm_steps, confirmed_steps
+
+    if not entry.requirements.manual_steps:
+        return [], []
+    confirmed = confirmed_steps(config.state_dir, entry.id)
+    if confirm:
+        _, rows = rules.check_manual_steps(entry, confirmed, artifact_rows)
+        waiting = [r["text"] for r in rows if r["state"] == "unconfirmed"]
+        if waiting:
+            confirm_steps(config.state_dir, entry.id, waiting)  # the user's statement: remembered for this model
+            confirmed |= set(waiting)
+    return rules.check_manual_steps(entry, confirmed, artifact_rows)
+
+
+def _phase_fix(registry: Any, request: PreflightRequest) -> tuple[list[rules.Finding], Optional[dict[str, Any]]]:
+    ref_id = request.phase_fix_reference
+    reference = registry.models.get(ref_id)
+    valid = [m.id for m in registry if m.phase_fix.is_valid_reference is True]
+    return rules.check_phase_fix(str(ref_id), reference, valid, dict(request.phase_fix_params))
+
+
+# ---- the env -----------------------------------------------------------------------------------
+
+# Runs inside the env with its own interpreter (-I: no host paths): installed version of each distribution.
+_DIST_PROBE = (
+    "import json, sys\n"
+    "from importlib import metadata\n"
+    "out = {}\n"
+    "for name in sys.argv[1:]:\n"
+    "    try:\n"
+    "        out[name] = metadata.version(name)\n"
+    "    except metadata.PackageNotFoundError:\n"
+    "        out[name] = None\n"
+    "print(json.dumps(out))\n"
+)
+
+
+def installed_versions(python: Path, names: Sequence[str], timeout: float = 60) -> dict[str, Optional[str]]:
+    """What the env's own interpreter reports for each distribution (None: not installed)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    proc = subprocess.run([str(python), "-I", "-c", _DIST_PROBE, *names], capture_output=True, text=True,
+                          timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the env's interpreter failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def env_facts(entry: Any, runtime: str, config: Any, *, resolve: bool = True) -> rules.EnvFacts:
+    """The model's env: its state, Python and torch (had or would get), the model's pip packages."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from envmgr.envs import EnvManager, env_id_for, request_for_model
+    from envmgr.errors import NoInterpreterError, UnresolvableError
+    from envmgr.fsutil import read_json
+    from envmgr.health import env_python
+    from envmgr.runtime_defs import RUNTIMES
+    from envmgr.store import META
+    from envmgr.torch_variant import detect_nvidia, variant_problems
+
+    machine = {"nvidia": detect_nvidia(), "rocm": os.path.exists("/dev/kfd")}
+    try:
+        req = request_for_model(entry, runtime, config)
+    except UnresolvableError as err:
+        return rules.EnvFacts("unresolvable", error=err, problem=err.message, **machine)
+    except StemSepError as err:
+        return rules.EnvFacts("invalid", error=err, problem=err.message, **machine)
+    packages = list(entry.requirements.pip.packages)
+    base = dict(python_spec=req.python, torch_spec=req.torch, torch_backend=req.torch_backend,
+                overrides=tuple(req.overrides), notes=tuple(req.notes),
+                torch_cap_lifted=RUNTIMES[runtime].torch_cap_lifted if req.torch else None, **machine)
+    untouched = tuple(rules.PipFacts(p) for p in packages)
+    manager = EnvManager(config)
+    try:
+        lock = manager.cached_lock(req)
+        if lock is None and resolve:
+            lock = manager.lock(req)
+    except UnresolvableError as err:
+        return rules.EnvFacts("unresolvable", error=err, problem=err.message, pip=untouched, **base)
+    except NoInterpreterError as err:
+        return rules.EnvFacts("no_interpreter", error=err, problem=err.message, pip=untouched, **base)
+    except StemSepError as err:
+        return rules.EnvFacts("unknown", error=err, problem=err.message, pip=untouched, **base)
+    if lock is None:
+        return rules.EnvFacts("not_checked", problem="not resolved: the job is blocked anyway", pip=untouched, **base)
+
+    env_id = env_id_for(runtime, lock)
+    path = manager.store.env_dir(env_id)
+    problem = manager.store.problem(env_id)
+    names = {p: canonicalize_name(Requirement(p).name) for p in packages}
+    if problem is None:
+        meta = read_json(path / META, {}) or {}
+        torch = meta.get("torch") if req.torch else None
+        pip = untouched
+        if packages:
+            try:
+                found = installed_versions(env_python(path), list(names.values()))
+                pip = tuple(rules.PipFacts(p, found.get(names[p]), "env") for p in packages)
+            except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+                problem = f"its interpreter does not answer: {exc}"
+        if problem is None:
+            return rules.EnvFacts(
+                "ready", env_id=env_id, path=str(path), python=meta.get("python") or lock.interpreter.version,
+                python_seen_in="env", torch=(torch or {}).get("version"), torch_seen_in="env" if torch else None,
+                torch_build={"cuda": torch.get("cuda"), "hip": torch.get("hip")} if torch else None,
+                torch_variant_problems=tuple(variant_problems(torch, backend=req.torch_backend,
+                                                              overrides=list(req.overrides))) if req.torch else (),
+                pip=pip, **base)
+    locked = lock.packages
+    return rules.EnvFacts(
+        "needs_build" if problem == "not built" else "broken", env_id=env_id, path=str(path),
+        problem=None if problem == "not built" else problem, python=lock.interpreter.version,
+        python_seen_in="interpreter", torch=locked.get("torch") if req.torch else None,
+        torch_seen_in="lock" if req.torch else None,
+        pip=tuple(rules.PipFacts(p, locked.get(names[p]), "lock") for p in packages), **base)
+
+
+# ---- the report --------------------------------------------------------------------------------
+
+def _report(request: PreflightRequest, mode: str, config: Any, decision: rules.Decision,
+            findings: list[rules.Finding], audio: list[rules.AudioFacts], entry: Any,
+            resolution: Optional[rules.RuntimeResolution], settings: Any, phase_fix: Optional[dict[str, Any]],
+            status: dict[str, Any], seconds: float) -> dict[str, Any]:
+    blocking = {id(f) for f in decision.blocking}
+    blocked_inputs = set(decision.blocked_inputs)
+    source = "cli" if request.enforcement else config.sources.get("enforcement", "default")
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "can_proceed": decision.can_proceed,
+        "model": entry.id if entry is not None else (request.model_id or None),
+        "enforcement": {"mode": mode, "source": source, "dev_override": request.dev_override,
+                        "overridden": [f.code for f in decision.overridden]},
+        "inputs": [{**a.to_dict(), "state": "blocked" if a.path in blocked_inputs else "ok"} for a in audio],
+        "errors": [{**f.to_dict(), "blocking": id(f) in blocking} for f in findings if f.severity == "error"],
+        "warnings": [f.to_dict() for f in findings if f.severity == "warning"],
+        "resolved": {
+            "runtime": resolution.to_dict() if resolution is not None and resolution.runtime else None,
+            "settings": settings.to_dict() if settings is not None else None,
+            "phase_fix": phase_fix,
+            "requirements_status": status,
+        },
+        "options": {"require_hashes": request.require_hashes, "download": request.download,
+                    "confirm_manual_steps": request.confirm_manual_steps, "settings": dict(request.settings)},
+        "seconds": round(seconds, 4),
+    }
+
+
+def load_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))

@@ -299,15 +299,16 @@ def resolve_job_settings(entry: Any, runtime: str, user: Mapping[str, Any]) -> t
     except SettingsError as err:
         return None, [from_error(err, "E_SETTINGS")]
     findings = []
-    for name, item in resolved.settings.items():
-        if item.provenance != "user":
-            continue
-        if item.param is None or item.value is None:
+    for name in user:
+        item = resolved.settings.get(name)
+        if item is None or item.provenance != "user" or item.param is None or item.value is None:
             findings.append(Finding("W_SETTING_IGNORED", f"--{name.replace('_', '-')} {user[name]} is not used",
-                                    why=item.note or f"{runtime} has no {name} parameter for {entry.id}",
-                                    hint="leave it out", subject=name))
+                                    why=(item.note if item else "") or f"{runtime} has no {name} parameter for "
+                                    f"{entry.id}", hint="leave it out", subject=name))
             continue
         recommended = getattr(entry.recommended_settings, name, None)
+        if recommended == user[name]:
+            continue  # the same value: nothing is overridden (the table still shows provenance `user`)
         if recommended is not None:
             message = f"{name}: your {user[name]} replaces the registry's recommended {recommended}"
         else:

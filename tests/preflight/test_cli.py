@@ -1,0 +1,168 @@
+"""`stemsep preflight` and `stemsep separate` as a user runs them: real CLI processes, a user registry
+file with test models, a real HTTP server for artifacts, real uv-built envs and real worker runs.
+
+What `separate` must never do when preflight says no is checked on the filesystem (no env dir, no
+model-store file, no output) and on the HTTP server (no request)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.preflight.conftest import TEST_MODELS, dsp, write_audio
+
+ARTIFACT = b"model data " * 100
+
+
+def files_under(root: Path) -> list[str]:
+    """Every file below root (lock files excepted: they are meant to stay)."""
+    if not root.exists():
+        return []
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if not p.is_dir() and ".locks" not in p.parts)
+
+
+def env_dirs(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) if root.exists() else []
+
+
+@pytest.fixture
+def cli(tmp_path: Path, stemsep_home: Path, light_env: Any, server: Any) -> Any:
+    """A CLI home of the test's own (user registry with the test models + one fetched over HTTP, model
+    store, state dir), sharing the session's envs and caches unless a test points STEMSEP_ENV_STORE away."""
+    from envmgr.config import load_config
+
+    shared = load_config()
+    home = tmp_path / "home"
+    (home / "config" / "registries").mkdir(parents=True)
+    url = server.file("/pf/data.bin", ARTIFACT)
+    fetched = dsp("pf-fetch", requirements={"pip": {"packages": ["six"]}, "manual_steps": ["Rename the file by hand"]},
+                  artifacts={"additional": [{"kind": "other", "filename": "data.bin", "url": url,
+                                             "sha256": hashlib.sha256(ARTIFACT).hexdigest(),
+                                             "size_bytes": len(ARTIFACT)}]})
+    (home / "config" / "registries" / "test.json").write_text(
+        json.dumps({"schema_version": "1", "models": TEST_MODELS + [fetched]}))
+    env = {k: v for k, v in os.environ.items() if k != "STEMSEP_ENFORCEMENT"}
+    env.update(STEMSEP_HOME=str(home), STEMSEP_ENV_STORE=str(shared.env_store), STEMSEP_CACHE_DIR=str(shared.cache_dir),
+               STEMSEP_UV_CACHE_DIR=str(shared.uv_cache_dir), COLUMNS="200")
+
+    class Cli:
+        def __init__(self) -> None:
+            self.env, self.home, self.server, self.song = env, home, server, write_audio(tmp_path / "song.wav")
+            self.models = home / "models"
+
+        def __call__(self, *args: Any, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "envmgr.cli.main", *map(str, args)], cwd=tmp_path,
+                                  env={**self.env, **(extra_env or {})}, capture_output=True, text=True, timeout=600)
+
+        def events(self, proc: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+            return [json.loads(line) for line in proc.stdout.splitlines()]
+
+    return Cli()
+
+
+def test_preflight_human_view_and_exit_codes(cli: Any) -> None:
+    ok = cli("preflight", cli.song)
+    assert ok.returncode == 0, ok.stderr
+    assert "can proceed" in ok.stdout and "builtin-center-split" in ok.stdout and "ready" in ok.stdout
+
+    blocked = cli("preflight", cli.song, "-m", "pf-steps", "--runtime", "msst")
+    assert blocked.returncode == 3, blocked.stderr
+    out = blocked.stdout
+    assert "why blocked" in out and "E_RUNTIME_NOT_ALLOWED" in out and "E_MANUAL_STEPS" in out
+    assert all(step in out for step in TEST_MODELS[3]["requirements"]["manual_steps"])
+    assert "E_PREFLIGHT_BLOCKED" in blocked.stderr and "Traceback" not in blocked.stderr
+
+    quoted = cli("preflight", cli.song, "-m", "builtin-center-split", "--runtime", "msst")
+    assert quoted.returncode == 3 and "only stemsep-legacy implements it" in quoted.stdout  # blocking_reason
+
+
+def test_preflight_json_report_matches_its_schema(cli: Any, schema_validator: Any) -> None:
+    for args, code in ((["-m", "pf-dsp"], 0), (["-m", "pf-steps", "--overlap", "4"], 3), (["-m", "nope"], 3)):
+        proc = cli("preflight", cli.song, "--json", *args)
+        assert proc.returncode == code, proc.stderr
+        report = json.loads(proc.stdout)
+        assert not list(schema_validator.iter_errors(report))
+        assert report["can_proceed"] is (code == 0)
+
+
+def test_separate_blocked_creates_no_env_no_download_no_output(cli: Any, tmp_path: Path) -> None:
+    envs, out = tmp_path / "private-envs", tmp_path / "out"
+    isolated = {"STEMSEP_ENV_STORE": str(envs)}
+    for extra in ([], ["--enforcement", "soft"], ["--confirm-manual-steps", "--no-download"]):
+        proc = cli("separate", "--json", "-m", "pf-fetch", cli.song, "-o", out, *extra, extra_env=isolated)
+        events = cli.events(proc)
+        assert [e["type"] for e in events] == ["preflight", "exit"], proc.stdout
+        report = events[0]["report"]
+        assert not report["can_proceed"]
+        expected = "E_ARTIFACT_NOT_LOCAL" if "--no-download" in extra else "E_MANUAL_STEPS"
+        assert [e["code"] for e in report["errors"]] == [expected]
+        assert proc.returncode == (8 if "--no-download" in extra else 3) == events[-1]["exit_code"], proc.stderr
+        assert env_dirs(envs) == [] and files_under(cli.models) == [] and not out.exists()
+        assert cli.server.hits == []  # not even a HEAD: nothing was fetched
+
+    # The same job once preflight says yes (the confirmation above was recorded): download, env, stems.
+    proc = cli("separate", "--json", "-m", "pf-fetch", cli.song, "-o", out, extra_env=isolated)
+    assert proc.returncode == 0, proc.stderr
+    kinds = [e["type"] for e in cli.events(proc)]
+    assert kinds.index("artifact.done") < kinds.index("env_ready") < kinds.index("result")
+    assert files_under(cli.models) == ["pf-fetch/.manifest.json", "pf-fetch/data.bin"]
+    assert (cli.models / "pf-fetch" / "data.bin").read_bytes() == ARTIFACT
+    assert len(env_dirs(envs)) == 1 and len(cli.server.hits) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["song_(instrumental)_pf-fetch.wav", "song_(vocals)_pf-fetch.wav"]
+
+
+def test_enforcement_modes_in_separate(cli: Any, tmp_path: Path) -> None:
+    def separate(*args: str, extra_env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], list[str]]:
+        out = tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}"
+        proc = cli("separate", "--json", "-m", "pf-steps", cli.song, "-o", out, *args, extra_env=extra_env)
+        report = cli.events(proc)[0]["report"]
+        return proc.returncode, report, sorted(p.name for p in out.iterdir()) if out.exists() else []
+
+    code, report, made = separate()  # strict: the default
+    assert (code, report["enforcement"]["mode"], made) == (3, "strict", [])
+    code, report, made = separate("--enforcement", "soft")
+    assert (code, made) == (3, [])
+    code, report, made = separate("--enforcement", "soft", "--dev-override")
+    assert code == 0 and len(made) == 2
+    assert report["enforcement"]["overridden"] == ["E_MANUAL_STEPS"]
+    assert [e["blocking"] for e in report["errors"]] == [False]
+    assert any(w["code"] == "W_DEV_OVERRIDE" and "DEV OVERRIDE" in w["message"] for w in report["warnings"])
+    code, report, made = separate("--enforcement", "report")
+    assert code == 0 and len(made) == 2 and "W_NOT_ENFORCED" in {w["code"] for w in report["warnings"]}
+    code, report, made = separate("--dev-override")  # strict ignores it, and says so
+    assert code == 3 and "W_DEV_OVERRIDE_IGNORED" in {w["code"] for w in report["warnings"]}
+
+    # The config decides when no flag does; a fatal error blocks even in report mode.
+    code, report, made = separate(extra_env={"STEMSEP_ENFORCEMENT": "report"})
+    assert code == 0 and report["enforcement"] == {"mode": "report", "source": "env STEMSEP_ENFORCEMENT",
+                                                   "dev_override": False, "overridden": ["E_MANUAL_STEPS"]}
+    proc = cli("separate", "--json", "--enforcement", "report", tmp_path / "missing.wav", "-o", tmp_path / "o")
+    assert proc.returncode == 12 and cli.events(proc)[-1]["code"] == "E_INPUT_NOT_FOUND"
+
+
+def test_dev_override_is_loud_for_people(cli: Any, tmp_path: Path) -> None:
+    proc = cli("separate", "-m", "pf-steps", "--enforcement", "soft", "--dev-override", cli.song,
+               "-o", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    assert "W_DEV_OVERRIDE" in proc.stderr and "DEV OVERRIDE: proceeding despite 1 error(s) (E_MANUAL_STEPS)" in proc.stderr
+
+
+def test_recommended_settings_apply_unless_overridden(cli: Any) -> None:
+    """Preflight's resolved settings carry provenance; an explicit value is shown as the user's."""
+    proc = cli("preflight", cli.song, "-m", "bs-roformer-viperx-1297", "--runtime", "msst", "--json",
+               "--no-download", "--overlap", "8")
+    report = json.loads(proc.stdout)
+    overlap = report["resolved"]["settings"]["settings"]["overlap"]
+    assert (overlap["param"], overlap["value"], overlap["provenance"]) == ("inference.num_overlap", 8, "user")
+    assert "W_SETTING_OVERRIDDEN" in {w["code"] for w in report["warnings"]}
+    proc = cli("preflight", cli.song, "-m", "bs-roformer-viperx-1297", "--runtime", "msst", "--json", "--no-download")
+    overlap = json.loads(proc.stdout)["resolved"]["settings"]["settings"]["overlap"]
+    assert (overlap["value"], overlap["provenance"]) == (4, "registry")

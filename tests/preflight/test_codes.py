@@ -1,0 +1,334 @@
+"""One test per check code, both outcomes: each case builds a situation that must raise the code and a
+near-identical one that must not.
+
+Where the facts are cheap to make real (audio files, the model store, the session's uv-built env,
+registry models through the real loader), the case runs the whole preflight; the others (a CUDA
+build on a CPU machine, a runtime the tests cannot afford to resolve) call the pure rule with facts.
+`test_every_code_has_a_case` keeps this table complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from registry import preflight_rules as rules
+from registry.errors import StemSepError
+from tests.preflight.conftest import STEPS, codes, dsp, load_with, write_audio
+
+VIPERX = "bs-roformer-viperx-1297"  # a Phase Fix reference; audio-separator, msst and stemsep-legacy allowed
+
+
+class T:
+    """What a case may use: real files in tmp_path, the preflight runner, the registry, the store."""
+
+    def __init__(self, tmp_path: Path, run: Any, registry: Any, config: Any, server: Any, light_env: Any) -> None:
+        self.tmp, self.run, self.registry, self.config, self.server = tmp_path, run, registry, config, server
+        self.song = write_audio(tmp_path / "song.wav")
+
+    def codes(self, inputs: list[Path] | None = None, model: str | None = "pf-dsp", **fields: Any) -> set[str]:
+        return codes(self.run(inputs if inputs is not None else [self.song], model, **fields))
+
+    def audio(self, name: str, **kw: Any) -> Path:
+        return write_audio(self.tmp / name, **kw)
+
+    def bytes(self, name: str, data: bytes) -> Path:
+        path = self.tmp / name
+        path.write_bytes(data)
+        return path
+
+    def entry(self, model_id: str) -> Any:
+        return self.registry.get(model_id)
+
+    # -- artifacts: a per-test model whose artifact the store holds (or not) --------------------------
+
+    def artifact_codes(self, *, url: bool = True, pinned: bool = True, stored: bytes | None = None,
+                       symlink: bool = False, kind: str = "other", extra: dict | None = None,
+                       **fields: Any) -> set[str]:
+        data = b"weights " * 64
+        art = {"kind": kind, "filename": "w.bin", **(extra or {})}
+        if pinned:
+            art["sha256"] = hashlib.sha256(data).hexdigest()
+        if url:
+            art["url"] = self.server.file("/w.bin", data)
+        if kind == "code":  # the validator wants the model type it provides to be the model's
+            art.update(model_type="pf_code_type", class_name="Net")
+        slot = {"primary": art} if kind == "checkpoint" else {"additional": [art]}
+        model = dsp("pf-art", artifacts=slot, **({"runtime": {"model_type": "pf_code_type"}} if kind == "code"
+                                                 else {}))
+        registry = load_with(self.tmp, model)
+        target = self.config.model_store / "pf-art" / "w.bin"
+        shutil.rmtree(target.parent, ignore_errors=True)  # each call starts from an empty store
+        if stored is not None or symlink:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if symlink:
+                (self.tmp / "elsewhere.bin").write_bytes(data)
+                target.symlink_to(self.tmp / "elsewhere.bin")
+            else:
+                target.write_bytes(data if stored == b"right" else stored)
+        return codes(self.run([self.song], "pf-art", registry_=registry, **fields))
+
+
+def _fifo(t: T) -> Path:
+    path = t.tmp / "pipe.wav"
+    os.mkfifo(path)
+    return path
+
+
+def _unreadable(t: T) -> Path:
+    """A file that cannot be read: no permission for a normal user; as root, a /proc file that fails with EIO."""
+    path = t.bytes("locked.wav", b"RIFF")
+    os.chmod(path, 0)
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError:
+        return path
+    return Path("/proc/self/mem")  # root reads anything else; reading this at offset 0 is an I/O error
+
+
+def _zero_frames(t: T) -> Path:
+    path = t.tmp / "zero.wav"
+    sf.write(path, np.zeros((0, 2)), 44100)
+    return path
+
+
+def _env(**kw: Any) -> rules.EnvFacts:
+    base: dict[str, Any] = dict(state="ready", env_id="stemsep-legacy-0", python="3.11.7", python_spec=">=3.10",
+                                python_seen_in="env")
+    return rules.EnvFacts(**{**base, **kw})
+
+
+def _env_codes(t: T, model: str = "pf-dsp", runtime: str = "stemsep-legacy", **kw: Any) -> set[str]:
+    return {f.code for f in rules.check_env(t.entry(model), runtime, _env(**kw))[0]}
+
+
+def _torch(**kw: Any) -> dict[str, Any]:
+    return dict(torch_spec="torch>=2.0", torch="2.13.0+cpu", torch_seen_in="env", torch_backend="cpu",
+                torch_build={"cuda": None, "hip": None}, **kw)
+
+
+def _cuda_build_in_cpu_env() -> tuple[str, ...]:
+    """What envmgr.torch_variant finds in an env holding a CUDA torch when the machine asks for the CPU build."""
+    from envmgr.torch_variant import variant_problems
+
+    return tuple(variant_problems({"version": "2.13.0+cu126", "cuda": "12.6", "hip": None}, backend="cpu",
+                                  overrides=["torch==2.13.0+cpu"]))
+
+
+def _channels(t: T, path: Path, model: str, runtime: str) -> set[str]:
+    from envmgr.preflight import probe_audio
+
+    return {f.code for f in rules.check_channels(probe_audio(path), t.entry(model), runtime)}
+
+
+def _rate(t: T, rate: int, model: str = VIPERX) -> set[str]:
+    from envmgr.preflight import probe_audio
+
+    path = t.audio(f"r{rate}.wav", rate=rate)
+    return {f.code for f in rules.check_sample_rate(probe_audio(path), t.entry(model))}
+
+
+def _settings(t: T, runtime: str, user: dict[str, Any]) -> set[str]:
+    return {f.code for f in rules.resolve_job_settings(t.entry(VIPERX), runtime, user)[1]}
+
+
+def _trust(trusted: str | None, stored: str | None = "a" * 64) -> set[str]:
+    found: list[rules.Finding] = []
+    art = rules.ArtifactFacts("net.py", "code", "present", sha256=stored, trusted_sha256=trusted)
+    found += rules.check_artifacts("m", [art], require_hashes=False, download=True)[0]
+    return {f.code for f in found}
+
+
+def _no_default(t: T) -> set[str]:
+    from registry.loader import load_registry
+
+    path = t.tmp / "only.json"
+    path.write_text(json.dumps({"schema_version": "1", "models": [dsp("pf-only")]}))
+    return codes(t.run([t.song], None, registry_=load_registry(paths=[path], mode="compat")))
+
+
+def _invalid_entry() -> Any:
+    from registry.model import ModelEntry
+
+    return ModelEntry.model_validate(dsp("pf-bad", runtime={"preferred": "msst"}))  # the validator never saw it
+
+
+def _broken(t: T, broken: bool) -> set[str]:
+    """A real env in a private store; a crash mid-build leaves it without its marker: broken."""
+    from envmgr.config import load_config
+    from envmgr.envs import EnvManager, request_for_model
+    from envmgr.store import MARKER
+
+    config = load_config(env_store=t.tmp / "envs", model_store=t.config.model_store, state_dir=t.config.state_dir)
+    env = EnvManager(config).ensure(request_for_model(t.entry("pf-dsp"), "stemsep-legacy", config))
+    if broken:
+        (env.path / MARKER).unlink()
+    return codes(t.run([t.song], "pf-dsp", config_=config))
+
+
+def _unreachable_index(t: T) -> set[str]:
+    from envmgr.config import load_config
+
+    config = load_config(index_url="http://127.0.0.1:9/simple", model_store=t.config.model_store,
+                         state_dir=t.config.state_dir)
+    return codes(t.run([t.song], "pf-unbuilt", config_=config))
+
+
+def _torch_override(t: T, runtime: str, model: str) -> set[str]:
+    from envmgr.preflight import env_facts
+
+    entry = t.entry(model)
+    return {f.code for f in rules.check_env(entry, runtime, env_facts(entry, runtime, t.config, resolve=False))[0]}
+
+
+def _confirmed(t: T, confirm_first: bool) -> set[str]:
+    shutil.rmtree(t.config.state_dir, ignore_errors=True)  # no confirmation recorded yet
+    if confirm_first:
+        t.codes(model="pf-steps", confirm_manual_steps=True)
+    return t.codes(model="pf-steps")
+
+
+Case = tuple[Callable[[T], set[str]], Callable[[T], set[str]]]
+CASES: dict[str, Case] = {
+    # input audio
+    "E_NO_INPUT": (lambda t: t.codes([]), lambda t: t.codes()),
+    "E_INPUT_NOT_FOUND": (lambda t: t.codes([t.tmp / "nope.wav"]), lambda t: t.codes()),
+    "E_INPUT_IS_DIR": (lambda t: t.codes([t.tmp]), lambda t: t.codes()),
+    "E_INPUT_NOT_FILE": (lambda t: t.codes([_fifo(t)]), lambda t: t.codes()),
+    "E_INPUT_UNREADABLE": (lambda t: t.codes([_unreadable(t)]), lambda t: t.codes()),
+    "E_INPUT_EMPTY": (lambda t: t.codes([t.bytes("empty.wav", b"")]) & t.codes([_zero_frames(t)]),
+                      lambda t: t.codes()),
+    "E_INPUT_UNDECODABLE": (lambda t: t.codes([t.bytes("notes.wav", b"not audio\n" * 50)]), lambda t: t.codes()),
+    "E_INPUT_CHANNELS": (lambda t: t.codes([t.audio("surround.wav", channels=3)]), lambda t: t.codes()),
+    "E_MONO_UNSUPPORTED": (lambda t: t.codes([t.audio("mono.wav", channels=1)], "pf-stereo-only"),
+                           lambda t: t.codes(model="pf-stereo-only")),
+    "E_STEREO_UNSUPPORTED": (lambda t: t.codes(model="pf-mono-only"),
+                             lambda t: t.codes([t.audio("mono.wav", channels=1)], "pf-mono-only")),
+    "W_UPMIX": (lambda t: _channels(t, t.audio("mono.wav", channels=1), "pf-stereo-only", "msst"),
+                lambda t: _channels(t, t.song, "pf-stereo-only", "msst")),
+    "W_DOWNMIX": (lambda t: _channels(t, t.song, "pf-mono-only", "msst"),
+                  lambda t: _channels(t, t.audio("mono.wav", channels=1), "pf-mono-only", "msst")),
+    "W_RESAMPLE": (lambda t: _rate(t, 48000), lambda t: _rate(t, 44100) | _rate(t, 48000, "pf-dsp")),
+    "W_INPUTS_SKIPPED": (lambda t: t.codes([t.song, t.tmp / "nope.wav"]), lambda t: t.codes()),
+    # model and runtime
+    "E_UNKNOWN_MODEL": (lambda t: t.codes(model="pf-dsq"), lambda t: t.codes()),
+    "E_NO_DEFAULT_MODEL": (_no_default, lambda t: t.codes(model=None)),
+    "E_UNKNOWN_RUNTIME": (lambda t: t.codes(runtime="msts"), lambda t: t.codes(runtime="stemsep-legacy")),
+    "E_NO_RUNTIME": (lambda t: t.codes(model="pf-catalog"), lambda t: t.codes()),
+    "E_RUNTIME_NOT_ALLOWED": (lambda t: t.codes(model="builtin-center-split", runtime="msst"),
+                              lambda t: t.codes(model="builtin-center-split", runtime="stemsep-legacy")),
+    "E_REGISTRY_INVALID": (lambda t: {f.code for f in rules.route(_invalid_entry(), None)[1]},
+                           lambda t: {f.code for f in rules.route(t.entry("pf-dsp"), None)[1]}),
+    # settings
+    "E_SETTINGS": (lambda t: _settings(t, "msst", {"overlap": 0.5}), lambda t: _settings(t, "msst", {"overlap": 2})),
+    "W_SETTING_OVERRIDDEN": (lambda t: _settings(t, "audio-separator", {"overlap": 8}),
+                             lambda t: _settings(t, "audio-separator", {})),
+    "W_SETTING_IGNORED": (lambda t: t.codes(settings={"overlap": 4}), lambda t: t.codes()),
+    # artifacts
+    "W_ARTIFACT_DOWNLOAD": (lambda t: t.artifact_codes(), lambda t: t.artifact_codes(stored=b"right")),
+    "E_ARTIFACT_NOT_LOCAL": (lambda t: t.artifact_codes(download=False),
+                             lambda t: t.artifact_codes(stored=b"right", download=False)),
+    "E_ARTIFACT_MISSING": (lambda t: t.artifact_codes(url=False), lambda t: t.artifact_codes(url=False,
+                                                                                            stored=b"right")),
+    "W_ARTIFACT_HASH_MISMATCH": (lambda t: t.artifact_codes(stored=b"other bytes"),
+                                 lambda t: t.artifact_codes(stored=b"right")),
+    "E_ARTIFACT_HASH_MISMATCH": (lambda t: t.artifact_codes(url=False, stored=b"other bytes"),
+                                 lambda t: t.artifact_codes(url=False, stored=b"right")),
+    "E_ARTIFACT_UNSAFE": (lambda t: t.artifact_codes(symlink=True), lambda t: t.artifact_codes(stored=b"right")),
+    "W_ARTIFACT_UNPINNED": (lambda t: t.artifact_codes(pinned=False), lambda t: t.artifact_codes()),
+    "E_ARTIFACT_UNPINNED": (lambda t: t.artifact_codes(pinned=False, require_hashes=True),
+                            lambda t: t.artifact_codes(require_hashes=True)),
+    "W_UNSAFE_PICKLE": (lambda t: t.artifact_codes(kind="checkpoint", extra={"unsafe_pickle": True}),
+                        lambda t: t.artifact_codes(kind="checkpoint")),
+    "W_CODE_USER_TRUSTED": (lambda t: _trust("a" * 64), lambda t: _trust(None) | _trust("b" * 64)),
+    "E_CODE_UNTRUSTED": (lambda t: t.artifact_codes(kind="code", pinned=False),
+                         lambda t: t.artifact_codes(kind="code") | _trust("a" * 64)),
+    # env and requirements
+    "W_ENV_NEEDS_BUILD": (lambda t: t.codes(model="pf-unbuilt"), lambda t: t.codes()),
+    "W_ENV_BROKEN": (lambda t: _broken(t, True), lambda t: _broken(t, False)),
+    "E_ENV_UNRESOLVABLE": (lambda t: t.codes(model="pf-conflict"), lambda t: t.codes()),
+    "E_NO_INTERPRETER": (lambda t: t.codes(model="pf-python2"), lambda t: t.codes()),
+    "E_ENV_RESOLVE": (_unreachable_index, lambda t: t.codes(model="pf-unbuilt")),
+    "E_ENV_REQUEST": (lambda t: _env_codes(t, state="invalid", error=StemSepError("bad requirement 'x=='")),
+                      lambda t: _env_codes(t)),
+    "E_PYTHON_MISMATCH": (lambda t: _env_codes(t, python="3.9.1"), lambda t: _env_codes(t, python="3.12.1")),
+    "E_TORCH_MISMATCH": (lambda t: _env_codes(t, **{**_torch(), "torch_spec": "torch>=2.14"}),
+                         lambda t: _env_codes(t, **_torch())),
+    "E_TORCH_VARIANT": (lambda t: _env_codes(t, **_torch(torch_variant_problems=_cuda_build_in_cpu_env()))
+                        | _env_codes(t, **{**_torch(), "torch_backend": "cu118"}, model="pf-cuda-only"),
+                        lambda t: _env_codes(t, **_torch()) | _env_codes(t, **{**_torch(), "torch_backend": "cu126"},
+                                                                         model="pf-cuda-only", nvidia=True)),
+    "W_TORCH_NO_GPU": (lambda t: _env_codes(t, **{**_torch(), "torch_backend": "cu126", "torch": "2.13.0+cu126",
+                                                  "torch_build": None}),
+                       lambda t: _env_codes(t, **{**_torch(), "torch_backend": "cu126", "torch": "2.13.0+cu126",
+                                                  "torch_build": None}, nvidia=True)),
+    "W_TORCH_GPU_UNUSED": (lambda t: _env_codes(t, **_torch(), nvidia=True), lambda t: _env_codes(t, **_torch())),
+    "W_TORCH_OVERRIDE": (lambda t: _torch_override(t, "msst", VIPERX),
+                         lambda t: _torch_override(t, "audio-separator", VIPERX)),
+    "E_PIP_MISSING": (lambda t: _env_codes(t, pip=(rules.PipFacts("six", None, "env"),)),
+                      lambda t: _env_codes(t, pip=(rules.PipFacts("six", "1.17.0", "env"),
+                                                   rules.PipFacts("six", None, "lock")))),
+    "E_PIP_VERSION": (lambda t: _env_codes(t, pip=(rules.PipFacts("six>=1.16", "1.15.0", "env"),)),
+                      lambda t: _env_codes(t, pip=(rules.PipFacts("six>=1.16", "1.17.0", "env"),))),
+    # manual steps
+    "E_MANUAL_STEPS": (lambda t: t.codes(model="pf-steps"),
+                       lambda t: t.codes(model="pf-steps", confirm_manual_steps=True)
+                       | t.codes(model="pf-steps-automated")),
+    "W_MANUAL_STEPS_CONFIRMED": (lambda t: _confirmed(t, True), lambda t: _confirmed(t, False) | t.codes()),
+    # Phase Fix
+    "E_PHASE_FIX_REFERENCE": (lambda t: t.codes(phase_fix_reference="builtin-center-split")
+                              & t.codes(phase_fix_reference="no-such-model"),
+                              lambda t: t.codes(phase_fix_reference=VIPERX)),
+    "E_PHASE_FIX_PARAMS": (lambda t: t.codes(phase_fix_reference=VIPERX, phase_fix_params={"lowHz": 6000}),
+                           lambda t: t.codes(phase_fix_reference=VIPERX, phase_fix_params={"lowHz": 400})),
+    "W_PHASE_FIX_OVERRIDE": (lambda t: t.codes(phase_fix_reference=VIPERX, phase_fix_params={"lowHz": 400}),
+                             lambda t: t.codes(phase_fix_reference=VIPERX)),
+    # enforcement
+    "W_DEV_OVERRIDE": (lambda t: t.codes(model="pf-steps", enforcement="soft", dev_override=True),
+                       lambda t: t.codes(model="pf-steps", enforcement="soft")
+                       | t.codes(enforcement="soft", dev_override=True)),
+    "W_NOT_ENFORCED": (lambda t: t.codes(model="pf-steps", enforcement="report"),
+                       lambda t: t.codes(enforcement="report")),
+    "W_DEV_OVERRIDE_IGNORED": (lambda t: t.codes(model="pf-steps", enforcement="strict", dev_override=True),
+                               lambda t: t.codes(model="pf-steps", enforcement="soft", dev_override=True)),
+}
+
+
+def test_every_code_has_a_case() -> None:
+    assert set(CASES) == set(rules.CODES)
+
+
+@pytest.mark.parametrize("code", sorted(rules.CODES))
+def test_code_both_outcomes(code: str, tmp_path: Path, run: Any, registry: Any, config: Any, server: Any,
+                            light_env: Any) -> None:
+    bad, good = CASES[code]
+    t = T(tmp_path, run, registry, config, server, light_env)
+    assert code in bad(t)
+    assert code not in good(t)
+
+
+def test_messages_say_what_why_and_what_to_do(tmp_path: Path, run: Any, server: Any, light_env: Any) -> None:
+    """Blocking errors carry a hint; the quoted registry data reaches the user."""
+    result = run([tmp_path / "nope.wav"], "builtin-center-split", runtime="msst")
+    errors = {e["code"]: e for e in result.report["errors"]}
+    assert errors["E_INPUT_NOT_FOUND"]["hint"]
+    assert "built-in DSP" in errors["E_RUNTIME_NOT_ALLOWED"]["why"]  # the registry's blocking_reason
+    assert "--runtime stemsep-legacy" in errors["E_RUNTIME_NOT_ALLOWED"]["hint"]
+    unknown = run([tmp_path / "nope.wav"], "pf-dsq")
+    assert "pf-dsp" in unknown.report["errors"][-1]["hint"]  # nearest ids
+    m4a = tmp_path / "song.m4a"
+    m4a.write_bytes(b"\x00\x00\x00\x20ftypM4A " + b"\x00" * 200)
+    undecodable = next(e for e in run([m4a], "pf-dsp").report["errors"] if e["code"] == "E_INPUT_UNDECODABLE")
+    assert "ffmpeg" in undecodable["hint"] and ".m4a" in undecodable["hint"]
+    steps = next(e for e in run([tmp_path / "nope.wav"], "pf-steps").report["errors"]
+                 if e["code"] == "E_MANUAL_STEPS")
+    assert all(s in steps["message"] for s in STEPS) and "--confirm-manual-steps" in steps["hint"]

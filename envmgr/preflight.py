@@ -86,6 +86,17 @@ class Preflight:
     def input_errors(self, path: Path) -> list[rules.Finding]:
         return [f for f in self.decision.blocking if f.input == str(path)]
 
+    def skipped_inputs(self) -> list[tuple[Path, StemSepError]]:
+        """Inputs blocked while others run, each with its first blocking error (and that code's exit code)."""
+        runnable = set(self.runnable_inputs)
+        out = []
+        for path in self.inputs:
+            if path not in runnable:
+                first = self.input_errors(path)[0]
+                out.append((path, StemSepError(first.message, why=first.why, hint=first.hint, code=first.code,
+                                               exit_code=rules.CODES[first.code].exit_code)))
+        return out
+
     def raise_if_blocked(self, exit_code: Optional[ExitCode] = None) -> None:
         if not self.can_proceed:
             raise PreflightBlocked(self, exit_code)

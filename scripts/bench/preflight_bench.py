@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -57,6 +58,13 @@ def main() -> None:
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="stemsep-preflight-bench-"))
+    try:
+        measure(home, args.runs)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def measure(home: Path, runs: int) -> None:
     os.environ["STEMSEP_HOME"] = str(home)
     (home / "config" / "registries").mkdir(parents=True)
     (home / "config" / "registries" / "bench.json").write_text(json.dumps({"schema_version": "1",
@@ -99,13 +107,13 @@ def main() -> None:
         "cli_files_pip": lambda: _timed([stemsep, "preflight", "--json", str(DEMO), "-m", MODEL["id"]]),
     }
     results: dict[str, list[float]] = {k: [] for k in probes}
-    for i in range(args.runs + 1):  # the first round warms caches and is dropped
+    for i in range(runs + 1):  # the first round warms caches and is dropped
         for key, probe in probes.items():
             took = probe()
             if i:
                 results[key].append(took)
     med = {k: statistics.median(v) for k, v in results.items()}
-    print(f"median of {args.runs} runs (seconds); STEMSEP_HOME={home}")
+    print(f"median of {runs} runs (seconds)")
     rows = (("floor", "python -c pass (fresh interpreter)"),
             ("registry", "fresh process: import + load + validate the registry"),
             ("api_default", "run_preflight, default model (registry loaded)"),
@@ -117,9 +125,10 @@ def main() -> None:
             verdict = f"  {'meets' if med[key] <= TARGET else 'MISSES'} the {TARGET} s target"
         ratio = med[key] / med["floor"]
         print(f"  {key:<14} {label:<62} {med[key]:.3f}   {ratio:5.1f}x floor{verdict}")
-    cli_rest = med["cli_files_pip"] - med["registry"]
-    print(f"  cli minus the registry-load process: {cli_rest:.3f} s "
-          f"({'meets' if cli_rest <= TARGET else 'MISSES'} the {TARGET} s target once the registry is loaded)")
+    rest = med["cli_files_pip"] - med["registry"]
+    print(f"  the cold CLI is {med['cli_files_pip']:.3f} s ({'within' if med['cli_files_pip'] <= TARGET else 'over'} "
+          f"{TARGET} s): the registry load every registry-reading command pays (~{med['registry']:.3f} s in its own "
+          f"process) + {rest:.3f} s for CLI, audio and store imports and preflight itself")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 # Runtime id -> "module:Class". Later runtimes add one line each.
 ADAPTERS: dict[str, str] = {
     "stemsep-legacy": "runtimes.legacy.adapter:LegacyAdapter",
+    "audio-separator": "runtimes.audio_separator.adapter:AudioSeparatorAdapter",
+    "msst": "runtimes.msst.adapter:MsstAdapter",
 }
 
 

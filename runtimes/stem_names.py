@@ -1,0 +1,18 @@
+"""Stem names as the registry spells them: runtimes name stems after their configs ("Vocals", "vocals",
+"other"); where a name matches one of the model's declared stems ignoring case, the declared spelling
+wins, so the same model gives the same file names on every runtime."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+
+def declared_stems(model: Mapping[str, Any]) -> list[str]:
+    return [str(s) for s in (model.get("capabilities") or {}).get("stems") or []]
+
+
+def registry_spelling(name: str, declared: list[str]) -> str:
+    for stem in declared:
+        if stem.lower() == name.lower():
+            return stem
+    return name

@@ -107,8 +107,7 @@ def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: st
         emit({"type": "preflight", "report": checked.report})
     checked.raise_if_blocked()
     assert checked.runtime is not None and checked.runtime.runtime and checked.settings is not None
-    skipped = tuple((p, _input_error(checked.input_errors(p))) for p in checked.inputs
-                    if p not in checked.runnable_inputs)
+    skipped = tuple(checked.skipped_inputs())
     out = (output_dir or DEFAULT_OUTPUT_DIR).expanduser().absolute()
     plan = Plan(model=checked.entry, runtime=checked.runtime.runtime, runtime_reason=checked.runtime.reason or "user",
                 settings=checked.settings.native(), artifacts={}, inputs=tuple(checked.runnable_inputs),
@@ -117,11 +116,6 @@ def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: st
                 preflight=checked, skipped=skipped, download=download)
     _check_output_names(plan)
     return plan
-
-
-def _input_error(findings: list[Any]) -> StemSepError:
-    first = findings[0]
-    return InputError(first.message, why=first.why, hint=first.hint, code=first.code)
 
 
 def _check_output_names(plan: Plan) -> None:

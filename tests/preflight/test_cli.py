@@ -166,3 +166,22 @@ def test_recommended_settings_apply_unless_overridden(cli: Any) -> None:
     proc = cli("preflight", cli.song, "-m", "bs-roformer-viperx-1297", "--runtime", "msst", "--json", "--no-download")
     overlap = json.loads(proc.stdout)["resolved"]["settings"]["settings"]["overlap"]
     assert (overlap["value"], overlap["provenance"]) == (4, "registry")
+
+
+def test_batch_skips_inputs_preflight_blocks_and_runs_the_rest(cli: Any, tmp_path: Path) -> None:
+    """An input-level policy error (mono into a stereo-only model on a runtime that does not upmix) blocks
+    that input only: the other input is separated and the batch exits with the blocked input's code."""
+    mono = write_audio(tmp_path / "mono.wav", channels=1)
+    out = tmp_path / "out"
+    proc = cli("separate", "--json", "-m", "pf-stereo-only", cli.song, mono, "-o", out)
+    events = cli.events(proc)
+    report = events[0]["report"]
+    assert report["can_proceed"] and [i["state"] for i in report["inputs"]] == ["ok", "blocked"]
+    skipped = next(e for e in events if e["type"] == "error")
+    assert (skipped["job"], skipped["input"], skipped["code"], skipped["exit_code"]) == (None, str(mono),
+                                                                                          "E_MONO_UNSUPPORTED", 3)
+    summary = next(e for e in events if e["type"] == "summary")
+    assert (summary["ok"], summary["failed"]) == (1, 1)
+    assert proc.returncode == 3 and events[-1]["code"] == "E_BATCH"
+    assert sorted(p.name for p in out.iterdir()) == ["song_(instrumental)_pf-stereo-only.wav",
+                                                     "song_(vocals)_pf-stereo-only.wav"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from envmgr.worker_client import Cancelled, Timeouts, WorkerClient
 from registry.errors import ExitCode, StemSepError
@@ -58,6 +58,7 @@ class Plan:
     preflight: Any = None  # envmgr.preflight.Preflight: the report the job was allowed by
     skipped: tuple[tuple[Path, StemSepError], ...] = ()  # inputs preflight blocked; the others run
     download: bool = True  # fetch downloadable artifacts before the env is built
+    trusted_code: dict[str, str] = field(default_factory=dict)  # code filename -> sha256 the user trusted
 
     def output_names(self, input_path: Path) -> tuple[dict[str, str], str]:
         """Deterministic stem file names: `<input stem>_(<stem>)_<model id>.<ext>`."""
@@ -66,8 +67,11 @@ class Plan:
         return names, template
 
     def job_message(self, input_path: Path) -> dict[str, Any]:
+        from envmgr.code_trust import pin_trusted_code
+
         names, template = self.output_names(input_path)
-        return {"job": uuid.uuid4().hex[:12], "model": self.model.model_dump(mode="json"),
+        model = pin_trusted_code(self.model.model_dump(mode="json"), self.trusted_code)  # the worker checks one pin
+        return {"job": uuid.uuid4().hex[:12], "model": model,
                 "artifacts": self.artifacts, "settings": self.settings, "input": str(input_path),
                 "output_dir": str(self.output_dir), "output_format": self.output_format,
                 "output_names": names, "output_template": template}
@@ -79,6 +83,7 @@ class Outcome:
     stems: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: StemSepError | None = None
+    model: str = ""
 
 
 def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: str | None = None,
@@ -89,7 +94,7 @@ def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: st
     """Run preflight; raise PreflightBlocked (nothing started) unless it says the job can proceed.
     `emit` receives the report as a `preflight` event either way."""
     from envmgr.config import load_config
-    from envmgr.preflight import PreflightRequest, run_preflight
+    from envmgr.preflight import PreflightRequest, run_preflight, trusted_code
     from envmgr.registry_files import registry_files
     from registry.loader import load_registry
 
@@ -113,7 +118,8 @@ def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: st
                 settings=checked.settings.native(), artifacts={}, inputs=tuple(checked.runnable_inputs),
                 output_dir=out, output_format=output_format,
                 warnings=tuple(f"{w['code']}: {w['message']}" for w in checked.report["warnings"]),
-                preflight=checked, skipped=skipped, download=download)
+                preflight=checked, skipped=skipped, download=download,
+                trusted_code=trusted_code(config, checked.entry))
     _check_output_names(plan)
     return plan
 
@@ -144,15 +150,50 @@ def fetch_artifacts(plan: Plan, emit: Emit, config: Any) -> Plan:
     return replace(plan, artifacts={name: str(path) for name, path in paths.items()})
 
 
-def run_separation(plan: Plan, emit: Emit, *, config: Any = None, timeouts: Timeouts = Timeouts(),
+def run_separation(plan: Plan | Sequence[Plan], emit: Emit, *, config: Any = None, timeouts: Timeouts = Timeouts(),
                    on_stderr: Callable[[str], None] | None = None) -> list[Outcome]:
-    """Run every input of `plan` through one worker. Raises Cancelled on Ctrl-C and BatchFailed (or the
-    single input's own error) when inputs failed; the events say which."""
+    """Run every input of `plan` through one worker; given several plans (one per model: `-m A -m B`), run
+    them one after another, each in its own env and worker, with one summary at the end. Raises
+    Cancelled on Ctrl-C and BatchFailed (or the single input's own error) when inputs failed; the events
+    say which. In a multi-model batch, a model that cannot start (download, env build) fails its inputs
+    and the next model runs."""
     from envmgr.config import load_config
+
+    config = config or load_config()
+    plans = [plan] if isinstance(plan, Plan) else list(plan)
+    outcomes: list[Outcome] = []
+    for one in plans:
+        try:
+            outcomes += _run_plan(one, emit, config, timeouts, on_stderr)
+        except Cancelled:
+            raise
+        except StemSepError as err:
+            if len(plans) == 1:
+                raise
+            for path, why in [*((p, err) for p in one.inputs), *one.skipped]:
+                outcomes.append(Outcome(path, error=why, model=one.model.id))
+                emit({"type": "error", "job": None, "input": str(path), "model": one.model.id, **why.to_dict()})
+    failed = [o for o in outcomes if o.error is not None]
+    emit({"type": "summary", "ok": len(outcomes) - len(failed), "failed": len(failed),
+          "stems": [s["path"] for o in outcomes for s in o.stems]})
+    if len(outcomes) == 1 and failed:
+        raise failed[0].error  # type: ignore[misc]
+    if failed:
+        first = failed[0].error
+        assert first is not None
+        label = (lambda o: f"{o.model}: {o.input.name}") if len(plans) > 1 else (lambda o: o.input.name)
+        raise BatchFailed(f"{len(failed)} of {len(outcomes)} {'jobs' if len(plans) > 1 else 'inputs'} failed",
+                          why="; ".join(f"{label(o)}: {o.error.message}" for o in failed if o.error),
+                          hint=first.hint, exit_code=first.exit_code)
+    return outcomes
+
+
+def _run_plan(plan: Plan, emit: Emit, config: Any, timeouts: Timeouts,
+              on_stderr: Callable[[str], None] | None) -> list[Outcome]:
+    """One model: its artifacts, its env, one worker for all its inputs."""
     from envmgr.envs import EnvManager, request_for_model
     from envmgr.worker_code import ensure_worker_code
 
-    config = config or load_config()
     emit({"type": "plan", "model": plan.model.id, "runtime": plan.runtime, "runtime_reason": plan.runtime_reason,
           "inputs": [str(p) for p in plan.inputs], "output_dir": str(plan.output_dir),
           "output_format": plan.output_format, "settings": plan.settings})
@@ -160,7 +201,7 @@ def run_separation(plan: Plan, emit: Emit, *, config: Any = None, timeouts: Time
     manager = EnvManager(config)
     env = manager.ensure(request_for_model(plan.model, plan.runtime, config),
                          progress=lambda stage, message: emit({"type": "env", "stage": stage, "message": message}))
-    emit({"type": "env_ready", "env_id": env.id, "python": str(env.python)})
+    emit({"type": "env_ready", "env_id": env.id, "python": str(env.python), "model": plan.model.id})
     code = ensure_worker_code(config.cache_dir)
     try:
         plan.output_dir.mkdir(parents=True, exist_ok=True)
@@ -169,7 +210,7 @@ def run_separation(plan: Plan, emit: Emit, *, config: Any = None, timeouts: Time
                           hint="pick another dir with -o") from exc
     outcomes: list[Outcome] = []
     for path, err in plan.skipped:  # blocked by preflight; the worker never sees them
-        outcomes.append(Outcome(path, error=err))
+        outcomes.append(Outcome(path, error=err, model=plan.model.id))
         emit({"type": "error", "job": None, "input": str(path), **err.to_dict()})
     client: WorkerClient | None = None
     try:
@@ -185,24 +226,13 @@ def run_separation(plan: Plan, emit: Emit, *, config: Any = None, timeouts: Time
         if client is not None:
             client.close()
         manager.record_use(env.id, plan.model.id)
-    failed = [o for o in outcomes if o.error is not None]
-    emit({"type": "summary", "ok": len(outcomes) - len(failed), "failed": len(failed),
-          "stems": [s["path"] for o in outcomes for s in o.stems]})
-    if len(outcomes) == 1 and failed:
-        raise failed[0].error  # type: ignore[misc]
-    if failed:
-        first = failed[0].error
-        assert first is not None
-        raise BatchFailed(f"{len(failed)} of {len(outcomes)} inputs failed",
-                          why="; ".join(f"{o.input.name}: {o.error.message}" for o in failed if o.error),
-                          hint=first.hint, exit_code=first.exit_code)
     return outcomes
 
 
 def _run_one(client: WorkerClient, plan: Plan, path: Path, emit: Emit) -> Outcome:
     job = plan.job_message(path)
     emit({"type": "job", "job": job["job"], "input": str(path), "model": plan.model.id})
-    outcome = Outcome(path)
+    outcome = Outcome(path, model=plan.model.id)
 
     def forward(msg: dict[str, Any]) -> None:
         emit({**msg, "input": str(path)})
@@ -213,7 +243,7 @@ def _run_one(client: WorkerClient, plan: Plan, path: Path, emit: Emit) -> Outcom
         raise
     except StemSepError as err:
         outcome.error = err
-        emit({"type": "error", "job": job["job"], "input": str(path), **err.to_dict()})
+        emit({"type": "error", "job": job["job"], "input": str(path), "model": plan.model.id, **err.to_dict()})
         return outcome
     outcome.stems, outcome.warnings = result["stems"], result.get("warnings") or []
     return outcome

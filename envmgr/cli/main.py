@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from envmgr.cli import artifacts_cmd, env_cmd, models_cmd, preflight_cmd, registry_cmd, separate_cmd
+from envmgr.cli import artifacts_cmd, env_cmd, models_cmd, preflight_cmd, registry_cmd, separate_cmd, trust_cmd
 from registry.errors import StemSepError
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(models_cmd.app, name="models")
 artifacts_cmd.register(models_cmd.app)  # `stemsep models download|import|status|rm`
+trust_cmd.register(models_cmd.app)  # `stemsep models trust`
 app.add_typer(registry_cmd.app, name="registry")
 app.add_typer(env_cmd.app, name="env")
 env_cmd.register_top_level(app)  # `stemsep setup`

@@ -27,9 +27,11 @@ def register(root: typer.Typer) -> None:
 def separate(
     inputs: list[Path] = typer.Argument(..., help="Audio files to separate (WAV, FLAC, OGG, MP3, AIFF...).",
                                         show_default=False),
-    model: Optional[str] = typer.Option(None, "-m", "--model",
-                                        help="Model id (see `stemsep models list`). Default: the registry's default "
-                                        "model, a built-in vocals/instrumental DSP split that needs no download."),
+    model: Optional[list[str]] = typer.Option(None, "-m", "--model",
+                                              help="Model id (see `stemsep models list`); repeat it to run several "
+                                              "models in one batch, each in its own env. Default: the registry's "
+                                              "default model, a built-in vocals/instrumental DSP split that needs no "
+                                              "download."),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="Runtime to use, if the model allows several."),
     output_dir: Optional[Path] = typer.Option(None, "-o", "--output-dir",
                                               help="Where stems go. Default: ./separated"),
@@ -54,18 +56,21 @@ def separate(
     emit = _json_emit if as_json else None
     view = None
     try:
-        plan = plan_separation(list(inputs), model, runtime, output_dir, fmt.lower(), enforcement=enforcement,
-                               dev_override=dev_override, confirm_manual_steps=confirm_manual_steps,
-                               require_hashes=require_hashes, download=not no_download,
-                               settings=user_settings(overlap, segment_size, batch_size), emit=emit)
+        # Every model passes preflight before any of them starts.
+        plans = [plan_separation(list(inputs), one, runtime, output_dir, fmt.lower(), enforcement=enforcement,
+                                 dev_override=dev_override, confirm_manual_steps=confirm_manual_steps,
+                                 require_hashes=require_hashes, download=not no_download,
+                                 settings=user_settings(overlap, segment_size, batch_size), emit=emit)
+                 for one in dict.fromkeys(model or [None])]
         timeouts = Timeouts(job=job_timeout)
         if as_json:
-            run_separation(plan, _json_emit, timeouts=timeouts)
+            run_separation(plans, _json_emit, timeouts=timeouts)
         else:
-            view = _ProgressView(len(plan.inputs) + len(plan.skipped))
+            view = _ProgressView(sum(len(p.inputs) + len(p.skipped) for p in plans), models=len(plans))
             with view:
-                view.preflight_warnings(plan.warnings)
-                run_separation(plan, view, timeouts=timeouts, on_stderr=view.on_stderr if verbose else None)
+                for plan in plans:
+                    view.preflight_warnings(plan.warnings)
+                run_separation(plans, view, timeouts=timeouts, on_stderr=view.on_stderr if verbose else None)
     except KeyboardInterrupt:
         err = Cancelled("cancelled by the user (Ctrl-C)", hint="nothing half-written was left; run again to start over")
         if emit:
@@ -87,7 +92,7 @@ def _json_emit(event: dict[str, Any]) -> None:
 class _ProgressView:
     """Renders run events: one bar per input on stderr, stem paths on stdout."""
 
-    def __init__(self, n_inputs: int) -> None:
+    def __init__(self, n_inputs: int, models: int = 1) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -95,6 +100,7 @@ class _ProgressView:
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                  TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), console=self.console)
         self.batch = n_inputs > 1
+        self.models = models  # several: bars and errors name the model too
         self.tasks: dict[str, Any] = {}
         self.names: dict[str, str] = {}
         self.env_task: Any = None
@@ -152,6 +158,7 @@ class _ProgressView:
 
     def on_job(self, e: dict[str, Any]) -> None:
         name = Path(e["input"]).name
+        name = f"{e['model']} · {name}" if self.models > 1 and e.get("model") else name
         self.names[e["job"]] = name
         self.tasks[e["job"]] = self.progress.add_task(name, total=None)
 
@@ -176,7 +183,8 @@ class _ProgressView:
             self.progress.update(task, description=f"{self.names[e['job']]} · [red]failed[/]")
             self.progress.stop_task(task)
         if self.batch:  # a single input's error is reported once, by the CLI's error handler
-            self.console.print(f"[red]error[/] [dim]({e['code']})[/] {Path(e['input']).name}: {e['message']}")
+            who = f"{e['model']} · " if self.models > 1 and e.get("model") else ""
+            self.console.print(f"[red]error[/] [dim]({e['code']})[/] {who}{Path(e['input']).name}: {e['message']}")
 
     def on_stderr(self, line: str) -> None:
         self.console.print("worker: " + line, style="dim", markup=False)

@@ -1,0 +1,99 @@
+"""Code artifacts the user trusted: model code (e.g. a model's own bs_roformer.py) runs in a worker only
+when the registry pins its sha256 or the user reviewed the file and trusted that exact content.
+
+    <state_dir>/code-trust/<model id>.json
+        {"model_id": ..., "files": {<filename>: {"sha256": ..., "trusted_at": <UTC>, "path": <file trusted>}}}
+
+Trust names a sha256, never a file name alone: a changed file is untrusted again (preflight says so,
+and the worker hashes the file once more right before running it). The host passes the trusted
+sha256 to the worker in the job's model entry (`pin_trusted_code`), so the worker applies one rule:
+code runs only when its sha256 equals the one in the job.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from envmgr.artifacts.manifest import sha256_file
+from envmgr.confirmations import record_path
+from envmgr.fsutil import atomic_write_json, read_json
+from registry.errors import ExitCode, StemSepError
+
+
+class CodeTrustError(StemSepError):
+    exit_code = ExitCode.USAGE
+    code = "E_CODE_TRUST"
+
+
+def trust_path(state_dir: Path, model_id: str) -> Path:
+    return state_dir / "code-trust" / record_path(state_dir, model_id).name  # same file naming as confirmations
+
+
+def trusted_files(state_dir: Path, model_id: str) -> dict[str, dict[str, Any]]:
+    data = read_json(trust_path(state_dir, model_id), {})
+    if not isinstance(data, dict) or data.get("model_id") != model_id or not isinstance(data.get("files"), dict):
+        return {}
+    return {name: rec for name, rec in data["files"].items() if isinstance(rec, dict) and rec.get("sha256")}
+
+
+def trusted_sha256(state_dir: Path, model_id: str, filename: str) -> str | None:
+    """The sha256 the user trusted for this model's code file, or None."""
+    record = trusted_files(state_dir, model_id).get(filename)
+    return str(record["sha256"]).lower() if record else None
+
+
+def trust(state_dir: Path, entry: Any, filename: str, path: Path, expected_sha256: str | None = None) -> dict[str, Any]:
+    """Record trust in the current content of `path` as the model's code artifact `filename`."""
+    artifact = next((a for a in entry.artifacts.all() if a.filename == filename), None)
+    if artifact is None or artifact.kind != "code":
+        code = [a.filename for a in entry.artifacts.all() if a.kind == "code"]
+        raise CodeTrustError(f"{entry.id} has no code artifact named {filename!r}",
+                             hint=f"its code artifacts: {', '.join(code)}" if code else
+                             "only artifacts of kind `code` are trusted; this model ships none")
+    if not path.is_file():
+        raise CodeTrustError(f"{filename} of {entry.id} is not in the model store ({path})",
+                             hint=f"fetch it first: `stemsep models download {entry.id}` (or `models import`)")
+    sha = sha256_file(path)
+    if expected_sha256 and expected_sha256.lower() != sha:
+        raise CodeTrustError(f"{path} has sha256 {sha}, not the {expected_sha256.lower()} you reviewed",
+                             why="the file in the store is not the one you meant to trust; nothing was recorded",
+                             hint="check the file, then trust it again", exit_code=ExitCode.ARTIFACT)
+    if artifact.sha256 and artifact.sha256.lower() != sha:
+        raise CodeTrustError(f"{path} has sha256 {sha}, but the registry pins {artifact.sha256.lower()}",
+                             why="a pinned code artifact runs only with its pinned content; trust cannot override it",
+                             hint=f"download it again: `stemsep models download {entry.id}`", exit_code=ExitCode.ARTIFACT)
+    record = {"sha256": sha, "trusted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "path": str(path)}
+    files = trusted_files(state_dir, entry.id)
+    files[filename] = record
+    atomic_write_json(trust_path(state_dir, entry.id), {"model_id": entry.id, "files": files})
+    return record
+
+
+def revoke(state_dir: Path, model_id: str, filename: str) -> bool:
+    files = trusted_files(state_dir, model_id)
+    if files.pop(filename, None) is None:
+        return False
+    atomic_write_json(trust_path(state_dir, model_id), {"model_id": model_id, "files": files})
+    return True
+
+
+def pin_trusted_code(model: dict[str, Any], trusted: dict[str, str]) -> dict[str, Any]:
+    """The job's model entry (JSON form) with the user-trusted sha256 written into its unpinned code
+    artifacts and marked `trusted_by: user`, so the worker verifies them like registry pins."""
+    if not trusted:
+        return model
+    arts = dict(model.get("artifacts") or {})
+    for slot in ("primary", "config"):
+        if isinstance(arts.get(slot), dict):
+            arts[slot] = _pinned(arts[slot], trusted)
+    arts["additional"] = [_pinned(a, trusted) if isinstance(a, dict) else a for a in arts.get("additional") or []]
+    return {**model, "artifacts": arts}
+
+
+def _pinned(artifact: dict[str, Any], trusted: dict[str, str]) -> dict[str, Any]:
+    sha = trusted.get(artifact.get("filename", ""))
+    if artifact.get("kind") != "code" or artifact.get("sha256") or not sha:
+        return artifact
+    return {**artifact, "sha256": sha, "trusted_by": "user"}

@@ -1,0 +1,193 @@
+"""One `stemsep separate` batch, three models with conflicting needs, as a user runs it (a real CLI
+process, a user overlay registry in STEMSEP_HOME's config dir, artifacts downloaded from a local HTTP
+server, real uv-built envs and workers cut off the network):
+
+(a) a standard BS-Roformer in the msst env;
+(b) a BS-Roformer variant whose class comes from a code artifact (extra mask branch: its checkpoint
+    cannot load into the standard class), in the same env, its code loaded beside msst's;
+(c) an FNO model that needs neuraloperator==1.0.2 (FNO1d, gone in 2.x), in an env of its own.
+
+Then: which env served which model (`stemsep env list`), and the clear failures when (b)'s code is
+not pinned (preflight blocks; `stemsep models trust` unblocks it) or (c)'s package pin is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from envmgr.worker_client import TEST_HOOK_ENV
+from tests.artifacts.httpserver import FileServer
+from tests.runtimes.conftest import FNO_CODE, FNO_PIN, SEGM_CODE, model_entry, sha256
+
+CLOSED_PORT_PROXY = "http://127.0.0.1:9"  # discard port: nothing listens; any proxied request fails
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FileServer]:
+    srv = FileServer().start()
+    yield srv
+    srv.stop()
+
+
+def served(server: FileServer, model_id: str, path: Path, kind: str, **extra: Any) -> dict[str, Any]:
+    """An artifact entry pinned to `path`'s sha256, downloadable from the local server."""
+    url = server.file(f"/{model_id}/{path.name}", path.read_bytes())
+    return {"kind": kind, "filename": path.name, "url": url, "sha256": sha256(path), **extra}
+
+
+def registry_models(server: FileServer, tiny_bs: Any, tiny_segm: Any, tiny_fno: Any) -> dict[str, dict[str, Any]]:
+    standard = model_entry("test-bs-roformer", ["msst"])
+    segm = model_entry("test-bs-roformer-segm", ["msst"], model_type="bs_roformer_segm")
+    fno = model_entry("test-bs-roformer-fno", ["msst"], model_type="bs_roformer_fno", pip=(FNO_PIN,))
+    for entry, (config, ckpt) in ((standard, tiny_bs), (segm, tiny_segm), (fno, tiny_fno)):
+        entry["artifacts"] = {"primary": served(server, entry["id"], ckpt, "checkpoint"),
+                              "config": served(server, entry["id"], config, "config")}
+    for entry, code in ((segm, SEGM_CODE), (fno, FNO_CODE)):
+        model_type = entry["runtime"]["model_type"]
+        entry["artifacts"]["additional"] = [served(server, entry["id"], code, "code", model_type=model_type,
+                                                   class_name="BSRoformer")]
+        entry["requirements"]["manual_steps"] = [{
+            "text": f"MSST by hand: add {code.name} as model type {model_type} (do not replace bs_roformer.py)",
+            "automated_by": code.name}]
+    return {m["id"]: m for m in (standard, segm, fno)}
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory, stemsep_home: Path, network_log: Path, server: FileServer,
+        tiny_bs: Any, tiny_segm: Any, tiny_fno: Any) -> Any:
+    """Runs `stemsep` with its own config dir (holding the overlay registry) and the session's env store."""
+    from envmgr.config import load_config
+
+    shared = load_config()
+    home = tmp_path_factory.mktemp("cli-home")
+    registries = home / "config" / "registries"
+    registries.mkdir(parents=True)
+    models = registry_models(server, tiny_bs, tiny_segm, tiny_fno)
+    env = dict(os.environ, STEMSEP_HOME=str(home), STEMSEP_ENV_STORE=str(shared.env_store),
+               STEMSEP_CACHE_DIR=str(shared.cache_dir), STEMSEP_UV_CACHE_DIR=str(shared.uv_cache_dir),
+               HTTP_PROXY=CLOSED_PORT_PROXY, HTTPS_PROXY=CLOSED_PORT_PROXY, ALL_PROXY=CLOSED_PORT_PROXY,
+               NO_PROXY="127.0.0.1,localhost", COLUMNS="120")
+    env[TEST_HOOK_ENV] = os.environ[TEST_HOOK_ENV]  # workers: no network at all
+
+    class Cli:
+        def __init__(self) -> None:
+            self.models, self.home = models, home
+
+        def write_registry(self, *entries: dict[str, Any]) -> None:
+            (registries / "test-models.json").write_text(json.dumps({"schema_version": "1", "models": list(entries)}))
+
+        def __call__(self, *args: Any, cwd: Path) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "envmgr.cli.main", *map(str, args)], cwd=cwd, env=env,
+                                  capture_output=True, text=True, timeout=900)
+
+    runner = Cli()
+    runner.write_registry(*models.values())
+    return runner
+
+
+def events_of(proc: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def test_three_conflicting_models_in_one_batch(cli, clip3, network_log, tmp_path):
+    ids = list(cli.models)
+    out = tmp_path / "out"
+    proc = cli("separate", "--json", "-o", out, clip3, *(a for i in ids for a in ("-m", i)), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    events = events_of(proc)
+    assert [e["model"] for e in events if e["type"] == "plan"] == ids
+    env_of = {e["model"]: e["env_id"] for e in events if e["type"] == "env_ready"}
+    assert env_of["test-bs-roformer"] == env_of["test-bs-roformer-segm"]  # same requirements: one env, two codes
+    assert env_of["test-bs-roformer-fno"] != env_of["test-bs-roformer"]  # neuraloperator 1.0.2: its own env
+    frames = sf.info(str(clip3)).frames
+    outputs = {}
+    for model_id in ids:
+        for stem in ("vocals", "other"):
+            path = out / f"clip3_({stem})_{model_id}.wav"
+            info = sf.info(str(path))
+            assert (info.subtype, info.frames, info.channels) == ("FLOAT", frames, 2)
+            outputs[model_id, stem] = sf.read(str(path), dtype="float32")[0]
+    assert sorted(os.listdir(out)) == sorted(f"clip3_({s})_{m}.wav" for m in ids for s in ("vocals", "other"))
+    assert all(np.isfinite(a).all() and np.abs(a).max() > 1e-3 for a in outputs.values())
+    assert not np.allclose(outputs["test-bs-roformer", "vocals"], outputs["test-bs-roformer-segm", "vocals"], atol=1e-3)
+    assert events[-2]["type"] == "summary" and (events[-2]["ok"], events[-2]["failed"]) == (3, 0)
+    assert events[-1] == {"type": "exit", "exit_code": 0}
+    assert not network_log.exists(), network_log.read_text()
+
+    # Preflight reported the code as pinned, the guide's manual steps as automated, msst's torch cap lifted.
+    reports = {e["report"]["model"]: e["report"] for e in events if e["type"] == "preflight"}
+    for model_id in ("test-bs-roformer-segm", "test-bs-roformer-fno"):
+        status = reports[model_id]["resolved"]["requirements_status"]
+        assert [a["trust"] for a in status["artifacts"] if a["kind"] == "code"] == ["pinned"]
+        assert [s["state"] for s in status["manual_steps"]] == ["automated"]
+    assert "W_TORCH_OVERRIDE" in {w["code"] for w in reports["test-bs-roformer"]["warnings"]}
+
+    # `stemsep env list` says which env served which model.
+    listing = cli("env", "list", "--json", cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    served_by = {row["id"]: set(row["models"]) for row in json.loads(listing.stdout)["envs"]}
+    assert {"test-bs-roformer", "test-bs-roformer-segm"} <= served_by[env_of["test-bs-roformer"]]
+    assert "test-bs-roformer-fno" in served_by[env_of["test-bs-roformer-fno"]]
+    assert "test-bs-roformer-fno" not in served_by[env_of["test-bs-roformer"]]
+
+
+def test_unpinned_code_is_blocked_until_trusted(cli, clip3, tmp_path):
+    segm = json.loads(json.dumps(cli.models["test-bs-roformer-segm"]))
+    segm["artifacts"]["additional"][0]["sha256"] = None  # the registry no longer pins the code
+    cli.write_registry(*(segm if m["id"] == segm["id"] else m for m in cli.models.values()))
+    try:
+        proc = cli("separate", "-o", tmp_path / "out", "-m", segm["id"], clip3, cwd=tmp_path)
+        assert proc.returncode == 3, proc.stderr
+        assert "E_CODE_UNTRUSTED" in proc.stderr and SEGM_CODE.name in proc.stderr
+        assert "stemsep models trust" in proc.stderr
+        assert not (tmp_path / "out").exists()  # nothing started
+        # The user reviews the stored file and trusts it: the job runs, preflight says whose trust it is.
+        download = cli("models", "download", segm["id"], cwd=tmp_path)
+        assert download.returncode == 0, download.stderr
+        trust = cli("models", "trust", segm["id"], SEGM_CODE.name, "--sha256", sha256(SEGM_CODE), cwd=tmp_path)
+        assert trust.returncode == 0 and sha256(SEGM_CODE) in trust.stdout, trust.stderr
+        proc = cli("separate", "--json", "-o", tmp_path / "out", "-m", segm["id"], clip3, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        report = next(e["report"] for e in events_of(proc) if e["type"] == "preflight")
+        assert [a["trust"] for a in report["resolved"]["requirements_status"]["artifacts"] if a["kind"] == "code"] \
+            == ["user_trusted"]
+        assert len(list((tmp_path / "out").glob("*.wav"))) == 2
+    finally:
+        cli.write_registry(*cli.models.values())
+
+
+def test_code_with_wrong_sha256_is_refused_before_it_runs(cli, clip3, tmp_path):
+    segm = json.loads(json.dumps(cli.models["test-bs-roformer-segm"]))
+    segm["id"] = "test-bs-roformer-segm-wrong-pin"  # its own store folder: a fresh download
+    segm["artifacts"]["additional"][0]["sha256"] = "0" * 64
+    cli.write_registry(*cli.models.values(), segm)
+    try:
+        proc = cli("separate", "-o", tmp_path / "out", "-m", segm["id"], clip3, cwd=tmp_path)
+        assert proc.returncode == 8, proc.stderr
+        assert "sha256" in proc.stderr and SEGM_CODE.name in proc.stderr
+        assert not (tmp_path / "out").exists()
+    finally:
+        cli.write_registry(*cli.models.values())
+
+
+def test_fno_without_its_package_pin_fails_clearly(cli, clip3, tmp_path):
+    fno = json.loads(json.dumps(cli.models["test-bs-roformer-fno"]))
+    fno["requirements"]["pip"]["packages"] = []  # the neuraloperator==1.0.2 pin is missing
+    cli.write_registry(*(fno if m["id"] == fno["id"] else m for m in cli.models.values()))
+    try:
+        proc = cli("separate", "-o", tmp_path / "out", "-m", fno["id"], clip3, cwd=tmp_path)
+        assert proc.returncode == 11, proc.stderr
+        assert "E_CODE_IMPORT" in proc.stderr and "neuralop" in proc.stderr
+        assert "requirements.pip.packages" in proc.stderr
+        assert not list((tmp_path / "out").glob("*.wav"))
+    finally:
+        cli.write_registry(*cli.models.values())

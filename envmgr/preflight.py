@@ -145,7 +145,7 @@ def run_preflight(request: PreflightRequest, *, config: Any = None, registry: An
         if resolution.runtime:
             # Resolving a lock that is not cached takes seconds (and the network): skip it when the job is
             # already impossible; a cached lock still answers.
-            doomed = any(f.fatal and f.input is None for f in findings) or (inputs and not decodable)
+            doomed = any(f.fatal and f.input is None for f in findings) or (bool(inputs) and not decodable)
             found, env_status = rules.check_env(entry, resolution.runtime,
                                                 env_facts(entry, resolution.runtime, config, resolve=not doomed))
             findings += found
@@ -243,14 +243,9 @@ def artifact_facts(entry: Any, config: Any) -> list[rules.ArtifactFacts]:
 
 
 def trusted_code(config: Any, entry: Any) -> dict[str, str]:
-    """filename -> the sha256 the user trusted, for the model's unpinned code artifacts.
+    """filename -> the sha256 the user trusted (`stemsep models trust`), for the model's unpinned code artifacts."""
+    from envmgr import code_trust
 
-    The records belong to the code-artifact trust module (`stemsep models trust`); until it exists
-    nothing is trusted, which is the safe answer."""
-    try:
-        from envmgr import code_trust  # type: ignore[attr-defined]
-    except ImportError:
-        return {}
     out = {}
     for artifact in entry.artifacts.all():
         if artifact.kind == "code" and not artifact.sha256:

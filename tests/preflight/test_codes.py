@@ -52,7 +52,7 @@ class T:
 
     def artifact_codes(self, *, url: bool = True, pinned: bool = True, stored: bytes | None = None,
                        symlink: bool = False, kind: str = "other", extra: dict | None = None,
-                       **fields: Any) -> set[str]:
+                       trust: bytes | None = None, **fields: Any) -> set[str]:
         data = b"weights " * 64
         art = {"kind": kind, "filename": "w.bin", **(extra or {})}
         if pinned:
@@ -67,6 +67,7 @@ class T:
         registry = load_with(self.tmp, model)
         target = self.config.model_store / "pf-art" / "w.bin"
         shutil.rmtree(target.parent, ignore_errors=True)  # each call starts from an empty store
+        shutil.rmtree(self.config.state_dir, ignore_errors=True)  # ... and trusts nothing yet
         if stored is not None or symlink:
             target.parent.mkdir(parents=True, exist_ok=True)
             if symlink:
@@ -74,6 +75,13 @@ class T:
                 target.symlink_to(self.tmp / "elsewhere.bin")
             else:
                 target.write_bytes(data if stored == b"right" else stored)
+        if trust is not None:  # the user reviewed a file with these bytes and trusted it
+            from envmgr.code_trust import trust as record_trust
+
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(trust)
+            record_trust(self.config.state_dir, registry.get("pf-art"), "w.bin", target)
+            target.write_bytes(data)
         return codes(self.run([self.song], "pf-art", registry_=registry, **fields))
 
 
@@ -249,8 +257,11 @@ CASES: dict[str, Case] = {
                             lambda t: t.artifact_codes(require_hashes=True)),
     "W_UNSAFE_PICKLE": (lambda t: t.artifact_codes(kind="checkpoint", extra={"unsafe_pickle": True}),
                         lambda t: t.artifact_codes(kind="checkpoint")),
-    "W_CODE_USER_TRUSTED": (lambda t: _trust("a" * 64), lambda t: _trust(None) | _trust("b" * 64)),
-    "E_CODE_UNTRUSTED": (lambda t: t.artifact_codes(kind="code", pinned=False),
+    "W_CODE_USER_TRUSTED": (lambda t: t.artifact_codes(kind="code", pinned=False, trust=b"weights " * 64)
+                            & _trust("a" * 64),
+                            lambda t: t.artifact_codes(kind="code", pinned=False) | _trust(None) | _trust("b" * 64)),
+    "E_CODE_UNTRUSTED": (lambda t: t.artifact_codes(kind="code", pinned=False)  # nobody trusted it
+                         & t.artifact_codes(kind="code", pinned=False, trust=b"reviewed, then changed"),
                          lambda t: t.artifact_codes(kind="code") | _trust("a" * 64)),
     # env and requirements
     "W_ENV_NEEDS_BUILD": (lambda t: t.codes(model="pf-unbuilt"), lambda t: t.codes()),

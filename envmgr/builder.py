@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -34,9 +35,12 @@ def build_with_uv(uv_bin: str, target: Path, lock_file: Path, lock: Lock, req: "
     _check(uvtool.run([uv_bin, "venv", str(target), "--python", lock.interpreter.executable, "--relocatable",
                        "--no-project", "--no-config", "--quiet"], env=env), req, config)
     progress("sync", f"uv pip sync ({len(lock.packages)} packages)")
-    _check(uvtool.run([uv_bin, "pip", "sync", str(lock_file), "--python", str(env_python(target)),
-                       "--require-hashes", "--link-mode", _link_mode(config), "--no-config", "--quiet",
-                       *req.sources.uv_args(offline=config.offline)], env=env), req, config)
+    # Named after the build (<env id>.<pid>...): a crashed build's leftovers are cleared with its temp dir.
+    with tempfile.TemporaryDirectory(dir=lock_file.parent, prefix=lock_file.name + ".build-") as scratch:
+        _check(uvtool.run([uv_bin, "pip", "sync", str(lock_file), "--python", str(env_python(target)),
+                           "--require-hashes", "--link-mode", _link_mode(config), "--no-config", "--quiet",
+                           *uvtool.build_constraints([*req.overrides, *req.constraints], Path(scratch)),
+                           *req.sources.uv_args(offline=config.offline)], env=env), req, config)
     return "uv"
 
 

@@ -124,6 +124,7 @@ def _compile(req: "EnvRequest", interpreter: Interpreter, config: MachineConfig)
         if req.constraints:
             (tmp / "constraints.txt").write_text("\n".join(req.constraints) + "\n")
             cmd += ["--constraint", "constraints.txt"]
+        cmd += uvtool.build_constraints([*req.overrides, *req.constraints], tmp)
         cmd += req.sources.uv_args(offline=config.offline)
         proc = uvtool.run(cmd, env=uvtool.uv_env(config), cwd=tmp)
         if proc.returncode != 0:

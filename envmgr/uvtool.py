@@ -80,6 +80,19 @@ class Sources:
         return args
 
 
+def build_constraints(pins: tuple[str, ...] | list[str], folder: Path) -> list[str]:
+    """uv args that hold sdist builds to the machine's pins (its overrides and constraints).
+
+    A package published as an sdist is built in an isolated env whose requirements uv resolves on its
+    own: a build that needs torch would get the index's torch (PyPI's is the multi-GB CUDA build) instead
+    of the one this machine is configured for (e.g. the local CPU wheel). The pins apply there too."""
+    if not pins:
+        return []
+    path = folder / "build-constraints.txt"
+    path.write_text("\n".join(pins) + "\n")
+    return ["--build-constraints", str(path)]
+
+
 def run(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
         timeout: float | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)

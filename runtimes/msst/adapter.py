@@ -141,7 +141,8 @@ class MsstAdapter(Adapter):
             raise JobError(p.E_MODEL_LOAD, f"cannot build {job.model_id} with {how} from {config_path.name}: "
                                            f"{type(exc).__name__}: {exc}",
                            hint="check that the config's `model` section fits the model type") from exc
-        state = _read_checkpoint(ckpt_path, ctx)
+        consented = bool(ckpt_art.get("unsafe_pickle")) and bool(job.model.get("unsafe_pickle_consent"))
+        state = _read_checkpoint(ckpt_path, ctx, allow_unsafe=consented)
         problems = _load_state(model, state)
         if problems:
             raise JobError(p.E_MODEL_LOAD,
@@ -167,14 +168,16 @@ def _apply_settings(config: Any, settings: dict[str, Any]) -> None:
                 target[name] = value
 
 
-def _read_checkpoint(path: Any, ctx: JobContext) -> dict[str, Any]:
+def _read_checkpoint(path: Any, ctx: JobContext, *, allow_unsafe: bool) -> dict[str, Any]:
+    """Weights only (full unpickling only for a checkpoint the registry marks `unsafe_pickle` and the
+    user consented to: the host sets `unsafe_pickle_consent` on the job's model entry)."""
     import torch
 
     from runtimes.legacy.roformer.checkpoint import read_state_dict
 
     allowed = [getattr(torch._C._nn, name) for name in SAFE_CHECKPOINT_GLOBALS]
     with torch.serialization.safe_globals(allowed):
-        return read_state_dict(path, warn=ctx.warn)
+        return read_state_dict(path, allow_unsafe=allow_unsafe, warn=ctx.warn)
 
 
 def _load_state(model: Any, state: dict[str, Any]) -> list[str]:

@@ -127,7 +127,8 @@ class AudioSeparatorAdapter(Adapter):
         if not link.exists():
             link.symlink_to(exe)
         os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
-        return Path(exe).name.removeprefix("ffmpeg-")
+        version = re.search(r"-v?(\d+(?:\.\d+)+)", Path(exe).name)  # ffmpeg-linux-x86_64-v9.0.2
+        return f"{version.group(1) if version else Path(exe).name} (imageio-ffmpeg {imageio_ffmpeg.__version__})"
 
     def _load(self, ctx: JobContext) -> Any:
         job = ctx.job

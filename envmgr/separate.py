@@ -153,26 +153,31 @@ def fetch_artifacts(plan: Plan, emit: Emit, config: Any) -> Plan:
 def run_separation(plan: Plan | Sequence[Plan], emit: Emit, *, config: Any = None, timeouts: Timeouts = Timeouts(),
                    on_stderr: Callable[[str], None] | None = None) -> list[Outcome]:
     """Run every input of `plan` through one worker; given several plans (one per model: `-m A -m B`), run
-    them one after another, each in its own env and worker, with one summary at the end. Raises
-    Cancelled on Ctrl-C and BatchFailed (or the single input's own error) when inputs failed; the events
-    say which. In a multi-model batch, a model that cannot start (download, env build) fails its inputs
-    and the next model runs."""
+    them one after another, each in its own env, with one summary at the end. Consecutive models in the
+    same env and runtime share the worker (a model's own code loads beside the library's classes).
+    Raises Cancelled on Ctrl-C and BatchFailed (or the single input's own error) when inputs failed; the
+    events say which. In a multi-model batch, a model that cannot start (download, env build) fails its
+    inputs and the next model runs."""
     from envmgr.config import load_config
 
     config = config or load_config()
     plans = [plan] if isinstance(plan, Plan) else list(plan)
     outcomes: list[Outcome] = []
-    for one in plans:
-        try:
-            outcomes += _run_plan(one, emit, config, timeouts, on_stderr)
-        except Cancelled:
-            raise
-        except StemSepError as err:
-            if len(plans) == 1:
+    worker = _Worker(emit, timeouts, on_stderr)
+    try:
+        for one in plans:
+            try:
+                outcomes += _run_plan(one, emit, config, worker)
+            except Cancelled:
                 raise
-            for path, why in [*((p, err) for p in one.inputs), *one.skipped]:
-                outcomes.append(Outcome(path, error=why, model=one.model.id))
-                emit({"type": "error", "job": None, "input": str(path), "model": one.model.id, **why.to_dict()})
+            except StemSepError as err:
+                if len(plans) == 1:
+                    raise
+                for path, why in [*((p, err) for p in one.inputs), *one.skipped]:
+                    outcomes.append(Outcome(path, error=why, model=one.model.id))
+                    emit({"type": "error", "job": None, "input": str(path), "model": one.model.id, **why.to_dict()})
+    finally:
+        worker.close()
     failed = [o for o in outcomes if o.error is not None]
     emit({"type": "summary", "ok": len(outcomes) - len(failed), "failed": len(failed),
           "stems": [s["path"] for o in outcomes for s in o.stems]})
@@ -188,9 +193,35 @@ def run_separation(plan: Plan | Sequence[Plan], emit: Emit, *, config: Any = Non
     return outcomes
 
 
-def _run_plan(plan: Plan, emit: Emit, config: Any, timeouts: Timeouts,
-              on_stderr: Callable[[str], None] | None) -> list[Outcome]:
-    """One model: its artifacts, its env, one worker for all its inputs."""
+class _Worker:
+    """The batch's current worker: kept while models run in its env and runtime, replaced otherwise."""
+
+    def __init__(self, emit: Emit, timeouts: Timeouts, on_stderr: Callable[[str], None] | None) -> None:
+        self.emit, self.timeouts, self.on_stderr = emit, timeouts, on_stderr
+        self.client: WorkerClient | None = None
+        self.key: tuple[str, str] | None = None
+
+    def get(self, env: Any, runtime: str, code: Any) -> WorkerClient:
+        if self.client is not None and (self.key != (env.id, runtime) or not self.client.alive):
+            self.close()  # another env, or the last one had to be stopped
+        if self.client is None:
+            self.client = WorkerClient(env.python, runtime, code, env_id=env.id, timeouts=self.timeouts,
+                                       on_stderr=self.on_stderr)
+            self.key = (env.id, runtime)
+            ready = self.client.start()
+            self.emit({"type": "worker", "pid": self.client.pid, "protocol": self.client.hello["protocol"],
+                       "python": self.client.hello["python"], "versions": ready["versions"],
+                       "device": ready["device"]})
+        return self.client
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.client = self.key = None
+
+
+def _run_plan(plan: Plan, emit: Emit, config: Any, worker: _Worker) -> list[Outcome]:
+    """One model: its artifacts, its env, the batch's worker for that env for all its inputs."""
     from envmgr.envs import EnvManager, request_for_model
     from envmgr.worker_code import ensure_worker_code
 
@@ -212,19 +243,10 @@ def _run_plan(plan: Plan, emit: Emit, config: Any, timeouts: Timeouts,
     for path, err in plan.skipped:  # blocked by preflight; the worker never sees them
         outcomes.append(Outcome(path, error=err, model=plan.model.id))
         emit({"type": "error", "job": None, "input": str(path), **err.to_dict()})
-    client: WorkerClient | None = None
     try:
         for path in plan.inputs:
-            if client is None or not client.alive:  # first input, or the last worker had to be stopped
-                client = WorkerClient(env.python, plan.runtime, code, env_id=env.id, timeouts=timeouts,
-                                      on_stderr=on_stderr)
-                ready = client.start()
-                emit({"type": "worker", "pid": client.pid, "protocol": client.hello["protocol"],
-                      "python": client.hello["python"], "versions": ready["versions"], "device": ready["device"]})
-            outcomes.append(_run_one(client, plan, path, emit))
+            outcomes.append(_run_one(worker.get(env, plan.runtime, code), plan, path, emit))
     finally:
-        if client is not None:
-            client.close()
         manager.record_use(env.id, plan.model.id)
     return outcomes
 

@@ -150,6 +150,7 @@ class _ProgressView:
     def on_env_ready(self, e: dict[str, Any]) -> None:
         if self.env_task is not None:
             self.progress.remove_task(self.env_task)
+            self.env_task = None  # the next model's env gets a bar of its own
         self.console.print(f"[dim]env {e['env_id']}[/]")
 
     def on_worker(self, e: dict[str, Any]) -> None:

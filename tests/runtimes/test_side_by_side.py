@@ -108,6 +108,8 @@ def test_three_conflicting_models_in_one_batch(cli, clip3, network_log, tmp_path
     env_of = {e["model"]: e["env_id"] for e in events if e["type"] == "env_ready"}
     assert env_of["test-bs-roformer"] == env_of["test-bs-roformer-segm"]  # same requirements: one env, two codes
     assert env_of["test-bs-roformer-fno"] != env_of["test-bs-roformer"]  # neuraloperator 1.0.2: its own env
+    # One worker per env: (b)'s code loaded into the process that had just run msst's standard class.
+    assert len([e for e in events if e["type"] == "worker"]) == 2
     frames = sf.info(str(clip3)).frames
     outputs = {}
     for model_id in ids:

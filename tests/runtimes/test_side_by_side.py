@@ -165,6 +165,7 @@ def test_unpinned_code_is_blocked_until_trusted(cli, clip3, tmp_path):
         assert len(list((tmp_path / "out").glob("*.wav"))) == 2
     finally:
         cli.write_registry(*cli.models.values())
+        cli("models", "trust", segm["id"], SEGM_CODE.name, "--revoke", cwd=tmp_path)
 
 
 def test_code_with_wrong_sha256_is_refused_before_it_runs(cli, clip3, tmp_path):
@@ -193,3 +194,23 @@ def test_fno_without_its_package_pin_fails_clearly(cli, clip3, tmp_path):
         assert not list((tmp_path / "out").glob("*.wav"))
     finally:
         cli.write_registry(*cli.models.values())
+
+
+def test_trust_records_only_reviewed_code(cli, tmp_path):
+    segm = cli.models["test-bs-roformer-segm"]
+    download = cli("models", "download", segm["id"], cwd=tmp_path)
+    assert download.returncode == 0, download.stderr
+    not_code = cli("models", "trust", segm["id"], segm["artifacts"]["primary"]["filename"], cwd=tmp_path)
+    assert not_code.returncode == 2 and "no code artifact named" in not_code.stderr
+    assert SEGM_CODE.name in not_code.stderr  # the hint names the model's code artifacts
+    other_content = cli("models", "trust", segm["id"], SEGM_CODE.name, "--sha256", "f" * 64, cwd=tmp_path)
+    assert other_content.returncode == 8 and "not the" in other_content.stderr
+    listing = json.loads(cli("models", "trust", segm["id"], "--list", "--json", cwd=tmp_path).stdout)
+    assert [(row["filename"], row["pinned_sha256"], row["trusted"]) for row in listing] == \
+        [(SEGM_CODE.name, sha256(SEGM_CODE), None)]  # pinned by the registry; nothing recorded
+    trusted = cli("models", "trust", segm["id"], SEGM_CODE.name, "--json", cwd=tmp_path)
+    assert trusted.returncode == 0 and json.loads(trusted.stdout)["sha256"] == sha256(SEGM_CODE)
+    revoked = cli("models", "trust", segm["id"], SEGM_CODE.name, "--revoke", cwd=tmp_path)
+    assert revoked.returncode == 0 and "revoked" in revoked.stdout
+    listing = json.loads(cli("models", "trust", segm["id"], "--list", "--json", cwd=tmp_path).stdout)
+    assert listing[0]["trusted"] is None

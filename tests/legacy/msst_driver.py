@@ -6,7 +6,11 @@
     python msst_driver.py demix --model-type T --config C.yaml --checkpoint M.ckpt --input mix.npy --out-dir D
         [--chunk-size N] [--num-overlap N] [--batch-size N] [--threads N]
         msst's own loading (`load_start_checkpoint`, strict) and `demix`; stems saved as
-        D/<stem>.npy (frames, channels) float32, timings and peak RSS in D/result.json.
+        D/<stem>.npy (frames, channels) float32, timings and peak RSS in D/result.json. With
+        `inference.normalize` it wraps demix in msst's normalize_audio/denormalize_audio, as msst's
+        separate_audio does.
+    python msst_driver.py serve
+        the same commands, one per stdin line, each answered by a `@@result {"ok": ...}` line.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from msst.utils.audio_utils import denormalize_audio, normalize_audio
 from msst.utils.model_utils import demix, load_start_checkpoint
 from msst.utils.settings import get_model_from_config
 
@@ -54,8 +59,13 @@ def run_demix(args: argparse.Namespace) -> None:
                                              lora_checkpoint_loralib=None), model, checkpoint, type_="inference")
     model.eval()
     loaded = time.perf_counter()
-    mix = np.load(args.input)  # (frames, channels)
-    stems = demix(config, model, mix.T, torch.device("cpu"), args.model_type, pbar=False)
+    mix = np.load(args.input).T  # (channels, frames)
+    normalize = bool(config.inference.get("normalize", False))
+    if normalize:  # as msst's separate_audio does around demix
+        mix, params = normalize_audio(mix)
+    stems = demix(config, model, mix, torch.device("cpu"), args.model_type, pbar=False)
+    if normalize:
+        stems = {name: denormalize_audio(audio, params) for name, audio in stems.items()}
     done = time.perf_counter()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,6 +75,24 @@ def run_demix(args: argparse.Namespace) -> None:
               "threads": torch.get_num_threads(), "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     (out / "result.json").write_text(json.dumps(result))
     print(json.dumps(result))
+
+
+def serve(parser: argparse.ArgumentParser) -> None:
+    """One command line per input line, answered by one `@@result {json}` line (msst prints to stdout too).
+
+    Importing msst takes ~15 s on 2 cores; a test session pays it once instead of per command.
+    """
+    import shlex
+    import traceback
+
+    for line in sys.stdin:
+        try:
+            args = parser.parse_args(shlex.split(line))
+            (make_checkpoint if args.command == "make-checkpoint" else run_demix)(args)
+            answer = {"ok": True}
+        except BaseException:  # noqa: BLE001 - report everything, keep serving
+            answer = {"ok": False, "error": traceback.format_exc()}
+        print("@@result " + json.dumps(answer), flush=True)
 
 
 def main() -> int:
@@ -86,6 +114,9 @@ def main() -> int:
     dm.add_argument("--num-overlap", type=int)
     dm.add_argument("--batch-size", type=int)
     dm.add_argument("--threads", type=int)
+    if sys.argv[1:] == ["serve"]:
+        serve(parser)
+        return 0
     args = parser.parse_args()
     (make_checkpoint if args.command == "make-checkpoint" else run_demix)(args)
     return 0

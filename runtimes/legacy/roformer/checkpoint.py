@@ -66,7 +66,7 @@ def _load(path: Path, allow_unsafe: bool, warn: Callable[[str], None]) -> Any:
         text = str(exc)
         if "Weights only load failed" not in text:
             raise _corrupt(path, exc) from None
-        culprit = _unsafe_global(text)
+        culprit = _unsafe_global(text) or _pickled_globals(path)
         if not allow_unsafe:
             raise UnsafeCheckpointError(
                 f"checkpoint {path.name} needs full unpickling to load"
@@ -96,8 +96,32 @@ def _torch_load(path: Path, weights_only: bool) -> Any:
 
 
 def _unsafe_global(text: str) -> str | None:
-    match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text) or re.search(r"GLOBAL ([\w.]+) was not an allowed global", text)
+    match = re.search(r"GLOBAL ([\w.]+)", text)  # torch names the first object it refused
     return match.group(1) if match else None
+
+
+def _pickled_globals(path: Path) -> str | None:
+    """The importable names a pickle refers to, read from its opcodes without executing anything."""
+    import pickletools
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                data = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
+        else:
+            data = path.read_bytes()
+        names, strings = [], []
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL":
+                names.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+    except Exception:  # noqa: BLE001 - best effort: only used to word the error
+        return None
+    unusual = [n for n in dict.fromkeys(names) if not n.startswith(("torch.", "collections.OrderedDict"))]
+    return ", ".join(unusual[:3]) or None
 
 
 def _corrupt(path: Path, exc: BaseException) -> CheckpointError:

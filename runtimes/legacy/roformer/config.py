@@ -304,11 +304,12 @@ def _check_overlap(inference: InferenceConfig, src: str) -> None:
 
 def _positive_int(value: Any, what: str, src: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{src}: {what} must be an integer >= {minimum}, got {value!r}")
+        raise ConfigError(f"{src}: {what} must be an integer >= {minimum}, got {value!r}",
+                          hint="fix that value (the published config of the checkpoint has it right)")
     return value
 
 
 def _bool(value: Any, what: str, src: str) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"{src}: {what} must be true or false, got {value!r}")
+        raise ConfigError(f"{src}: {what} must be true or false, got {value!r}", hint="write true or false")
     return value

@@ -200,3 +200,46 @@ def _usable(mean: Any, std: Any) -> tuple[float, float]:
     if not np.isfinite(std) or std <= np.finfo(np.float32).eps:
         std = np.float32(1.0)
     return mean, std
+
+
+class RoformerModelType:
+    """The `bs_roformer` / `mel_band_roformer` model types of the stemsep-legacy adapter.
+
+    From the job: the checkpoint and config are the model's `artifacts.primary` and `artifacts.config`
+    files; settings are msst's native ones (`inference.{chunk_size,num_overlap,batch_size}`, flat
+    names accepted too) plus `use_amp`; full unpickling needs the artifact's registry flag
+    `unsafe_pickle` AND the user's consent in `settings.allow_unsafe_pickle`. A one-stem model whose
+    registry entry declares one more stem gets it as the residual, mix minus the model's stem (what
+    msst's `extract_instrumental` and audio-separator do).
+    """
+
+    def __init__(self, separator: RoformerSeparator) -> None:
+        self.separator = separator
+
+    @classmethod
+    def load(cls, job: Any, device: str) -> "RoformerModelType":
+        artifacts = job.model.get("artifacts") or {}
+        primary, config = artifacts.get("primary") or {}, artifacts.get("config") or {}
+        if not primary.get("filename") or not config.get("filename"):
+            raise RoformerError(f"model {job.model_id} names no checkpoint and config (artifacts.primary, artifacts.config)",
+                                hint="a Roformer needs both files; add them to the model's registry entry")
+        settings = dict(job.settings)
+        native = settings.get("inference") if isinstance(settings.get("inference"), dict) else {}
+        overrides = {k: native.get(k, settings.get(k)) for k in ("chunk_size", "num_overlap", "batch_size")}
+        overrides["use_amp"] = settings.get("use_amp")
+        allow_unsafe = bool(primary.get("unsafe_pickle")) and settings.get("allow_unsafe_pickle") is True
+        return cls(RoformerSeparator.load(job.artifact(config["filename"]), job.artifact(primary["filename"]),
+                                          model_type=job.model_type, overrides=overrides, device=device,
+                                          allow_unsafe=allow_unsafe))
+
+    def separate(self, mix: np.ndarray, sample_rate: int, ctx: Any) -> dict[str, np.ndarray]:
+        for message in self.separator.warnings:
+            ctx.warn(message)
+        stems = self.separator.separate(mix, sample_rate, progress=lambda done, total: ctx.progress("separate", done, total),
+                                        check_cancelled=ctx.check_cancelled)
+        declared = list((ctx.job.model.get("capabilities") or {}).get("stems") or [])
+        missing = [s for s in declared if s not in stems]
+        if len(stems) == 1 and len(missing) == 1:
+            (only,) = stems.values()
+            stems[missing[0]] = mix - only
+        return stems

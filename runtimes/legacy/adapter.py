@@ -18,6 +18,8 @@ from runtimes.adapter import Adapter, Job, JobContext, JobError, RuntimeInfo, St
 
 MODEL_TYPES: dict[str, str] = {
     "dsp_center_split": "runtimes.legacy.dsp:CenterSplit",
+    "bs_roformer": "runtimes.legacy.roformer.separator:RoformerModelType",
+    "mel_band_roformer": "runtimes.legacy.roformer.separator:RoformerModelType",
 }
 
 

@@ -21,7 +21,7 @@ the library's defaults. The segment size is always passed explicitly: without it
 switches to 256 frames for inputs under 10 s.
 
 Checkpoints load weights-only (TORCH_FORCE_WEIGHTS_ONLY_LOAD during load) unless the registry marks the
-checkpoint `unsafe_pickle` and the host passes the user's consent (`unsafe_pickle_consent`). When the
+checkpoint `unsafe_pickle` and the host passes the user's consent (`allow_unsafe_pickle` in the settings). When the
 library gives up on a checkpoint with `sys.exit(1)`, the error it logged (missing/unexpected keys) is
 turned into a model-load error.
 """
@@ -309,7 +309,7 @@ def _captured_errors() -> Iterator[list[str]]:
 @contextmanager
 def _weights_only(job: Job) -> Iterator[None]:
     primary = (job.model.get("artifacts") or {}).get("primary") or {}
-    consented = bool(primary.get("unsafe_pickle")) and bool(job.model.get("unsafe_pickle_consent"))
+    consented = bool(primary.get("unsafe_pickle")) and job.settings.get("allow_unsafe_pickle") is True
     if consented:
         yield
         return

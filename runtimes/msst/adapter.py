@@ -9,8 +9,8 @@ safely (weights only, non-tensor entries dropped) and loaded strictly. Audio goe
 across the jobs of a batch.
 
 Input at another sample rate is resampled to the config's rate, as msst's own CLI does (librosa), and
-the stems come out at the model's rate. When the registry lists an `instrumental` stem the config
-does not produce, msst's `extract_instrumental` (mix minus the vocals stem) provides it.
+the stems come out at the model's rate. A one-stem model (`training.target_instrument`) whose registry
+entry declares one more stem gets it as the rest of the mix, like msst's `extract_instrumental`.
 """
 
 from __future__ import annotations
@@ -68,15 +68,9 @@ class MsstAdapter(Adapter):
             ctx.warn(f"{ctx.job.input.name} is {rate} Hz; resampled to the model's {target_rate} Hz as msst does "
                      f"(stems are {target_rate} Hz)")
         from msst._inference import separate_audio
-        from msst.utils.model_utils import prefer_target_instrument
 
-        declared = declared_stems(ctx.job.model)
-        wants_instrumental = "instrumental" in [s.lower() for s in declared]
-        produced = [str(s).lower() for s in prefer_target_instrument(config)]
         args = SimpleNamespace(model_type=model_type, use_tta=bool(ctx.settings.get("use_tta", False)), bigshifts=1,
-                               disable_detailed_pbar=False,
-                               extract_instrumental=wants_instrumental and "instrumental" not in produced)
-
+                               disable_detailed_pbar=False, extract_instrumental=False)
         try:
             with self.bridge.job(ctx):
                 out = separate_audio(model, args, config, device, mix.T)
@@ -84,7 +78,10 @@ class MsstAdapter(Adapter):
             raise
         except Exception as exc:
             raise JobError(p.E_INFERENCE, f"msst failed on {ctx.job.input.name}: {type(exc).__name__}: {exc}") from exc
-        return [StemArray(registry_spelling(name, declared), _frames_first(audio), target_rate) for name, audio in out.items()]
+        declared = declared_stems(ctx.job.model)
+        stems = {registry_spelling(name, declared): _frames_first(audio) for name, audio in out.items()}
+        _add_residual(stems, declared, mix)
+        return [StemArray(name, audio, target_rate) for name, audio in stems.items()]
 
     def close(self) -> None:
         self._loaded = self._key = None
@@ -141,7 +138,7 @@ class MsstAdapter(Adapter):
             raise JobError(p.E_MODEL_LOAD, f"cannot build {job.model_id} with {how} from {config_path.name}: "
                                            f"{type(exc).__name__}: {exc}",
                            hint="check that the config's `model` section fits the model type") from exc
-        consented = bool(ckpt_art.get("unsafe_pickle")) and bool(job.model.get("unsafe_pickle_consent"))
+        consented = bool(ckpt_art.get("unsafe_pickle")) and job.settings.get("allow_unsafe_pickle") is True
         state = _read_checkpoint(ckpt_path, ctx, allow_unsafe=consented)
         problems = _load_state(model, state)
         if problems:
@@ -170,7 +167,7 @@ def _apply_settings(config: Any, settings: dict[str, Any]) -> None:
 
 def _read_checkpoint(path: Any, ctx: JobContext, *, allow_unsafe: bool) -> dict[str, Any]:
     """Weights only (full unpickling only for a checkpoint the registry marks `unsafe_pickle` and the
-    user consented to: the host sets `unsafe_pickle_consent` on the job's model entry)."""
+    user consented to: the host sets `allow_unsafe_pickle: true` in the job's settings)."""
     import torch
 
     from runtimes.legacy.roformer.checkpoint import read_state_dict
@@ -197,6 +194,18 @@ def _load_state(model: Any, state: dict[str, Any]) -> list[str]:
 def _keys(kind: str, names: list[str], show: int = 6) -> str:
     more = f" and {len(names) - show} more" if len(names) > show else ""
     return f"{len(names)} {kind} keys ({', '.join(names[:show])}{more})"
+
+
+def _add_residual(stems: dict[str, Any], declared: list[str], mix: Any) -> None:
+    """A one-stem model whose registry entry declares one more stem gets it as the rest of the mix (what
+    msst's extract_instrumental, audio-separator's secondary stem and stemsep-legacy give)."""
+    missing = [s for s in declared if s not in stems]
+    if len(stems) != 1 or len(missing) != 1:
+        return
+    (only,) = stems.values()
+    base = mix if mix.shape == only.shape else mix.mean(axis=1, keepdims=True)  # a mono model ran on the downmix
+    if base.shape == only.shape:
+        stems[missing[0]] = base - only
 
 
 def _frames_first(audio: Any) -> Any:

@@ -33,12 +33,11 @@ def main() -> None:
 
     from envmgr.config import load_config
     from envmgr.worker_code import ensure_worker_code
-    from runtimes.legacy.adapter import MODEL_TYPES
     from tests.runtimes.conftest import (SEGM_CODE, demo_clip, job, make_checkpoint, model_entry, runtime_env,
                                          sha256, start_worker, tiny_config, write_yaml)
 
     code = ensure_worker_code(load_config().cache_dir)
-    runtimes = ["msst", "audio-separator"] + (["stemsep-legacy"] if "bs_roformer" in MODEL_TYPES else [])
+    runtimes = ["msst", "audio-separator", "stemsep-legacy"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         envs = {rt: runtime_env(rt) for rt in runtimes}

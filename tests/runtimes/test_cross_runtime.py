@@ -54,10 +54,6 @@ def tiny_bs_2s(tiny_bs: tuple[Path, Path], workdir: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def legacy_worker(worker_code: Any, network_log: Path) -> Any:
-    from runtimes.legacy.adapter import MODEL_TYPES
-
-    if "bs_roformer" not in MODEL_TYPES:
-        pytest.skip("stemsep-legacy does not register its Roformer model type yet (issue 6)")
     client = start_worker(runtime_env("stemsep-legacy"), "stemsep-legacy", worker_code)
     yield client
     client.close()

@@ -14,7 +14,8 @@ import pytest
 import soundfile as sf
 
 from envmgr.worker_client import JobFailed
-from tests.runtimes.conftest import FNO_CODE, SEGM_CODE, job, model_entry, read_stems, sha256, start_worker
+from tests.runtimes.conftest import (FNO_CODE, SEGM_CODE, job, make_checkpoint, model_entry, read_stems, sha256,
+                                     start_worker, tiny_config, write_yaml)
 
 
 def bs_model(config: Path, ckpt: Path, model_id: str = "tiny-bs", **kw: Any) -> tuple[dict[str, Any], dict[str, Path]]:
@@ -127,3 +128,16 @@ def test_fno_code_needs_its_pinned_package(msst_worker, fno_env, worker_code, ti
     stems = read_stems(result)
     assert sorted(stems) == ["other", "vocals"] and all(np.abs(a).max() > 1e-3 for a in stems.values())
     assert any("_metadata" in w or "non-tensor" in w for w in result["warnings"]), result["warnings"]
+
+
+def test_one_stem_model_gets_the_declared_other_stem_as_the_rest_of_the_mix(msst_env, msst_worker, workdir, clip3,
+                                                                            tmp_path):
+    data = tiny_config(num_stems=1)
+    data["training"]["target_instrument"] = "vocals"
+    config = write_yaml(workdir / "tiny_vocals.yaml", data)
+    ckpt = make_checkpoint(msst_env.python, config, workdir / "tiny_vocals.ckpt", seed=3)
+    model, arts = bs_model(config, ckpt, model_id="tiny-vocals")  # declares vocals and other
+    stems = read_stems(msst_worker.run(job(model, arts, clip3, tmp_path)))
+    mix = sf.read(str(clip3), dtype="float32", always_2d=True)[0]
+    assert sorted(stems) == ["other", "vocals"]
+    assert np.allclose(stems["other"], mix - stems["vocals"], atol=1e-6)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.legacy.conftest import (KJ_MEL, TINY, VIPERX, KIM_MEL, demo_input, make_checkpoint, max_diff, msst_demix,
@@ -91,3 +92,17 @@ def test_viperx_true_dimensions_match_msst(legacy_python, msst, tmp_path):
     assert ckpt.stat().st_size > 600e6  # the real model's size: 160 M float32 weights
     mix = demo_input(tmp_path / "mix.npy", 1.2)
     compare(legacy_python, msst, "bs_roformer", config, ckpt, mix, tmp_path)
+
+
+def test_mono_model_runs_each_channel_on_its_own(legacy_python, msst, tmp_path):
+    """msst's demix cannot feed stereo to a mono model; ours runs channel by channel."""
+    config = write_config(VIPERX, tmp_path / "mono.yaml", {**TINY, "model.stereo": False})
+    ckpt = make_checkpoint(msst, "bs_roformer", config, tmp_path / "mono.ckpt")
+    stereo = demo_input(tmp_path / "stereo.npy", 1.5)
+    both = ours_ok(run_ours(legacy_python, config, ckpt, stereo, tmp_path / "both"))["vocals"]
+    for channel in (0, 1):
+        alone = tmp_path / f"ch{channel}.npy"
+        np.save(alone, np.load(stereo)[:, channel:channel + 1])
+        single = ours_ok(run_ours(legacy_python, config, ckpt, alone, tmp_path / f"out{channel}"))["vocals"]
+        assert float(np.abs(single[:, 0] - both[:, channel]).max()) <= 1e-6
+    assert float(np.abs(both[:, 0] - both[:, 1]).max()) > 1e-4  # the channels really differ

@@ -20,7 +20,6 @@ import yaml
 from tests.conftest import REPO
 from tests.support.envs import env_python
 
-pytestmark = pytest.mark.envs
 
 # What our Roformer imports inside the stemsep-legacy env (torch comes from the machine config).
 LEGACY_REQUIREMENTS = ["torch", "numpy", "soundfile", "pyyaml"]

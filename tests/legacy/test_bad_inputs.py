@@ -16,6 +16,8 @@ from tests.legacy.conftest import (KIM_MEL, TINY, VIPERX, demo_input, max_diff, 
 
 CKPT_TOOLS = Path(__file__).with_name("ckpt_tools.py")
 
+pytestmark = pytest.mark.envs  # builds real uv envs (stemsep-legacy torch, msst 0.1.0)
+
 
 def variant(legacy_python: Path, kind: str, src: Path, dst: Path, *extra: str) -> Path:
     subprocess.run([str(legacy_python), str(CKPT_TOOLS), kind, str(src), str(dst), *extra], check=True,

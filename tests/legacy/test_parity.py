@@ -17,6 +17,8 @@ from tests.legacy.conftest import (KJ_MEL, TINY, VIPERX, KIM_MEL, demo_input, ma
 
 TOLERANCE = 1e-4
 
+pytestmark = pytest.mark.envs  # builds real uv envs (stemsep-legacy torch, msst 0.1.0)
+
 
 def assert_parity(ours: dict, theirs: dict) -> None:
     diff = max_diff(ours, theirs)

@@ -8,11 +8,14 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from tests.legacy.conftest import DEMO_MIX, demo_input, ours_env, ours_ok, run_ours
 
 API_CHECKS = Path(__file__).with_name("api_checks.py")
+
+pytestmark = pytest.mark.envs  # builds real uv envs (stemsep-legacy torch, msst 0.1.0)
 
 
 def api(legacy_python: Path, *args: str) -> dict:

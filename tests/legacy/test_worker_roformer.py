@@ -16,6 +16,8 @@ from envmgr.worker_client import JobFailed, Timeouts, WorkerClient
 from envmgr.worker_code import ensure_worker_code
 from tests.legacy.conftest import DEMO_MIX, ours_ok, run_ours
 
+pytestmark = pytest.mark.envs  # builds real uv envs (stemsep-legacy torch, msst 0.1.0)
+
 
 @pytest.fixture(scope="module")
 def client(legacy_python: Path) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from envmgr.builder import Progress, build_with_uv, build_with_virtualenv
 from envmgr.config import MachineConfig, load_config
@@ -92,6 +93,13 @@ def version_spec(name: str, min_version: str | None, max_version: str | None) ->
     return name + model_python_spec(min_version, max_version)
 
 
+def _higher(a: str | None, b: str | None) -> str | None:
+    """The higher of two minimum versions (either may be absent)."""
+    if a is None or b is None:
+        return a or b
+    return max(a, b, key=Version)
+
+
 def request_for_model(entry: Any, runtime: str, config: MachineConfig | None = None) -> EnvRequest:
     """The env request for running registry `entry` (a ModelEntry) on `runtime`."""
     config = config or load_config()
@@ -109,7 +117,7 @@ def request_for_model(entry: Any, runtime: str, config: MachineConfig | None = N
     requirements += rdef.requires
     torch_spec = None
     if with_torch:
-        torch_spec = version_spec("torch", reqs.torch.min, reqs.torch.max)
+        torch_spec = version_spec("torch", _higher(reqs.torch.min, rdef.torch_floor), reqs.torch.max)
         requirements.append(torch_spec)
         requirements += rdef.torch_requires
     for text in reqs.pip.packages:

@@ -6,7 +6,8 @@ This is the one place that knows the runtime libraries' packaging. Facts from th
 - msst 0.1.0: Requires-Python <3.14; BS-/Mel-Roformer code needs the `bs-roformer` and `mel-band-roformer`
   extras (beartype, einops, rotary-embedding-torch, PoPE-pytorch); declares `torch<2.12,>=2.0.1` but runs
   on newer torch, so its env overrides that cap.
-- stemsep-legacy: our own code; light models need numpy + soundfile, neural ones torch as well.
+- stemsep-legacy: our own code; light models need numpy + soundfile, our BS-/Mel-Roformer torch >= 2.4
+  (F.rms_norm) and pyyaml (MSST configs) as well — nothing else (no einops, rotary-embedding-torch).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class RuntimeDef:
     requires: tuple[str, ...] = ()  # further base requirements
     torch: bool | None = True  # True: always torch; None: the model decides (requirements.torch.required)
     torch_requires: tuple[str, ...] = ()  # added when the env has torch
+    torch_floor: str | None = None  # lowest torch the runtime's own code runs on; a model's higher min wins
     # Checked inside the env after a build: the first (the runtime module) is imported, the rest must be
     # findable (importing numpy/torch stacks would double a warm build; the worker imports them anyway).
     health_modules: tuple[str, ...] = ()
@@ -75,8 +77,8 @@ def _onnx_flavour(torch_backend: str) -> str:
     return "cpu"
 
 
-# Libraries the stemsep-legacy neural models (our BS/Mel-Roformer) import besides torch.
-LEGACY_TORCH_LIBS: tuple[str, ...] = ("pyyaml", "einops")
+# Libraries the stemsep-legacy neural models (our BS/Mel-Roformer) import besides torch and numpy.
+LEGACY_TORCH_LIBS: tuple[str, ...] = ("pyyaml",)
 
 RUNTIMES: dict[str, RuntimeDef] = {r.id: r for r in (
     RuntimeDef(
@@ -106,7 +108,8 @@ RUNTIMES: dict[str, RuntimeDef] = {r.id: r for r in (
         requires=("numpy", "soundfile"),
         torch=None,
         torch_requires=LEGACY_TORCH_LIBS,
+        torch_floor="2.4",  # torch.nn.functional.rms_norm
         health_modules=("soundfile", "numpy"),  # soundfile loads libsndfile: the part most likely to break
-        torch_health_modules=("yaml", "einops"),
+        torch_health_modules=("yaml",),
     ),
 )}

@@ -74,7 +74,14 @@ def test_legacy_is_light_unless_the_model_needs_torch(cfg):
     assert set(names(light)) == {"numpy", "soundfile"} and light.torch is None
     for required in (None, True):
         heavy = request_for_model(entry(requirements={"torch": {"required": required}}), "stemsep-legacy", cfg())
-        assert {"numpy", "soundfile", "torch", "pyyaml"} <= set(names(heavy)) and heavy.torch == "torch"
+        # Our Roformer's whole set: torch >= 2.4 (F.rms_norm) and the MSST config reader; no einops.
+        assert set(names(heavy)) == {"numpy", "soundfile", "torch", "pyyaml"} and heavy.torch == "torch>=2.4"
+        assert heavy.health_modules == ("soundfile", "numpy", "yaml")
+    # A model's own higher minimum wins over the runtime's floor; its maximum is kept.
+    newer = request_for_model(entry(requirements={"torch": {"min": "2.6", "max": "2.13"}}), "stemsep-legacy", cfg())
+    assert newer.torch == "torch>=2.6,<2.14"
+    older = request_for_model(entry(requirements={"torch": {"min": "2.1"}}), "stemsep-legacy", cfg())
+    assert older.torch == "torch>=2.4"
 
 
 def test_model_packages_python_range_and_machine_sources_enter_the_request(cfg):

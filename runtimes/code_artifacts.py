@@ -31,10 +31,6 @@ from typing import Any, Mapping
 from runtimes import protocol as p
 from runtimes.adapter import Job, JobError
 
-E_CODE_UNTRUSTED = "E_CODE_UNTRUSTED"  # no sha256 pins the code: it does not run
-E_CODE_HASH_MISMATCH = "E_CODE_HASH_MISMATCH"  # the file is not the pinned one: it does not run
-E_CODE_IMPORT = "E_CODE_IMPORT"  # the code imports something the env lacks
-
 _loaded: dict[str, ModuleType] = {}  # sha256 -> module: the same file loads once per worker
 
 
@@ -59,13 +55,13 @@ def load_model_class(job: Job, artifact: Mapping[str, Any], aliases: Mapping[str
     path = job.artifact(filename)
     pinned = (artifact.get("sha256") or "").lower()
     if not pinned:
-        raise JobError(E_CODE_UNTRUSTED,
+        raise JobError(p.E_CODE_UNTRUSTED,
                        f"model code {filename} of {job.model_id} is not pinned by a sha256, so it was not run",
                        hint=f"pin its sha256 in the registry entry, or review the file and run "
                             f"`stemsep models trust {job.model_id} {filename}`")
     actual = _sha256(path)
     if actual != pinned:
-        raise JobError(E_CODE_HASH_MISMATCH,
+        raise JobError(p.E_CODE_HASH_MISMATCH,
                        f"model code {filename} of {job.model_id} has sha256 {actual}, not the pinned {pinned}; "
                        "it was not run",
                        hint=f"the file changed after it was verified: run `stemsep models download {job.model_id}` "
@@ -125,12 +121,12 @@ def _import_error(exc: ImportError, job: Job, filename: str) -> JobError:
     if match:  # the package is there, the name is not: usually the wrong major version
         what, package = match.group(1), match.group(2)
         version = _dist_version(package)
-        return JobError(E_CODE_IMPORT,
+        return JobError(p.E_CODE_IMPORT,
                         f"model code {filename} of {job.model_id} needs `{what}` from `{package}`, which the installed "
                         f"{package.split('.')[0]}{' ' + version if version else ''} does not have",
                         hint="pin the version the code was written for in the model's requirements.pip.packages "
                              "(a user registry overlay can add it); its env is then built with it")
-    return JobError(E_CODE_IMPORT,
+    return JobError(p.E_CODE_IMPORT,
                     f"model code {filename} of {job.model_id} imports `{missing or exc}`, which this env does not have",
                     hint="declare the package in the model's requirements.pip.packages (e.g. "
                          "`neuraloperator==1.0.2` for FNO models); the model then gets an env that has it")

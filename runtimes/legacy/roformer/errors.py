@@ -38,7 +38,3 @@ class InputError(RoformerError):
     """Audio the model cannot take (channels, sample rate)."""
 
     code_default = p.E_INPUT_CHANNELS
-
-
-# Not (yet) in runtimes.protocol; the host maps every E_INPUT_* code to the input exit code.
-E_INPUT_SAMPLE_RATE = "E_INPUT_SAMPLE_RATE"

@@ -24,7 +24,8 @@ from runtimes.legacy.roformer import chunking
 from runtimes.legacy.roformer.bands import band_layout
 from runtimes.legacy.roformer.checkpoint import check_against, read_state_dict
 from runtimes.legacy.roformer.config import RoformerConfig, load_config
-from runtimes.legacy.roformer.errors import E_INPUT_SAMPLE_RATE, CheckpointError, InputError, RoformerError
+from runtimes import protocol as p
+from runtimes.legacy.roformer.errors import CheckpointError, InputError, RoformerError
 from runtimes.legacy.roformer.model import Roformer
 
 
@@ -141,7 +142,7 @@ class RoformerSeparator:
         if sample_rate is not None and sample_rate != inf.sample_rate:
             raise InputError(f"the input is {sample_rate} Hz, but this model runs at {inf.sample_rate} Hz",
                              hint=f"resample it first, e.g. `ffmpeg -i in.flac -ar {inf.sample_rate} out.flac`",
-                             code=E_INPUT_SAMPLE_RATE)
+                             code=p.E_INPUT_SAMPLE_RATE)
         if arch.channels == 2 and channels > 2:
             raise InputError(f"the input has {channels} channels; this model takes mono or stereo",
                              hint="downmix to stereo first, e.g. `ffmpeg -i in.wav -ac 2 out.wav`")

@@ -4,7 +4,8 @@ An adapter lives in `runtimes/<runtime>/adapter.py` and is named in ADAPTERS bel
 calls `load()` once, after `hello` (this is where heavy imports happen; its answer becomes `ready`),
 then `separate(ctx)` once per job. An adapter returns its stems either as arrays (`StemArray`: the
 worker writes them in the requested format) or as files it wrote itself into `ctx.staging_dir`
-(`StemFile`: e.g. audio-separator, which writes its own files and returns bare names). Either way
+(`StemFile`: e.g. audio-separator, which writes its own files and returns bare names, or stemsep-legacy's
+Roformer, which streams its stems through `ctx.stem_writer` so memory stays flat). Either way
 the worker moves finished files into the output dir only when the whole job has succeeded.
 
 This module imports only the stdlib at module level: numpy/soundfile are imported where used.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -23,6 +23,8 @@ from runtimes import protocol as p
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from runtimes.audio_io import InputAudio, StemWriter
 
 # Runtime id -> "module:Class". Later runtimes add one line each.
 ADAPTERS: dict[str, str] = {
@@ -124,6 +126,7 @@ class JobContext:
         self.warnings: list[str] = []
         self._emit = emit
         self._is_cancelled = is_cancelled
+        self._files = 0  # stem files handed out by stem_writer
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -150,35 +153,31 @@ class JobContext:
 
     def read_input(self) -> tuple["np.ndarray", int]:
         """The input as float32 (frames, channels) and its sample rate; clear job errors for bad audio."""
-        import numpy as np
-        import soundfile as sf
+        from runtimes.audio_io import read_input
 
-        path = self.job.input
         self.progress("read", 0, 1)
-        if not path.is_file():
-            raise JobError(p.E_INPUT_NOT_FOUND, f"input {path} does not exist or is not a file")
-        try:
-            with sf.SoundFile(str(path)) as fh:
-                audio, sample_rate, log = fh.read(dtype="float32", always_2d=True), fh.samplerate, fh.extra_info
-        except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
-            raise JobError(p.E_INPUT_UNDECODABLE, f"cannot decode {path.name}: {exc}",
-                           hint="check that it is an audio file (WAV, FLAC, OGG, MP3, AIFF...) and not truncated; "
-                                "convert it with ffmpeg if needed") from None
-        if audio.shape[0] == 0:
-            raise JobError(p.E_INPUT_EMPTY, f"{path.name} decodes but holds no audio (0 frames)",
-                           hint="export the file again; it has a header and no samples")
-        if re.search(r"^data\s*:.*should be", log, re.MULTILINE):  # libsndfile read less than the header promised
-            self.warn(f"{path.name} looks truncated: its header promises more audio than the file holds; "
-                      f"separated the {audio.shape[0] / sample_rate:.2f} s that are there")
-        finite = np.isfinite(audio)
-        if not finite.all():
-            bad = int(audio.size - np.count_nonzero(finite))
-            first = int(np.argmin(finite.all(axis=1)))
-            raise JobError(p.E_INPUT_NONFINITE,
-                           f"{path.name} holds {bad} NaN or infinite samples (first at {first / sample_rate:.3f} s)",
-                           hint="repair or re-export the file; separation of non-finite audio is undefined")
+        audio = read_input(self.job.input, self.warn)
         self.progress("read", 1, 1)
-        return audio, int(sample_rate)
+        return audio
+
+    def open_input(self) -> "InputAudio":
+        """The input after the same checks, to read block by block (`with ctx.open_input() as audio:`):
+        for adapters that stream, so memory does not grow with the track's length."""
+        from runtimes.audio_io import open_input
+
+        self.progress("read", 0, 1)
+        audio = open_input(self.job.input, self.warn)
+        self.progress("read", 1, 1)
+        return audio
+
+    def stem_writer(self, name: str, sample_rate: int, channels: int) -> "StemWriter":
+        """A file for stem `name` in the staging dir, in the job's output format, written block by block;
+        once it is closed, return `StemFile(name, writer.path.name)` for it."""
+        from runtimes.audio_io import StemWriter
+
+        self._files += 1
+        path = self.staging_dir / f"stream-{self._files}.{self.job.output_format}"
+        return StemWriter(path, sample_rate, channels, self.job.output_format, label=name, warn=self.warn)
 
 
 class Adapter:

@@ -215,7 +215,7 @@ def _stage(stems: Any, job: Any, staging: Path, ctx: Any) -> list[tuple[Path, st
         names.add(final)
         if isinstance(stem, StemArray):
             tmp = staging / f"{i}.{job.output_format}"
-            _write_audio(tmp, stem.audio, stem.sample_rate, job.output_format, ctx)
+            _write_array(tmp, stem, job.output_format, ctx)
         else:
             tmp = (staging / stem.path).resolve()
             if tmp.parent != staging.resolve() or not tmp.is_file():
@@ -230,26 +230,16 @@ def _stage(stems: Any, job: Any, staging: Path, ctx: Any) -> list[tuple[Path, st
     return staged
 
 
-def _write_audio(path: Path, audio: Any, sample_rate: int, fmt: str, ctx: Any) -> None:
+def _write_array(path: Path, stem: Any, fmt: str, ctx: Any) -> None:
+    """An array stem as a file in the job's format (the same writer adapters stream their stems through)."""
     import numpy as np
-    import soundfile as sf
 
-    from runtimes.adapter import JobError
+    from runtimes.audio_io import StemWriter
 
-    data = np.asarray(audio, dtype=np.float32)
-    if data.ndim == 1:
-        data = data[:, None]
-    if fmt == "flac":  # FLAC holds integers only: 24-bit, and say so when peaks had to be clipped
-        clipped = int(np.count_nonzero(np.abs(data) > 1.0))
-        if clipped:
-            ctx.warn(f"{path.name}: {clipped} samples above full scale were clipped for FLAC; use WAV (float) to keep them")
-            data = np.clip(data, -1.0, 1.0)
-    subtype = "FLOAT" if fmt == "wav" else "PCM_24"
-    try:
-        sf.write(str(path), data, sample_rate, format=fmt.upper(), subtype=subtype)
-    except Exception as exc:  # noqa: BLE001 - disk full, permissions...
-        raise JobError(p.E_OUTPUT_WRITE, f"cannot write {path.parent.parent}: {exc}",
-                       hint="check free space and write permission of the output dir") from exc
+    audio = np.asarray(stem.audio, dtype=np.float32)
+    channels = 1 if audio.ndim == 1 else audio.shape[1]
+    with StemWriter(path, stem.sample_rate, channels, fmt, label=stem.name, warn=ctx.warn) as writer:
+        writer.write(audio)
 
 
 def _commit(staged: list[tuple[Path, str, dict[str, Any]]], job: Any) -> list[dict[str, Any]]:

@@ -1,8 +1,12 @@
-"""Adapter of the stemsep-legacy runtime: reads the input, runs one of our model types, returns arrays.
+"""Adapter of the stemsep-legacy runtime: runs one of our model types on the job's input.
 
-A model type is a class with `load(job, device) -> model` (classmethod) and
-`model.separate(mix, sample_rate, ctx) -> {stem name: (frames, channels) array}`; `mix` is float32
-(frames, channels). MODEL_TYPES maps the registry's `runtime.model_type` to that class as
+A model type is a class with `load(job, device) -> model` (classmethod) and either
+- `model.separate(mix, sample_rate, ctx) -> {stem name: (frames, channels) array}`: `mix` is the whole
+  input, float32 (frames, channels); the worker writes the arrays (the DSP default), or
+- `model.separate_to_files(audio, ctx) -> [StemFile]`: `audio` is the checked input read block by block
+  (`ctx.open_input()`), the stems are written block by block through `ctx.stem_writer` into the staging
+  dir, so memory does not grow with the track's length (our Roformer).
+MODEL_TYPES maps the registry's `runtime.model_type` to that class as
 "module:Class", imported on first use: the DSP env has no torch, so nothing heavy may be imported here.
 """
 
@@ -14,7 +18,7 @@ import json
 from typing import Any
 
 from runtimes import protocol as p
-from runtimes.adapter import Adapter, Job, JobContext, JobError, RuntimeInfo, StemArray
+from runtimes.adapter import Adapter, Job, JobContext, JobError, RuntimeInfo, StemArray, StemFile
 
 MODEL_TYPES: dict[str, str] = {
     "dsp_center_split": "runtimes.legacy.dsp:CenterSplit",
@@ -66,10 +70,13 @@ class LegacyAdapter(Adapter):
             self._model_key = key
         return self._model
 
-    def separate(self, ctx: JobContext) -> list[StemArray]:
+    def separate(self, ctx: JobContext) -> list[StemArray] | list[StemFile]:
         model = self._load_model(ctx.job, ctx.device)
-        mix, sample_rate = ctx.read_input()
         try:
+            if hasattr(model, "separate_to_files"):  # streams: input file -> stem files, flat memory
+                with ctx.open_input() as audio:
+                    return list(model.separate_to_files(audio, ctx))
+            mix, sample_rate = ctx.read_input()
             stems = model.separate(mix, sample_rate, ctx)
         except JobError:
             raise

@@ -10,9 +10,13 @@ best of `--repeats` per side is compared (model loading and imports excluded). P
 
 1. speed: seconds per side, the ratio msst / ours (target >= 1.2 on CPU), and the max abs difference
    of the stems (parity);
-2. peak RSS (whole process) for a 10-minute vs a 1-minute input: ours in memory (what the worker
-   does today: the input and output arrays live in RAM), ours streamed file to file, and msst.
-   Target for ours: <= 1.2x.
+2. peak RSS (whole process) for a 10-minute vs a 1-minute input. First the path `stemsep separate`
+   really takes: a real worker (`python -m runtimes.worker`, a fresh one per input, in the env the
+   runtime definitions build) running a `separate` job for a bs_roformer model (float WAV in, both
+   stems, the residual included, written as float WAVs into the staging dir and moved into place);
+   its peak is the worker's VmHWM read when the job is done. Then, for comparison, our command line
+   in memory (input and output arrays in RAM) and streamed (--stream), and msst's `demix`.
+   Target for the worker path: <= 1.2x.
 
 Needs the machine config of the test suite (STEMSEP_FIND_LINKS, STEMSEP_OVERRIDES, ...) to build envs.
 """
@@ -35,13 +39,15 @@ import soundfile as sf  # noqa: E402
 import yaml  # noqa: E402
 
 from envmgr.config import load_config  # noqa: E402
-from envmgr.envs import EnvManager, request_for_requirements  # noqa: E402
+from envmgr.envs import EnvManager, request_for_model, request_for_requirements  # noqa: E402
+from envmgr.worker_client import Timeouts, WorkerClient  # noqa: E402
+from envmgr.worker_code import ensure_worker_code  # noqa: E402
+from registry.model import ModelEntry  # noqa: E402
 
 CONFIGS = REPO / "tests" / "fixtures" / "msst-configs"
 VIPERX = CONFIGS / "model_bs_roformer_ep_317_sdr_12.9755.yaml"
 MSST_DRIVER = REPO / "tests" / "legacy" / "msst_driver.py"
 DEMO_MIX = REPO / "scripts" / "demo" / "demo_mix.flac"
-LEGACY_REQUIREMENTS = ["torch", "numpy", "soundfile", "pyyaml"]
 MSST_REQUIREMENTS = ["msst[bs-roformer,mel-band-roformer]==0.1.0"]
 MODELS = {
     "viperx": {},  # the published model's true dimensions: dim 512, depth 12, 62 bands, 160 M weights
@@ -60,6 +66,43 @@ def env_python(requirements: list[str]) -> Path:
     config = load_config()
     manager = EnvManager(config)
     return manager.ensure(request_for_requirements(requirements, runtime="bench", python=config.python, config=config)).python
+
+
+def bench_model(config: Path, ckpt: Path) -> dict:
+    """A registry entry (JSON form) for the benchmark's checkpoint on stemsep-legacy."""
+    return ModelEntry.model_validate({
+        "id": "bench-bs-roformer", "name": "benchmark BS-Roformer", "architecture": "BS-Roformer",
+        "runtime": {"allowed": ["stemsep-legacy"], "preferred": "stemsep-legacy", "model_type": "bs_roformer"},
+        "capabilities": {"stems": ["vocals", "instrumental"], "roles": ["separation"], "supports_stereo": True},
+        "artifacts": {"primary": {"kind": "checkpoint", "filename": ckpt.name},
+                      "config": {"kind": "config", "filename": config.name}},
+    }).model_dump(mode="json")
+
+
+def legacy_env_python() -> Path:
+    """The env `stemsep separate` builds for a Roformer on stemsep-legacy (from the runtime definitions)."""
+    config = load_config()
+    entry = ModelEntry.model_validate({**bench_model(Path("c.yaml"), Path("m.ckpt")), "artifacts": {}})
+    return EnvManager(config).ensure(request_for_model(entry, "stemsep-legacy", config)).python
+
+
+def worker_peak_rss(python: Path, model: dict, artifacts: dict[str, Path], wav: Path, out: Path, threads: int) -> float:
+    """Peak RSS (MiB) of a fresh worker that ran one `separate` job on `wav`, as `stemsep separate` sends it."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # passed on to the worker, as the CLI passes the user's
+    worker = WorkerClient(python, "stemsep-legacy", ensure_worker_code(load_config().cache_dir),
+                          timeouts=Timeouts(silence=600.0))
+    worker.start()
+    try:
+        names = {stem: f"{wav.stem}_({stem}).wav" for stem in model["capabilities"]["stems"]}
+        worker.run({"job": f"bench-{wav.stem}", "model": model, "artifacts": {k: str(v) for k, v in artifacts.items()},
+                    "settings": {}, "input": str(wav), "output_dir": str(out), "output_format": "wav",
+                    "output_names": names, "output_template": f"{wav.stem}_({{stem}}).wav"})
+        status = Path(f"/proc/{worker.pid}/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
+    finally:
+        worker.close()
+        for path in out.glob("*.wav"):
+            path.unlink()
 
 
 def write_config(dst: Path, model: str, chunk: int) -> Path:
@@ -130,10 +173,13 @@ def speed(args: argparse.Namespace, legacy: Path, msst_py: Path, tmp: Path) -> N
 def rss(args: argparse.Namespace, legacy: Path, msst_py: Path, tmp: Path) -> None:
     config = write_config(tmp / "rss.yaml", args.rss_model, 352800)  # the real 8 s chunk
     ckpt = make_checkpoint(msst_py, config, tmp / "rss.ckpt")
+    model = bench_model(config, ckpt)
     rows = {}
     for minutes in (1, 10):
         npy, wav = make_input(tmp / f"{minutes}m.npy", minutes * 60), make_input(tmp / f"{minutes}m.wav", minutes * 60)
         rows[minutes] = {
+            "worker (stemsep separate)": worker_peak_rss(legacy, model, {config.name: config, ckpt.name: ckpt}, wav,
+                                                         tmp / "rss_worker", args.threads),
             "ours in memory": ours(legacy, config, ckpt, npy, tmp / "rss_ours", args.threads)["peak_rss_mib"],
             "ours streamed": ours(legacy, config, ckpt, wav, tmp / "rss_stream", args.threads, "--stream")["peak_rss_mib"],
             "msst demix": msst(msst_py, config, ckpt, npy, tmp / "rss_msst", args.threads)["peak_rss_mib"],
@@ -144,7 +190,8 @@ def rss(args: argparse.Namespace, legacy: Path, msst_py: Path, tmp: Path) -> Non
     print(f"peak RSS, {args.rss_model} dims, 8 s chunks (one 10-min stereo float32 buffer = {buffer:.0f} MiB):")
     for name in rows[1]:
         one, ten = rows[1][name], rows[10][name]
-        print(f"  {name:15s} 1 min {one:7.0f} MiB   10 min {ten:7.0f} MiB   ratio {ten / one:.2f}x")
+        target = "   (target <= 1.2x)" if name.startswith("worker") else ""
+        print(f"  {name:26s} 1 min {one:7.0f} MiB   10 min {ten:7.0f} MiB   ratio {ten / one:.2f}x{target}")
 
 
 def main() -> int:
@@ -158,7 +205,7 @@ def main() -> int:
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-rss", action="store_true")
     args = parser.parse_args()
-    legacy, msst_py = env_python(LEGACY_REQUIREMENTS), env_python(MSST_REQUIREMENTS)
+    legacy, msst_py = legacy_env_python(), env_python(MSST_REQUIREMENTS)
     with tempfile.TemporaryDirectory(prefix="roformer-bench-") as tmp:
         if not args.skip_speed:
             speed(args, legacy, msst_py, Path(tmp))

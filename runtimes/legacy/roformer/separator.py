@@ -2,8 +2,10 @@
 
 `RoformerSeparator.load(config, checkpoint, ...)` builds the model from an MSST config and
 checkpoint; `separate(mix)` runs the chunked inference of chunking.py over a (frames, channels)
-array and returns {stem: (frames, channels) float32}. `RoformerModelType` wraps it in the
-stemsep-legacy adapter's model-type interface (`load(job, device)`, `separate(mix, rate, ctx)`).
+array and returns {stem: (frames, channels) float32}; `separate_stream` does the same reading and
+writing block by block (`separate_file`: file to file). `RoformerModelType` wraps it in the
+stemsep-legacy adapter's streaming model-type interface (`load(job, device)`,
+`separate_to_files(audio, ctx)`).
 
 Channels (as msst): a stereo model given mono runs on the channel twice and returns mono stems; a
 mono model runs each channel on its own; a stereo model refuses more than two channels.
@@ -27,6 +29,8 @@ from runtimes.legacy.roformer.config import RoformerConfig, load_config
 from runtimes import protocol as p
 from runtimes.legacy.roformer.errors import CheckpointError, InputError, RoformerError
 from runtimes.legacy.roformer.model import Roformer
+
+STATS_BLOCK = 1 << 20  # frames per read of the normalisation pass
 
 
 def pick_device(requested: str | None) -> torch.device:
@@ -108,44 +112,54 @@ class RoformerSeparator:
                   progress, check_cancelled)
         return dict(zip(self.stems, outputs))
 
+    def separate_stream(self, read: Callable[[int, int], np.ndarray], frames: int, channels: int, sample_rate: int,
+                        write: Callable[[int, dict[str, np.ndarray]], Any], *,
+                        progress: Callable[[int, int], None] | None = None,
+                        check_cancelled: Callable[[], None] | None = None) -> None:
+        """Audio read block by block (`read(start, stop)` -> float32 (n, channels)), stems handed on in order
+        (`write(start, {stem: float32 (n, channels)})`, from frame 0 to the end): memory stays flat whatever
+        the track's length. Gives the same stems as `separate`."""
+        self._check_input(channels, sample_rate)  # before the statistics pass reads the whole track
+        stats = None
+        if self.config.inference.normalize:  # one pass for the mix's statistics, block by block
+            stats = _mono_stats_blocks((read(lo, min(lo + STATS_BLOCK, frames)) for lo in range(0, frames, STATS_BLOCK)),
+                                       frames)
+
+        def sink(start: int, data: torch.Tensor) -> None:
+            write(start, {stem: block.t().numpy() for stem, block in zip(self.stems, data)})
+
+        self._run(lambda lo, hi: torch.from_numpy(read(lo, hi)), frames, channels, sample_rate, sink, stats,
+                  progress, check_cancelled)
+
     def separate_file(self, input_path: str | Path, outputs: Mapping[str, str | Path], *,
                       progress: Callable[[int, int], None] | None = None,
                       check_cancelled: Callable[[], None] | None = None) -> None:
-        """Audio file in, one float WAV per stem out, streamed: memory stays flat whatever the length."""
+        """Audio file in, one float WAV per stem out, streamed (the command line's --stream)."""
         import soundfile as sf
 
         with sf.SoundFile(str(input_path)) as src:
-            frames, channels, rate = src.frames, src.channels, src.samplerate
-            if frames == 0:
+            if src.frames == 0:
                 raise InputError(f"{input_path} holds no audio (0 frames)")
 
-            def read(lo: int, hi: int) -> torch.Tensor:
+            def read(lo: int, hi: int) -> np.ndarray:
                 src.seek(lo)
-                return torch.from_numpy(src.read(hi - lo, dtype="float32", always_2d=True))
+                return src.read(hi - lo, dtype="float32", always_2d=True)
 
-            stats = None
-            if self.config.inference.normalize:
-                stats = _mono_stats_blocks(src.blocks(blocksize=1 << 20, dtype="float32", always_2d=True), frames)
-            sinks = [sf.SoundFile(str(outputs[stem]), "w", samplerate=rate, channels=channels, subtype="FLOAT")
-                     for stem in self.stems]
+            sinks = {stem: sf.SoundFile(str(outputs[stem]), "w", samplerate=src.samplerate, channels=src.channels,
+                                        subtype="FLOAT") for stem in self.stems}
             try:
-                self._run(read, frames, channels, rate, lambda start, data: [s.write(d.t().numpy()) for s, d in zip(sinks, data)],
-                          stats, progress, check_cancelled)
+                self.separate_stream(read, src.frames, src.channels, src.samplerate,
+                                     lambda start, blocks: [sinks[stem].write(b) for stem, b in blocks.items()],
+                                     progress=progress, check_cancelled=check_cancelled)
             finally:
-                for sink in sinks:
+                for sink in sinks.values():
                     sink.close()
 
     def _run(self, read: Callable[[int, int], torch.Tensor], frames: int, channels: int, sample_rate: int | None,
              write: Callable[[int, torch.Tensor], Any], stats: tuple[float, float] | None,
              progress: Callable[[int, int], None] | None, check_cancelled: Callable[[], None] | None) -> None:
-        inf, arch = self.config.inference, self.config.arch
-        if sample_rate is not None and sample_rate != inf.sample_rate:
-            raise InputError(f"the input is {sample_rate} Hz, but this model runs at {inf.sample_rate} Hz",
-                             hint=f"resample it first, e.g. `ffmpeg -i in.flac -ar {inf.sample_rate} out.flac`",
-                             code=p.E_INPUT_SAMPLE_RATE)
-        if arch.channels == 2 and channels > 2:
-            raise InputError(f"the input has {channels} channels; this model takes mono or stereo",
-                             hint="downmix to stereo first, e.g. `ffmpeg -i in.wav -ac 2 out.wav`")
+        self._check_input(channels, sample_rate)
+        inf = self.config.inference
         plan = chunking.plan_chunks(frames, inf.chunk_size, inf.num_overlap, inf.batch_size)
         shift, scale = stats or (0.0, 1.0)
 
@@ -166,6 +180,16 @@ class RoformerSeparator:
 
         chunking.run(plan, self._forward(channels), source, sink, stems=len(self.stems), channels=channels,
                      batch_size=inf.batch_size, device=self.device, progress=progress, check_cancelled=check_cancelled)
+
+    def _check_input(self, channels: int, sample_rate: int | None) -> None:
+        rate = self.config.inference.sample_rate
+        if sample_rate is not None and sample_rate != rate:
+            raise InputError(f"the input is {sample_rate} Hz, but this model runs at {rate} Hz",
+                             hint=f"resample it first, e.g. `ffmpeg -i in.flac -ar {rate} out.flac`",
+                             code=p.E_INPUT_SAMPLE_RATE)
+        if self.config.arch.channels == 2 and channels > 2:
+            raise InputError(f"the input has {channels} channels; this model takes mono or stereo",
+                             hint="downmix to stereo first, e.g. `ffmpeg -i in.wav -ac 2 out.wav`")
 
     def _forward(self, channels: int) -> Callable[[torch.Tensor], torch.Tensor]:
         model, model_channels = self.model, self.config.arch.channels
@@ -211,7 +235,8 @@ class RoformerModelType:
     names accepted too) plus `use_amp`; full unpickling needs the artifact's registry flag
     `unsafe_pickle` AND the user's consent in `settings.allow_unsafe_pickle`. A one-stem model whose
     registry entry declares one more stem gets it as the residual, mix minus the model's stem (what
-    msst's `extract_instrumental` and audio-separator do).
+    msst's `extract_instrumental` and audio-separator do). The input streams from its file into the stem
+    files, so a 10-minute track needs no more memory than a 1-minute one.
     """
 
     def __init__(self, separator: RoformerSeparator) -> None:
@@ -233,14 +258,31 @@ class RoformerModelType:
                                           model_type=job.model_type, overrides=overrides, device=device,
                                           allow_unsafe=allow_unsafe))
 
-    def separate(self, mix: np.ndarray, sample_rate: int, ctx: Any) -> dict[str, np.ndarray]:
+    def separate_to_files(self, audio: Any, ctx: Any) -> list[Any]:
+        """Stream the job's input (`ctx.open_input()`) into stem files in the staging dir (`ctx.stem_writer`):
+        memory stays flat whatever the track's length. Returns the StemFiles for the worker to move into place."""
+        from contextlib import ExitStack
+
+        from runtimes.adapter import StemFile
+
         for message in self.separator.warnings:
             ctx.warn(message)
-        stems = self.separator.separate(mix, sample_rate, progress=lambda done, total: ctx.progress("separate", done, total),
-                                        check_cancelled=ctx.check_cancelled)
+        stems = list(self.separator.stems)
         declared = list((ctx.job.model.get("capabilities") or {}).get("stems") or [])
         missing = [s for s in declared if s not in stems]
-        if len(stems) == 1 and len(missing) == 1:
-            (only,) = stems.values()
-            stems[missing[0]] = mix - only
-        return stems
+        residual = missing[0] if len(stems) == 1 and len(missing) == 1 else None
+        with ExitStack() as files:
+            writers = {name: files.enter_context(ctx.stem_writer(name, audio.sample_rate, audio.channels))
+                       for name in stems + ([residual] if residual else [])}
+
+            def write(start: int, blocks: dict[str, np.ndarray]) -> None:
+                for name, block in blocks.items():
+                    writers[name].write(block)
+                if residual:  # the rest of the mix: mix - the model's one stem
+                    (only,) = blocks.values()
+                    writers[residual].write(audio.read(start, start + len(only)) - only)
+
+            self.separator.separate_stream(audio.read, audio.frames, audio.channels, audio.sample_rate, write,
+                                           progress=lambda done, total: ctx.progress("separate", done, total),
+                                           check_cancelled=ctx.check_cancelled)
+        return [StemFile(name, writer.path.name) for name, writer in writers.items()]

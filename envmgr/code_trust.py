@@ -1,13 +1,20 @@
-"""Code artifacts the user trusted: model code (e.g. a model's own bs_roformer.py) runs in a worker only
-when the registry pins its sha256 or the user reviewed the file and trusted that exact content.
+"""Files whose code the user allowed to run, by content:
+
+- code artifacts: model code (e.g. a model's own bs_roformer.py) runs in a worker only when the
+  registry pins its sha256 or the user reviewed the file and trusted that exact content;
+- checkpoints the registry marks `unsafe_pickle`: full unpickling (which runs whatever code the
+  pickle carries) happens only with the user's consent (`--allow-unsafe-pickle`, or `stemsep models
+  trust`), recorded here for the file's sha256 (the registry's pin, else the stored file's).
 
     <state_dir>/code-trust/<model id>.json
         {"model_id": ..., "files": {<filename>: {"sha256": ..., "trusted_at": <UTC>, "path": <file trusted>}}}
 
 Trust names a sha256, never a file name alone: a changed file is untrusted again (preflight says so,
-and the worker hashes the file once more right before running it). The host passes the trusted
+and the worker hashes code once more right before running it). The host passes the trusted
 sha256 to the worker in the job's model entry (`pin_trusted_code`), so the worker applies one rule:
-code runs only when its sha256 equals the one in the job.
+code runs only when its sha256 equals the one in the job. Consent to unpickling travels as the job's
+`settings.allow_unsafe_pickle` (envmgr/separate.py), set only when preflight found it for every
+flagged checkpoint of the model.
 """
 
 from __future__ import annotations
@@ -44,14 +51,21 @@ def trusted_sha256(state_dir: Path, model_id: str, filename: str) -> str | None:
     return str(record["sha256"]).lower() if record else None
 
 
+def runs_code(artifact: Any) -> bool:
+    """Artifacts whose loading runs code from the file: code, and checkpoints that need full unpickling."""
+    return artifact.kind == "code" or bool(getattr(artifact, "unsafe_pickle", False))
+
+
 def trust(state_dir: Path, entry: Any, filename: str, path: Path, expected_sha256: str | None = None) -> dict[str, Any]:
-    """Record trust in the current content of `path` as the model's code artifact `filename`."""
+    """Record trust in the current content of `path` as the model's code artifact (or unsafe_pickle checkpoint)
+    `filename`."""
     artifact = next((a for a in entry.artifacts.all() if a.filename == filename), None)
-    if artifact is None or artifact.kind != "code":
-        code = [a.filename for a in entry.artifacts.all() if a.kind == "code"]
-        raise CodeTrustError(f"{entry.id} has no code artifact named {filename!r}",
-                             hint=f"its code artifacts: {', '.join(code)}" if code else
-                             "only artifacts of kind `code` are trusted; this model ships none")
+    if artifact is None or not runs_code(artifact):
+        code = [a.filename for a in entry.artifacts.all() if runs_code(a)]
+        raise CodeTrustError(f"{entry.id} has no code artifact or unsafe_pickle checkpoint named {filename!r}",
+                             hint=f"the files you can trust: {', '.join(code)}" if code else
+                             "only code artifacts and checkpoints the registry marks unsafe_pickle run code when "
+                             "loaded; this model has none (its checkpoints load weights-only)")
     if not path.is_file():
         raise CodeTrustError(f"{filename} of {entry.id} is not in the model store ({path})",
                              hint=f"fetch it first: `stemsep models download {entry.id}` (or `models import`)")
@@ -62,13 +76,19 @@ def trust(state_dir: Path, entry: Any, filename: str, path: Path, expected_sha25
                              hint="check the file, then trust it again", exit_code=ExitCode.ARTIFACT)
     if artifact.sha256 and artifact.sha256.lower() != sha:
         raise CodeTrustError(f"{path} has sha256 {sha}, but the registry pins {artifact.sha256.lower()}",
-                             why="a pinned code artifact runs only with its pinned content; trust cannot override it",
+                             why="a pinned file runs only with its pinned content; trust cannot override it",
                              hint=f"download it again: `stemsep models download {entry.id}`", exit_code=ExitCode.ARTIFACT)
-    record = {"sha256": sha, "trusted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "path": str(path)}
-    files = trusted_files(state_dir, entry.id)
-    files[filename] = record
-    atomic_write_json(trust_path(state_dir, entry.id), {"model_id": entry.id, "files": files})
-    return record
+    return record(state_dir, entry.id, filename, sha, path)
+
+
+def record(state_dir: Path, model_id: str, filename: str, sha256: str, path: Path) -> dict[str, Any]:
+    """Write the trust record of one file (atomic), replacing an earlier one."""
+    rec = {"sha256": sha256.lower(), "trusted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "path": str(path)}
+    files = trusted_files(state_dir, model_id)
+    files[filename] = rec
+    atomic_write_json(trust_path(state_dir, model_id), {"model_id": model_id, "files": files})
+    return rec
 
 
 def revoke(state_dir: Path, model_id: str, filename: str) -> bool:

@@ -4,8 +4,8 @@ Facts: the input files (header + a first decoded block, via soundfile), the regi
 routing, the model store (artifact states, no network), the env (state from the env store and the
 cached lock; the model's pip packages probed with the env's own interpreter when it exists), the
 user's records (confirmed manual steps, trusted code) and the machine's GPUs. Nothing here imports
-torch or builds, downloads or writes anything, except a manual-step confirmation the user asks to
-record. The report's shape is in docs/preflight.md and envmgr/preflight.schema.json.
+torch or builds, downloads or writes anything, except a manual-step confirmation or a consent to
+unpickling (--allow-unsafe-pickle) the user asks to record. The report's shape is in docs/preflight.md and envmgr/preflight.schema.json.
 
 `separate` calls `run_preflight` first and starts nothing unless `can_proceed` (envmgr/separate.py).
 """
@@ -55,6 +55,7 @@ class PreflightRequest:
     enforcement: Optional[str] = None  # None: the machine config's (default strict)
     dev_override: bool = False
     confirm_manual_steps: bool = False
+    allow_unsafe_pickle: bool = False  # consent to full unpickling of the checkpoints the registry marks so
     require_hashes: bool = False
     download: bool = True
     settings: Mapping[str, Any] = field(default_factory=dict)  # user overrides (native meaning): overlap...
@@ -77,6 +78,14 @@ class Preflight:
     @property
     def can_proceed(self) -> bool:
         return self.decision.can_proceed
+
+    @property
+    def unsafe_pickle_allowed(self) -> bool:
+        """The job may unpickle its checkpoints in full: the registry marks one and you allowed it (a
+        flagged checkpoint without consent blocks the job, so this never holds half)."""
+        rows = self.report["resolved"]["requirements_status"]["artifacts"]
+        flagged = [r for r in rows if r["unsafe_pickle"]]
+        return bool(flagged) and all(r["unsafe_pickle_consent"] in ("flag", "recorded") for r in flagged)
 
     @property
     def runnable_inputs(self) -> list[Path]:
@@ -138,7 +147,8 @@ def run_preflight(request: PreflightRequest, *, config: Any = None, registry: An
             settings, found = rules.resolve_job_settings(entry, resolution.runtime, dict(request.settings))
             findings += found
         found, status["artifacts"] = rules.check_artifacts(
-            entry.id, artifact_facts(entry, config), require_hashes=request.require_hashes, download=request.download)
+            entry.id, artifact_facts(entry, config, request.allow_unsafe_pickle), require_hashes=request.require_hashes,
+            download=request.download, allow_unsafe_pickle=request.allow_unsafe_pickle)
         findings += found
         found, status["manual_steps"] = _manual_steps(entry, config, request.confirm_manual_steps, status["artifacts"])
         findings += found
@@ -225,21 +235,45 @@ def _find_model(registry: Any, model_id: Optional[str], findings: list[rules.Fin
         return None
 
 
-def artifact_facts(entry: Any, config: Any) -> list[rules.ArtifactFacts]:
-    """Each artifact's state in the model store (hashes only files it has not recorded yet; no network)."""
+def artifact_facts(entry: Any, config: Any, allow_unsafe_pickle: bool = False) -> list[rules.ArtifactFacts]:
+    """Each artifact's state in the model store (hashes only files it has not recorded yet; no network), with
+    the user's trust in code and consent to unpickling (`allow_unsafe_pickle`: given on this run, and recorded)."""
     if not entry.artifacts.all():
         return []
+    from dataclasses import replace
+
     from envmgr.artifacts import ArtifactStore
 
     by_name = {a.filename: a for a in entry.artifacts.all()}
     trusted = trusted_code(config, entry)
     with ArtifactStore(config.model_store) as store:
         states = store.status(entry)
-    return [rules.ArtifactFacts(
+    facts = [rules.ArtifactFacts(
         filename=s.filename, kind=s.kind, state=s.state.value, expected_sha256=s.expected_sha256, sha256=s.sha256,
         size=s.size, expected_size=s.expected_size, sources=tuple(s.sources), path=str(s.path), detail=s.detail,
         unsafe_pickle=bool(getattr(by_name.get(s.filename), "unsafe_pickle", False)),
         trusted_sha256=trusted.get(s.filename)) for s in states]
+    return [replace(f, **_pickle_consent(config, entry.id, f, allow_unsafe_pickle)) if f.unsafe_pickle else f
+            for f in facts]
+
+
+def _pickle_consent(config: Any, model_id: str, facts: rules.ArtifactFacts, allow: bool) -> dict[str, Any]:
+    """Whether the user allowed full unpickling of this checkpoint: on this run (`allow`, then remembered for the
+    file's content: the registry's sha256 pin, else the stored file's), or earlier for this very content."""
+    from envmgr import code_trust
+
+    content = (facts.expected_sha256 or facts.sha256 or "").lower() or None
+    recorded = code_trust.trusted_sha256(config.state_dir, model_id, facts.filename)
+    if allow:
+        if content is None:
+            return {"pickle_consent": "flag", "pickle_consent_note": "not remembered: the registry pins no sha256 "
+                    "and the file is not in the model store yet, so there is no content to remember it for"}
+        if recorded != content:  # the user's statement, remembered for this content only
+            code_trust.record(config.state_dir, model_id, facts.filename, content, Path(facts.path or facts.filename))
+        return {"pickle_consent": "flag", "pickle_consent_note": f"remembered for sha256 {content[:12]}..."}
+    if content is not None and recorded == content:
+        return {"pickle_consent": "recorded", "pickle_consent_note": f"sha256 {content[:12]}..."}
+    return {}
 
 
 def trusted_code(config: Any, entry: Any) -> dict[str, str]:
@@ -399,7 +433,8 @@ def _report(request: PreflightRequest, mode: str, config: Any, decision: rules.D
             "requirements_status": status,
         },
         "options": {"require_hashes": request.require_hashes, "download": request.download,
-                    "confirm_manual_steps": request.confirm_manual_steps, "settings": dict(request.settings)},
+                    "confirm_manual_steps": request.confirm_manual_steps,
+                    "allow_unsafe_pickle": request.allow_unsafe_pickle, "settings": dict(request.settings)},
         "seconds": round(seconds, 4),
     }
 

@@ -89,10 +89,11 @@ class Outcome:
 def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: str | None = None,
                     output_dir: Path | None = None, output_format: str = "wav", registry: Any = None,
                     config: Any = None, *, enforcement: str | None = None, dev_override: bool = False,
-                    confirm_manual_steps: bool = False, require_hashes: bool = False, download: bool = True,
-                    settings: dict[str, Any] | None = None, emit: Emit | None = None) -> Plan:
+                    confirm_manual_steps: bool = False, allow_unsafe_pickle: bool = False, require_hashes: bool = False,
+                    download: bool = True, settings: dict[str, Any] | None = None, emit: Emit | None = None) -> Plan:
     """Run preflight; raise PreflightBlocked (nothing started) unless it says the job can proceed.
-    `emit` receives the report as a `preflight` event either way."""
+    `emit` receives the report as a `preflight` event either way. The job's settings carry
+    `allow_unsafe_pickle: true` only when preflight found your consent for the model's flagged checkpoints."""
     from envmgr.config import load_config
     from envmgr.preflight import PreflightRequest, run_preflight, trusted_code
     from envmgr.registry_files import registry_files
@@ -106,16 +107,19 @@ def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: st
         registry = load_registry(paths=base, overlays=overlays)
     checked = run_preflight(PreflightRequest(
         inputs=list(inputs), model_id=model_id, runtime=runtime, enforcement=enforcement, dev_override=dev_override,
-        confirm_manual_steps=confirm_manual_steps, require_hashes=require_hashes, download=download,
-        settings=dict(settings or {})), config=config, registry=registry)
+        confirm_manual_steps=confirm_manual_steps, allow_unsafe_pickle=allow_unsafe_pickle,
+        require_hashes=require_hashes, download=download, settings=dict(settings or {})), config=config, registry=registry)
     if emit is not None:
         emit({"type": "preflight", "report": checked.report})
     checked.raise_if_blocked()
     assert checked.runtime is not None and checked.runtime.runtime and checked.settings is not None
     skipped = tuple(checked.skipped_inputs())
     out = (output_dir or DEFAULT_OUTPUT_DIR).expanduser().absolute()
+    native = checked.settings.native()
+    if checked.unsafe_pickle_allowed:  # every runtime reads the consent here (runtimes/*/adapter.py)
+        native["allow_unsafe_pickle"] = True
     plan = Plan(model=checked.entry, runtime=checked.runtime.runtime, runtime_reason=checked.runtime.reason or "user",
-                settings=checked.settings.native(), artifacts={}, inputs=tuple(checked.runnable_inputs),
+                settings=native, artifacts={}, inputs=tuple(checked.runnable_inputs),
                 output_dir=out, output_format=output_format,
                 warnings=tuple(f"{w['code']}: {w['message']}" for w in checked.report["warnings"]),
                 preflight=checked, skipped=skipped, download=download,

@@ -80,7 +80,12 @@ _CODES = (
          True, ExitCode.ARTIFACT),
     Code("W_ARTIFACT_UNPINNED", "artifacts", "the registry pins no sha256 for the artifact"),
     Code("E_ARTIFACT_UNPINNED", "artifacts", "no sha256 pinned and --require-hashes was given"),
-    Code("W_UNSAFE_PICKLE", "artifacts", "the checkpoint needs full unpickling (registry flag): load needs consent"),
+    Code("E_UNSAFE_PICKLE", "artifacts", "the checkpoint loads only by full unpickling (registry flag), which can "
+         "run code from the file, and you have not allowed it", True),
+    Code("W_UNSAFE_PICKLE", "artifacts", "the checkpoint is loaded by full unpickling because you allowed it: code "
+         "in the file runs in the worker"),
+    Code("W_UNSAFE_PICKLE_IGNORED", "artifacts", "--allow-unsafe-pickle given, but the registry marks no checkpoint "
+         "of the model unsafe_pickle: it changes nothing"),
     Code("W_CODE_USER_TRUSTED", "artifacts", "a code artifact runs because you trusted it (not pinned by the registry)"),
     Code("E_CODE_UNTRUSTED", "artifacts", "a code artifact is neither sha256-pinned nor trusted by you", True),
     # env and requirements
@@ -336,6 +341,10 @@ class ArtifactFacts:
     detail: str = ""
     unsafe_pickle: bool = False
     trusted_sha256: Optional[str] = None  # code artifacts: the sha256 you recorded trust for
+    # unsafe_pickle checkpoints: how you allowed full unpickling: "flag" (--allow-unsafe-pickle on this run),
+    # "recorded" (an earlier consent for this very content), None (not allowed)
+    pickle_consent: Optional[str] = None
+    pickle_consent_note: str = ""  # e.g. why the flag's consent could not be remembered
 
 
 def human_size(n: Optional[int]) -> str:
@@ -351,8 +360,15 @@ def human_size(n: Optional[int]) -> str:
 
 
 def check_artifacts(model_id: str, artifacts: Sequence[ArtifactFacts], *, require_hashes: bool,
-                    download: bool) -> tuple[list[Finding], list[dict[str, Any]]]:
+                    download: bool, allow_unsafe_pickle: bool = False) -> tuple[list[Finding], list[dict[str, Any]]]:
     findings: list[Finding] = []
+    if allow_unsafe_pickle and not any(a.unsafe_pickle for a in artifacts):
+        findings.append(Finding("W_UNSAFE_PICKLE_IGNORED", f"--allow-unsafe-pickle has no effect on {model_id}: the "
+                                "registry marks none of its checkpoints unsafe_pickle",
+                                "checkpoints load weights-only unless the registry says they cannot",
+                                "to load a checkpoint that needs full unpickling, mark its artifact "
+                                "`unsafe_pickle: true` in your registry overlay (only for a file you trust)",
+                                subject=model_id))
     rows = []
     for a in artifacts:
         pinned = a.expected_sha256 is not None
@@ -398,15 +414,32 @@ def check_artifacts(model_id: str, artifacts: Sequence[ArtifactFacts], *, requir
                     "its content cannot be verified; the downloaded file's sha256 is recorded",
                     "pin the sha256 in a registry overlay, or use --require-hashes to refuse unpinned files")
         if a.unsafe_pickle:
-            add("W_UNSAFE_PICKLE", f"{model_id}: {a.filename} needs full unpickling to load",
-                "unpickling can run code from the file; the registry flags it as needed",
-                "load it only if you trust its source")
+            _pickle_consent(model_id, a, add)
         trust = _code_trust(model_id, a, add) if a.kind == "code" else None
         rows.append({"filename": a.filename, "kind": a.kind, "state": a.state, "action": action, "pinned": pinned,
                      "sha256": a.sha256, "expected_sha256": a.expected_sha256, "size": a.size,
                      "expected_size": a.expected_size, "source": a.sources[0] if a.sources else None,
-                     "path": a.path, "trust": trust, "unsafe_pickle": a.unsafe_pickle})
+                     "path": a.path, "trust": trust, "unsafe_pickle": a.unsafe_pickle,
+                     "unsafe_pickle_consent": (a.pickle_consent or "missing") if a.unsafe_pickle else None})
     return findings, rows
+
+
+def _pickle_consent(model_id: str, a: ArtifactFacts, add: Any) -> None:
+    """Full unpickling runs whatever code the file carries: only with your consent, never by default."""
+    source = f" ({a.sources[0]})" if a.sources else ""
+    if a.pickle_consent is None:
+        add("E_UNSAFE_PICKLE", f"{model_id}: {a.filename} loads only by full unpickling, which can run any code the "
+            "file carries; refused without your consent",
+            "the registry marks it unsafe_pickle: torch's safe loader (weights only) cannot read it",
+            f"if you trust its source{source}, run again with --allow-unsafe-pickle (remembered for this file's "
+            f"content) or `stemsep models trust {model_id} {a.filename}`; otherwise pick another model")
+        return
+    how = ("--allow-unsafe-pickle on this run" if a.pickle_consent == "flag"
+           else "your recorded consent for this file's content")
+    add("W_UNSAFE_PICKLE", f"{model_id}: {a.filename} is loaded by full unpickling: any code the file carries runs "
+        "in the worker with your permissions", f"allowed by {how}" + (f"; {a.pickle_consent_note}"
+                                                                      if a.pickle_consent_note else ""),
+        f"take it back with `stemsep models trust {model_id} {a.filename} --revoke`")
 
 
 def _code_trust(model_id: str, a: ArtifactFacts, add: Any) -> str:

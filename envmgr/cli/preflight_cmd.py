@@ -5,7 +5,8 @@ packages, artifacts, manual steps, Phase Fix), the warnings, and a "why blocked"
 registry's blocking_reason and manual steps. `--json` prints the report (docs/preflight.md). Exit 0
 when the job can proceed, 3 (PREFLIGHT_BLOCKED) when it cannot.
 
-The options shared with `separate` (enforcement, confirmations, hashes, downloads, setting overrides)
+The options shared with `separate` (enforcement, confirmations, unpickling consent, hashes, downloads, setting
+overrides)
 are defined here once; `preflight_request` turns them into a PreflightRequest.
 """
 
@@ -26,6 +27,10 @@ DEV_OVERRIDE = typer.Option(False, "--dev-override", help="With --enforcement so
                             "with a loud warning in the output.")
 CONFIRM_MANUAL_STEPS = typer.Option(False, "--confirm-manual-steps", help="You did the model's manual steps; "
                                     "remembered for this model.")
+ALLOW_UNSAFE_PICKLE = typer.Option(False, "--allow-unsafe-pickle", help="Load the model's checkpoints that the "
+                                   "registry marks unsafe_pickle by full unpickling, which runs any code the file "
+                                   "carries: only for files whose source you trust. Remembered for the file's "
+                                   "content; `stemsep models trust MODEL FILE --revoke` takes it back.")
 REQUIRE_HASHES = typer.Option(False, "--require-hashes", help="Refuse artifacts without a sha256 in the registry.")
 NO_DOWNLOAD = typer.Option(False, "--no-download", help="Never download: artifacts must be in the model store.")
 OVERLAP = typer.Option(None, "--overlap", min=0.0, help="Overlap in the runtime's native meaning (divisor, ratio "
@@ -59,6 +64,7 @@ def preflight(
     enforcement: Optional[str] = ENFORCEMENT,
     dev_override: bool = DEV_OVERRIDE,
     confirm_manual_steps: bool = CONFIRM_MANUAL_STEPS,
+    allow_unsafe_pickle: bool = ALLOW_UNSAFE_PICKLE,
     require_hashes: bool = REQUIRE_HASHES,
     no_download: bool = NO_DOWNLOAD,
     overlap: Optional[float] = OVERLAP,
@@ -80,7 +86,8 @@ def preflight(
     params = {"lowHz": low_hz, "highHz": high_hz, "highFreqWeight": high_freq_weight}
     request = PreflightRequest(
         inputs=list(inputs), model_id=model, runtime=runtime, enforcement=enforcement, dev_override=dev_override,
-        confirm_manual_steps=confirm_manual_steps, require_hashes=require_hashes, download=not no_download,
+        confirm_manual_steps=confirm_manual_steps, allow_unsafe_pickle=allow_unsafe_pickle,
+        require_hashes=require_hashes, download=not no_download,
         settings=user_settings(overlap, segment_size, batch_size), phase_fix_reference=phase_fix_reference,
         phase_fix_params={k: v for k, v in params.items() if v is not None})
     result = run_preflight(request)
@@ -156,8 +163,11 @@ def render(report: dict[str, Any]) -> None:
     for p in status["pip"]:
         table.add_row("pip", _state(p["state"]), Text(f"{p['requirement']}  {p['version'] or ''}".rstrip()))
     for a in status["artifacts"]:
+        consent = a["unsafe_pickle_consent"]
         extra = " · ".join(x for x in (a["kind"], "sha256 pinned" if a["pinned"] else "unpinned",
                                        f"code: {a['trust']}" if a["trust"] else "",
+                                       f"full unpickling: {'not allowed' if consent == 'missing' else 'allowed'}"
+                                       if consent else "",
                                        human_size(a["size"] or a["expected_size"])) if x)
         table.add_row("artifact", _state(a["state"]), Text(f"{a['filename']}  ({extra})"))
     for step in status["manual_steps"]:

@@ -14,8 +14,8 @@ from typing import Any, Optional
 
 import typer
 
-from envmgr.cli.preflight_cmd import (BATCH_SIZE, CONFIRM_MANUAL_STEPS, DEV_OVERRIDE, ENFORCEMENT, NO_DOWNLOAD,
-                                      OVERLAP, REQUIRE_HASHES, SEGMENT_SIZE, user_settings)
+from envmgr.cli.preflight_cmd import (ALLOW_UNSAFE_PICKLE, BATCH_SIZE, CONFIRM_MANUAL_STEPS, DEV_OVERRIDE, ENFORCEMENT,
+                                      NO_DOWNLOAD, OVERLAP, REQUIRE_HASHES, SEGMENT_SIZE, user_settings)
 from registry.errors import StemSepError
 
 
@@ -43,6 +43,7 @@ def separate(
     enforcement: Optional[str] = ENFORCEMENT,
     dev_override: bool = DEV_OVERRIDE,
     confirm_manual_steps: bool = CONFIRM_MANUAL_STEPS,
+    allow_unsafe_pickle: bool = ALLOW_UNSAFE_PICKLE,
     require_hashes: bool = REQUIRE_HASHES,
     no_download: bool = NO_DOWNLOAD,
     overlap: Optional[float] = OVERLAP,
@@ -59,7 +60,7 @@ def separate(
         # Every model passes preflight before any of them starts.
         plans = [plan_separation(list(inputs), one, runtime, output_dir, fmt.lower(), enforcement=enforcement,
                                  dev_override=dev_override, confirm_manual_steps=confirm_manual_steps,
-                                 require_hashes=require_hashes, download=not no_download,
+                                 allow_unsafe_pickle=allow_unsafe_pickle, require_hashes=require_hashes, download=not no_download,
                                  settings=user_settings(overlap, segment_size, batch_size), emit=emit)
                  for one in dict.fromkeys(model or [None])]
         timeouts = Timeouts(job=job_timeout)

@@ -52,7 +52,7 @@ class T:
 
     def artifact_codes(self, *, url: bool = True, pinned: bool = True, stored: bytes | None = None,
                        symlink: bool = False, kind: str = "other", extra: dict | None = None,
-                       trust: bytes | None = None, **fields: Any) -> set[str]:
+                       trust: bytes | None = None, fresh: bool = True, **fields: Any) -> set[str]:
         data = b"weights " * 64
         art = {"kind": kind, "filename": "w.bin", **(extra or {})}
         if pinned:
@@ -66,8 +66,9 @@ class T:
                                                  else {}))
         registry = load_with(self.tmp, model)
         target = self.config.model_store / "pf-art" / "w.bin"
-        shutil.rmtree(target.parent, ignore_errors=True)  # each call starts from an empty store
-        shutil.rmtree(self.config.state_dir, ignore_errors=True)  # ... and trusts nothing yet
+        if fresh:  # each call starts from an empty store and trusts nothing yet (unless it goes on from the last)
+            shutil.rmtree(target.parent, ignore_errors=True)
+            shutil.rmtree(self.config.state_dir, ignore_errors=True)
         if stored is not None or symlink:
             target.parent.mkdir(parents=True, exist_ok=True)
             if symlink:
@@ -154,6 +155,16 @@ def _trust(trusted: str | None, stored: str | None = "a" * 64) -> set[str]:
     art = rules.ArtifactFacts("net.py", "code", "present", sha256=stored, trusted_sha256=trusted)
     found += rules.check_artifacts("m", [art], require_hashes=False, download=True)[0]
     return {f.code for f in found}
+
+
+UNSAFE = {"unsafe_pickle": True}
+
+
+def _pickle_consent(t: T, *, then: bytes = b"right", pinned: bool = True) -> set[str]:
+    """Consent given on an earlier run (--allow-unsafe-pickle, remembered for the file's content), then a run
+    without the flag, the store holding `then`."""
+    t.artifact_codes(kind="checkpoint", extra=UNSAFE, pinned=pinned, stored=b"right", allow_unsafe_pickle=True)
+    return t.artifact_codes(kind="checkpoint", extra=UNSAFE, pinned=pinned, stored=then, fresh=False)
 
 
 def _no_default(t: T) -> set[str]:
@@ -255,8 +266,18 @@ CASES: dict[str, Case] = {
     "W_ARTIFACT_UNPINNED": (lambda t: t.artifact_codes(pinned=False), lambda t: t.artifact_codes()),
     "E_ARTIFACT_UNPINNED": (lambda t: t.artifact_codes(pinned=False, require_hashes=True),
                             lambda t: t.artifact_codes(require_hashes=True)),
-    "W_UNSAFE_PICKLE": (lambda t: t.artifact_codes(kind="checkpoint", extra={"unsafe_pickle": True}),
-                        lambda t: t.artifact_codes(kind="checkpoint")),
+    "E_UNSAFE_PICKLE": (lambda t: t.artifact_codes(kind="checkpoint", extra=UNSAFE)
+                        & _pickle_consent(t, pinned=False, then=b"other bytes"),  # consent names the content
+                        lambda t: t.artifact_codes(kind="checkpoint", extra=UNSAFE, allow_unsafe_pickle=True)
+                        | _pickle_consent(t) | _pickle_consent(t, pinned=False) | t.artifact_codes(kind="checkpoint")),
+    "W_UNSAFE_PICKLE": (lambda t: t.artifact_codes(kind="checkpoint", extra=UNSAFE, allow_unsafe_pickle=True)
+                        & _pickle_consent(t) & _pickle_consent(t, pinned=False),
+                        lambda t: t.artifact_codes(kind="checkpoint", extra=UNSAFE)
+                        | _pickle_consent(t, pinned=False, then=b"other bytes")
+                        | t.artifact_codes(kind="checkpoint", allow_unsafe_pickle=True)),
+    "W_UNSAFE_PICKLE_IGNORED": (lambda t: t.artifact_codes(kind="checkpoint", allow_unsafe_pickle=True),
+                                lambda t: t.artifact_codes(kind="checkpoint", extra=UNSAFE, allow_unsafe_pickle=True)
+                                | t.artifact_codes(kind="checkpoint")),
     "W_CODE_USER_TRUSTED": (lambda t: t.artifact_codes(kind="code", pinned=False, trust=b"weights " * 64)
                             & _trust("a" * 64),
                             lambda t: t.artifact_codes(kind="code", pinned=False) | _trust(None) | _trust("b" * 64)),

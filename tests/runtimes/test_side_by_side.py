@@ -201,7 +201,7 @@ def test_trust_records_only_reviewed_code(cli, tmp_path):
     download = cli("models", "download", segm["id"], cwd=tmp_path)
     assert download.returncode == 0, download.stderr
     not_code = cli("models", "trust", segm["id"], segm["artifacts"]["primary"]["filename"], cwd=tmp_path)
-    assert not_code.returncode == 2 and "no code artifact named" in not_code.stderr
+    assert not_code.returncode == 2 and "no code artifact or unsafe_pickle checkpoint named" in not_code.stderr
     assert SEGM_CODE.name in not_code.stderr  # the hint names the model's code artifacts
     other_content = cli("models", "trust", segm["id"], SEGM_CODE.name, "--sha256", "f" * 64, cwd=tmp_path)
     assert other_content.returncode == 8 and "not the" in other_content.stderr

@@ -215,11 +215,9 @@ def probe_audio(path: Path) -> rules.AudioFacts:
 
 
 def _load_registry() -> Any:
-    from envmgr.registry_files import registry_files
-    from registry.loader import load_registry
+    from envmgr.registry_files import load
 
-    base, overlays = registry_files()  # the same files `stemsep models list` and `separate` read
-    return load_registry(paths=base, overlays=overlays)
+    return load()  # the same files `stemsep models list` and `separate` read
 
 
 def _find_model(registry: Any, model_id: Optional[str], findings: list[rules.Finding]) -> Any:

@@ -96,15 +96,13 @@ def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: st
     `allow_unsafe_pickle: true` only when preflight found your consent for the model's flagged checkpoints."""
     from envmgr.config import load_config
     from envmgr.preflight import PreflightRequest, run_preflight, trusted_code
-    from envmgr.registry_files import registry_files
-    from registry.loader import load_registry
+    from envmgr.registry_files import load
 
     if output_format not in FORMATS:
         raise OutputError(f"unknown output format {output_format!r}", hint=f"use one of: {', '.join(FORMATS)}")
     config = config or load_config()
     if registry is None:  # the same files `stemsep models list` reads
-        base, overlays = registry_files()
-        registry = load_registry(paths=base, overlays=overlays)
+        registry = load()
     checked = run_preflight(PreflightRequest(
         inputs=list(inputs), model_id=model_id, runtime=runtime, enforcement=enforcement, dev_override=dev_override,
         confirm_manual_steps=confirm_manual_steps, allow_unsafe_pickle=allow_unsafe_pickle,

@@ -26,11 +26,9 @@ def load_models(extra: tuple[str, ...] = ()):
     """The registry the CLI reads everywhere (envmgr.registry_files), plus `extra` overlay files."""
     from pathlib import Path
 
-    from envmgr.registry_files import registry_files
-    from registry.loader import load_registry
+    from envmgr.registry_files import load
 
-    base, overlays = registry_files([Path(p) for p in extra])
-    return load_registry(paths=base, overlays=overlays)
+    return load([Path(p) for p in extra])
 
 
 def choose(entry, requested: str | None) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -45,9 +46,37 @@ class UnknownModelError(StemSepError):
         self.suggestions = list(suggestions)
 
 
+class TypedModels(Mapping):
+    """id -> ModelEntry in file order. Entries of files with a remembered clean verdict are typed on first
+    access: a command about one model does not pay for typing all of them."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, Any] = {}  # id -> ModelEntry, or the raw dict still to be typed
+
+    def add(self, model_id: str, item: Any) -> None:
+        self._items[model_id] = item
+
+    def __getitem__(self, model_id: str) -> Any:
+        item = self._items[model_id]
+        if isinstance(item, dict):
+            from registry.model import ModelEntry
+
+            item = self._items[model_id] = ModelEntry.model_validate(item)
+        return item
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self._items
+
+
 @dataclass
 class Registry:
-    models: dict[str, Any]  # id -> ModelEntry, in file order (packaged first, then overlays)
+    models: TypedModels  # id -> ModelEntry, in file order (packaged first, then overlays)
     sources: dict[str, Path]  # id -> the file the model came from
     files: tuple[Path, ...]
     default_model: Optional[str] = None
@@ -101,10 +130,10 @@ def load_registry(paths: Optional[Sequence[Path]] = None, overlays: Sequence[Pat
     known = {m["id"] for _p, _m, data in documents if isinstance(data, dict) and isinstance(data.get("models"), list)
              for m in data["models"] if isinstance(m, dict) and isinstance(m.get("id"), str)}
 
-    registry = Registry({}, {}, tuple(p for p, _m in files))
+    registry = Registry(TypedModels(), {}, tuple(p for p, _m in files))
     for path, file_mode, data in documents:
-        if remembered is not None:
-            entries = _parse_entries(data)
+        if remembered is not None:  # the rules passed on exactly these files: type entries on first use
+            entries = [(index, item) for index, item in enumerate(data["models"])]
         else:
             result = validate_document(data, mode=file_mode, file=str(path), schema=False, known_ids=known)
             if result.errors:
@@ -112,15 +141,16 @@ def load_registry(paths: Optional[Sequence[Path]] = None, overlays: Sequence[Pat
             registry.findings.extend(f for f in result.findings if f.severity != "error")
             entries = result.entries
         for index, entry in entries:
-            if entry.id in registry.models:
+            model_id = entry["id"] if isinstance(entry, dict) else entry.id
+            if model_id in registry.models:
                 raise RegistryInvalidError(
-                    f"model id {entry.id!r} in {path} is already defined in {registry.sources[entry.id]}",
+                    f"model id {model_id!r} in {path} is already defined in {registry.sources[model_id]}",
                     why="ids must be unique across the packaged registry and user registry files",
                     hint=f"rename the model in {path} (user files add models; they do not replace them)",
                     code="E_DUPLICATE_MODEL_ID")
-            registry.models[entry.id] = entry
-            registry.sources[entry.id] = path
-            registry.raw[entry.id] = data["models"][index]
+            registry.models.add(model_id, entry)
+            registry.sources[model_id] = path
+            registry.raw[model_id] = data["models"][index]
         if isinstance(data.get("default_model"), str):
             registry.default_model = data["default_model"]
     if remembered is not None:
@@ -128,13 +158,6 @@ def load_registry(paths: Optional[Sequence[Path]] = None, overlays: Sequence[Pat
     elif verdict_cache is not None:
         _write_verdict(verdict_cache, key, registry.findings)
     return registry
-
-
-def _parse_entries(data: dict) -> list[tuple[int, Any]]:
-    """Typed entries of a document whose clean verdict is remembered (no rules run)."""
-    from registry.model import ModelEntry
-
-    return [(index, ModelEntry.model_validate(item)) for index, item in enumerate(data["models"])]
 
 
 def _read_verdict(cache: Optional[Path], key: dict) -> Optional[list[dict]]:

@@ -44,15 +44,17 @@ def test_streamed_file_equals_in_memory(legacy_python, tiny_mel, workdir, tmp_pa
 
 
 def test_streamed_memory_does_not_grow_with_length(legacy_python, tiny_bs, tmp_path):
-    """6 s vs 60 s of audio: the streamed run's peak RSS may differ by noise, not by 10x the audio."""
+    """6 s vs 180 s of audio: the streamed run's peak RSS may differ by allocator noise (measured up to
+    ~16 MiB between identical runs), not by a buffer of the long track (60 MiB, which holding the input
+    or any one stem whole would add)."""
     config, ckpt = tiny_bs
     audio, rate = sf.read(DEMO_MIX, dtype="float32", always_2d=True)
     peaks = {}
-    for seconds in (6, 60):
+    for seconds in (6, 180):
         wav = tmp_path / f"{seconds}s.wav"
         sf.write(wav, np.tile(audio, (seconds // 10 + 1, 1))[: seconds * rate], rate, subtype="FLOAT")
         run = run_ours(legacy_python, config, ckpt, wav, tmp_path / f"out{seconds}", "--stream", "--num-overlap", "1")
         ours_ok(run)
         peaks[seconds] = run.result()["peak_rss_mib"]
-    audio_mib = 60 * rate * 2 * 4 / 2**20  # one 60-s stereo float32 buffer: ~20 MiB
-    assert peaks[60] - peaks[6] < audio_mib / 2, peaks
+    buffer_mib = 180 * rate * 2 * 4 / 2**20  # one 180-s stereo float32 buffer: ~60 MiB
+    assert peaks[180] - peaks[6] < buffer_mib / 2, peaks

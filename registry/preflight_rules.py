@@ -22,7 +22,7 @@ from packaging.version import InvalidVersion, Version
 
 from registry.errors import ExitCode, StemSepError
 from registry.routing import RuntimeChoice, RuntimeNotAllowedError, choose_runtime
-from registry.rules.phase_fix import MAX_HZ
+from registry.vocab import PHASE_FIX_MAX_HZ as MAX_HZ
 from registry.settings import DEFAULT_SAMPLE_RATE, ResolvedSettings, family_of, resolve_settings
 
 MODES = ("strict", "soft", "report")

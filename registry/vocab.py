@@ -84,3 +84,6 @@ ArchFamily = Literal["roformer", "mdx23c", "mdx_net", "demucs", "vr", "scnet", "
 
 # Where a resolved setting came from (preflight's `resolved.settings`).
 Provenance = Literal["registry", "user", "runtime_default"]
+
+# Highest frequency a Phase Fix bound may name: Nyquist of 48 kHz audio, the highest rate these models meet.
+PHASE_FIX_MAX_HZ = 24000

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from registry.rules import Hit, ModelContext, model_rule
+from registry.vocab import PHASE_FIX_MAX_HZ as MAX_HZ
 
-MAX_HZ = 24000  # Nyquist of 48 kHz audio, the highest rate these models meet
 PARAMS = ("phase_fix", "recommended_params")
 
 

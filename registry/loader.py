@@ -133,7 +133,7 @@ def load_registry(paths: Optional[Sequence[Path]] = None, overlays: Sequence[Pat
     registry = Registry(TypedModels(), {}, tuple(p for p, _m in files))
     for path, file_mode, data in documents:
         if remembered is not None:  # the rules passed on exactly these files: type entries on first use
-            entries = [(index, item) for index, item in enumerate(data["models"])]
+            entries = list(enumerate(data["models"]))
         else:
             result = validate_document(data, mode=file_mode, file=str(path), schema=False, known_ids=known)
             if result.errors:

@@ -156,9 +156,9 @@ class JobContext:
         from runtimes.audio_io import read_input
 
         self.progress("read", 0, 1)
-        audio = read_input(self.job.input, self.warn)
+        audio, sample_rate = read_input(self.job.input, self.warn)
         self.progress("read", 1, 1)
-        return audio
+        return audio, sample_rate
 
     def open_input(self) -> "InputAudio":
         """The input after the same checks, to read block by block (`with ctx.open_input() as audio:`):

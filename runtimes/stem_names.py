@@ -16,3 +16,10 @@ def registry_spelling(name: str, declared: list[str]) -> str:
         if stem.lower() == name.lower():
             return stem
     return name
+
+
+def residual_stem(produced: list[str], declared: list[str]) -> str | None:
+    """The stem a one-stem model gives as the rest of the mix (mix minus its stem): the one declared stem
+    it does not produce, as msst's extract_instrumental and audio-separator's secondary stem do."""
+    missing = [s for s in declared if s not in produced]
+    return missing[0] if len(produced) == 1 and len(missing) == 1 else None

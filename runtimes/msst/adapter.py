@@ -21,7 +21,7 @@ from typing import Any
 
 from runtimes import protocol as p
 from runtimes.adapter import Adapter, Job, JobContext, JobError, RuntimeInfo, StemArray
-from runtimes.stem_names import declared_stems, registry_spelling
+from runtimes.stem_names import declared_stems, registry_spelling, residual_stem
 from runtimes.tqdm_bridge import TqdmBridge
 
 # Repo-layout imports in model code written for an MSST checkout, and where they live in the package.
@@ -199,13 +199,13 @@ def _keys(kind: str, names: list[str], show: int = 6) -> str:
 def _add_residual(stems: dict[str, Any], declared: list[str], mix: Any) -> None:
     """A one-stem model whose registry entry declares one more stem gets it as the rest of the mix (what
     msst's extract_instrumental, audio-separator's secondary stem and stemsep-legacy give)."""
-    missing = [s for s in declared if s not in stems]
-    if len(stems) != 1 or len(missing) != 1:
+    residual = residual_stem(list(stems), declared)
+    if residual is None:
         return
     (only,) = stems.values()
     base = mix if mix.shape == only.shape else mix.mean(axis=1, keepdims=True)  # a mono model ran on the downmix
     if base.shape == only.shape:
-        stems[missing[0]] = base - only
+        stems[residual] = base - only
 
 
 def _frames_first(audio: Any) -> Any:

@@ -264,13 +264,12 @@ class RoformerModelType:
         from contextlib import ExitStack
 
         from runtimes.adapter import StemFile
+        from runtimes.stem_names import declared_stems, residual_stem
 
         for message in self.separator.warnings:
             ctx.warn(message)
         stems = list(self.separator.stems)
-        declared = list((ctx.job.model.get("capabilities") or {}).get("stems") or [])
-        missing = [s for s in declared if s not in stems]
-        residual = missing[0] if len(stems) == 1 and len(missing) == 1 else None
+        residual = residual_stem(stems, declared_stems(ctx.job.model))
         with ExitStack() as files:
             writers = {name: files.enter_context(ctx.stem_writer(name, audio.sample_rate, audio.channels))
                        for name in stems + ([residual] if residual else [])}

@@ -25,7 +25,7 @@ from envmgr.builder import Progress, build_with_uv, build_with_virtualenv
 from envmgr.config import MachineConfig, load_config
 from envmgr.errors import EnvBuildError, UnresolvableError
 from envmgr.fsutil import atomic_write_json, atomic_write_text, ensure_dir, read_json
-from envmgr.health import env_python, lock_mismatches, probe
+from envmgr.health import ImportCheck, env_python, lock_mismatches, probe
 from envmgr.interpreters import Interpreter, find_interpreter, model_python_spec, python_range
 from envmgr.lock import Lock, cached_lock, resolve
 from envmgr.runtime_defs import RUNTIMES
@@ -239,19 +239,23 @@ class EnvManager:
         started = time.time()
         ensure_dir(self.config.uv_cache_dir)
         tmp = self.store.new_temp_dir(env_id)
+        import_check = ImportCheck(tmp, req.health_modules)
         lock_file = tmp.with_name(tmp.name + ".lock.txt")
         try:
             atomic_write_text(lock_file, lock.text)
             uv_bin = find_uv(self.config)
             if uv_bin:
-                builder = build_with_uv(uv_bin, tmp, lock_file, lock, req, self.config, report)
+                builder = build_with_uv(uv_bin, tmp, lock_file, lock, req, self.config, report,
+                                        on_partial=import_check.start)
             else:
                 builder = build_with_virtualenv(tmp, lock_file, lock, req, self.config, report)
             report("health", "import check")
-            found = self._health(tmp, req, lock)
+            overlapped = import_check.passed()
+            found = self._health(tmp, req, lock, imported=overlapped)
             meta = {"id": env_id, "runtime": req.runtime, "request": req.as_dict(), "lock_digest": lock.digest,
                     "interpreter": lock.interpreter.__dict__, "python": found["python"], "torch": found["torch"],
                     "versions": found["dists"], "builder": builder, "built_at": time.time(),
+                    "health_import": "overlapped the last packages' install" if overlapped else "after the install",
                     "build_seconds": round(time.time() - started, 3)}
             atomic_write_text(tmp / LOCK_COPY, lock.text)
             atomic_write_json(tmp / META, meta)
@@ -260,6 +264,7 @@ class EnvManager:
             report("rename", "moving the env into place")
             self.store.install(tmp, env_id)
         except BaseException:
+            import_check.stop()
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         finally:
@@ -267,9 +272,9 @@ class EnvManager:
         self.store.log_build({"event": "built", "env_id": env_id, "runtime": req.runtime, "builder": builder,
                               "seconds": meta["build_seconds"], "pid": os.getpid(), "at": meta["built_at"]})
 
-    def _health(self, env_dir: Path, req: EnvRequest, lock: Lock) -> dict:
+    def _health(self, env_dir: Path, req: EnvRequest, lock: Lock, imported: bool = False) -> dict:
         try:
-            found = probe(env_dir, req.health_modules)
+            found = probe(env_dir, req.health_modules, imported=imported)
         except (RuntimeError, ValueError) as exc:
             raise EnvBuildError(f"the new {req.runtime} env failed its health check", why=str(exc),
                                 hint="rerun `stemsep setup`; if it persists, report the output above") from exc

@@ -1,6 +1,7 @@
 """Health check of a built env: run its interpreter, import the runtime module, check that the other
 key modules are findable, compare what is installed with the lock, and check the torch build without
 importing torch (its version file is read; the worker's `ready` handshake imports everything for real).
+The import can run while torch is still being installed (ImportCheck).
 
 Only the runtime module is imported because a first import compiles bytecode: importing numpy-based
 stacks would double the build time of a warm env (scripts/bench/env_bench.py measures it)."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -16,31 +18,36 @@ from packaging.version import InvalidVersion, Version
 
 from envmgr import uvtool
 
-# Runs inside the env (stdlib only). argv: the module to import, then modules that must be findable.
+# Runs inside the env (stdlib only). argv: the mode, the module to import, then modules that must be
+# findable. Modes: "full" does everything; "import" only imports (it can start before the install is
+# complete: see ImportCheck); "inventory" does the rest.
 _PROBE = r'''
 import importlib, importlib.metadata as md, importlib.util, json, os, platform, sys
+mode, modules = sys.argv[1], sys.argv[2:]
+do_import, do_inventory = mode in ("full", "import"), mode in ("full", "inventory")
 out = {"python": platform.python_version(), "prefix": sys.prefix, "dists": {}, "errors": {}, "torch": None}
-for dist in md.distributions():
-    name = dist.metadata["Name"]
-    if name:
-        out["dists"][name] = dist.version
-for i, module in enumerate(sys.argv[1:]):
+for i, module in enumerate(modules):
     try:
-        if i == 0:
+        if i == 0 and do_import:
             importlib.import_module(module)
-        elif importlib.util.find_spec(module) is None:
+        elif do_inventory and importlib.util.find_spec(module) is None:
             raise ModuleNotFoundError(f"no module named {module!r}")
     except BaseException as exc:
         out["errors"][module] = f"{type(exc).__name__}: {exc}"
-spec = importlib.util.find_spec("torch")
-if spec and spec.submodule_search_locations:
-    ns = {}
-    path = os.path.join(list(spec.submodule_search_locations)[0], "version.py")
-    try:
-        exec(compile(open(path).read(), path, "exec"), ns)
-        out["torch"] = {"version": ns.get("__version__"), "cuda": ns.get("cuda"), "hip": ns.get("hip")}
-    except BaseException as exc:
-        out["errors"]["torch.version"] = f"{type(exc).__name__}: {exc}"
+if do_inventory:
+    for dist in md.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            out["dists"][name] = dist.version
+    spec = importlib.util.find_spec("torch")
+    if spec and spec.submodule_search_locations:
+        ns = {}
+        path = os.path.join(list(spec.submodule_search_locations)[0], "version.py")
+        try:
+            exec(compile(open(path).read(), path, "exec"), ns)
+            out["torch"] = {"version": ns.get("__version__"), "cuda": ns.get("cuda"), "hip": ns.get("hip")}
+        except BaseException as exc:
+            out["errors"]["torch.version"] = f"{type(exc).__name__}: {exc}"
 print(json.dumps(out))
 '''
 
@@ -49,17 +56,66 @@ def env_python(env_dir: Path) -> Path:
     return env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def probe(env_dir: Path, modules: tuple[str, ...], timeout: float = 300) -> dict:
-    """Run the probe in the env: import modules[0], find the rest. RuntimeError when it cannot run."""
-    python = env_python(env_dir)
+def _probe_cmd(env_dir: Path, mode: str, modules: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    return [str(env_python(env_dir)), "-I", "-c", _PROBE, mode, *modules], env
+
+
+def _parse(returncode: int, stdout: str, stderr: str) -> dict:
+    if returncode != 0:
+        raise RuntimeError(f"the env's interpreter failed (exit {returncode}): {stderr.strip()[-2000:]}")
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def probe(env_dir: Path, modules: tuple[str, ...], timeout: float = 300, *, imported: bool = False) -> dict:
+    """Run the probe in the env: import modules[0] (unless `imported`: an ImportCheck did), find the rest,
+    list the installed versions. RuntimeError when it cannot run."""
+    cmd, env = _probe_cmd(env_dir, "inventory" if imported else "full", modules)
     try:
-        proc = uvtool.run([str(python), "-I", "-c", _PROBE, *modules], env=env, cwd=env_dir, timeout=timeout)
+        proc = uvtool.run(cmd, env=env, cwd=env_dir, timeout=timeout)
     except OSError as exc:
         raise RuntimeError(f"the env's interpreter does not run: {exc}") from exc
-    if proc.returncode != 0:
-        raise RuntimeError(f"the env's interpreter failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return _parse(proc.returncode, proc.stdout, proc.stderr)
+
+
+class ImportCheck:
+    """The health check's import, started while the last (largest) packages are still being installed.
+
+    A first import compiles bytecode (~0.4 s for numpy); started once everything but torch is in place,
+    it overlaps torch's install. `passed()` is False when it failed for any reason (say, the runtime
+    module needs torch at import): the full probe then runs after the install, as without it."""
+
+    def __init__(self, env_dir: Path, modules: tuple[str, ...]) -> None:
+        self.env_dir, self.modules = env_dir, modules
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        if not self.modules:
+            return
+        cmd, env = _probe_cmd(self.env_dir, "import", self.modules)
+        try:
+            self.proc = subprocess.Popen(cmd, env=env, cwd=self.env_dir, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True)
+        except OSError:
+            self.proc = None
+
+    def passed(self, timeout: float = 300) -> bool:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return False
+        try:
+            out, err = proc.communicate(timeout=timeout)
+            return not _parse(proc.returncode, out, err)["errors"]
+        except (subprocess.TimeoutExpired, RuntimeError, ValueError, IndexError):
+            return False
+        finally:
+            self.stop(proc)
+
+    def stop(self, proc: subprocess.Popen[str] | None = None) -> None:
+        proc = proc or self.proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def lock_mismatches(found: dict[str, str], locked: dict[str, str]) -> list[str]:

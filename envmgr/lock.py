@@ -15,7 +15,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from filelock import FileLock
 from packaging.requirements import InvalidRequirement, Requirement
@@ -47,20 +47,56 @@ class Lock:
         """Locked distribution name -> version."""
         out = {}
         for line in self.text.splitlines():
-            if not line or line[0] in " \t#-":
-                continue
-            try:
-                req = Requirement(line.rstrip(" \\"))
-            except InvalidRequirement:
-                continue
-            pins = [s.version for s in req.specifier if s.operator in ("==", "===")]
+            req = _entry(line)
+            pins = [s.version for s in req.specifier if s.operator in ("==", "===")] if req else []
             if pins:
-                out[canonicalize_name(req.name)] = pins[0]
+                out[canonicalize_name(req.name)] = pins[0]  # type: ignore[union-attr]
+        return out
+
+    def without(self, names: Iterable[str]) -> str:
+        """The lock text minus the entries (pin, hashes, `# via` lines) of the named distributions."""
+        drop = {canonicalize_name(n) for n in names}
+        kept, keep = [], True
+        for line in self.text.splitlines(keepends=True):
+            if line[:1] not in ("", " ", "\t", "#"):  # a new entry (or a top-level option) starts
+                req = _entry(line)
+                keep = req is None or canonicalize_name(req.name) not in drop
+            if keep:
+                kept.append(line)
+        return "".join(kept)
+
+    def required_by(self) -> dict[str, set[str]]:
+        """Locked distribution -> the locked distributions that require it, from uv's `# via` notes; a
+        requirement of the request itself (`-r requirements.in`, an override...) is recorded as ""."""
+        out: dict[str, set[str]] = {}
+        current: set[str] | None = None
+        for line in self.text.splitlines():
+            req = _entry(line)
+            if req is not None:
+                current = out.setdefault(canonicalize_name(req.name), set())
+                continue
+            note = line.strip()
+            for prefix in ("# via", "#"):
+                if current is not None and note.startswith(prefix):
+                    parent = note[len(prefix):].strip()
+                    if parent:
+                        current.add("" if parent[0] in "-/." or " " in parent else canonicalize_name(parent))
+                    break
         return out
 
     @property
     def digest(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+def _entry(line: str) -> Requirement | None:
+    """The requirement a lock line starts; None for hash, comment and option lines."""
+    if not line or line[0] in " \t#-\n":
+        return None
+    try:
+        return Requirement(line.rstrip(" \\\n"))
+    except InvalidRequirement:
+        return None
 
 
 def request_key(req: "EnvRequest", interpreter: Interpreter) -> str:

@@ -1,6 +1,6 @@
 """Preflight orchestration: gather the facts a job depends on, apply registry.preflight_rules, build the report.
 
-Facts: the input files (header + a first decoded block, via soundfile), the registry entry and its
+Facts: the input files (header + a first decoded block, via libsndfile: envmgr.audio_probe), the registry entry and its
 routing, the model store (artifact states, no network), the env (state from the env store and the
 cached lock; the model's pip packages probed with the env's own interpreter when it exists), the
 user's records (confirmed manual steps, trusted code) and the machine's GPUs. Nothing here imports
@@ -202,15 +202,29 @@ def probe_audio(path: Path) -> rules.AudioFacts:
         return rules.AudioFacts(name, read_error=exc.strerror or str(exc), size=st.st_size)
     if st.st_size == 0:
         return rules.AudioFacts(name, size=0)
+    from envmgr import audio_probe
+
+    try:
+        info = audio_probe.read_info(name, DECODE_PROBE_FRAMES)
+    except audio_probe.Undecodable as exc:
+        return rules.AudioFacts(name, size=st.st_size, decode_error=str(exc))
+    except audio_probe.LibraryMissing:
+        return _audio_facts_with_soundfile(name, st.st_size)
+    return rules.AudioFacts(name, size=st.st_size, format=info.format, subtype=info.subtype,
+                            sample_rate=info.sample_rate, channels=info.channels, frames=info.frames)
+
+
+def _audio_facts_with_soundfile(name: str, size: int) -> rules.AudioFacts:
+    """The same facts through soundfile (imports numpy): where libsndfile cannot be loaded directly."""
     import soundfile as sf
 
     try:
         with sf.SoundFile(name) as fh:
-            facts = rules.AudioFacts(name, size=st.st_size, format=fh.format, subtype=fh.subtype,
+            facts = rules.AudioFacts(name, size=size, format=fh.format, subtype=fh.subtype,
                                      sample_rate=int(fh.samplerate), channels=int(fh.channels), frames=int(fh.frames))
             fh.buffer_read(min(facts.frames or 0, DECODE_PROBE_FRAMES), dtype="float32")
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as exc:
-        return rules.AudioFacts(name, size=st.st_size, decode_error=str(exc))
+        return rules.AudioFacts(name, size=size, decode_error=str(exc))
     return facts
 
 

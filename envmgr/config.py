@@ -90,6 +90,9 @@ KEYS: dict[str, Key] = {k.name: k for k in (
         lambda d: d.data / "state"),
     Key("enforcement", "str", "What preflight does with problems it finds: strict (block), soft (block unless "
         "--dev-override), report (only report).", lambda d: "strict"),
+    Key("prewarm", "bool", "separate starts the worker it used last time for the same model arguments while it "
+        "plans, so the worker's imports overlap the host's; the plan still decides (an unneeded one is stopped).",
+        lambda d: True),
 )}
 
 
@@ -112,6 +115,7 @@ class MachineConfig:
     log_dir: Path
     state_dir: Path
     enforcement: str
+    prewarm: bool
     config_file: Path
     home: Path | None = None
     # key -> where its value came from: "default", "STEMSEP_HOME", "config file", "env STEMSEP_X", "cli".

@@ -16,10 +16,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from envmgr.worker_client import Cancelled, Timeouts, WorkerClient
 from registry.errors import ExitCode, StemSepError
+
+if TYPE_CHECKING:
+    from envmgr.prewarm import EarlyWorker
 
 Emit = Callable[[dict[str, Any]], None]
 DEFAULT_OUTPUT_DIR = Path("separated")  # relative to the current dir, like demucs' `separated/`
@@ -153,19 +156,20 @@ def fetch_artifacts(plan: Plan, emit: Emit, config: Any) -> Plan:
 
 
 def run_separation(plan: Plan | Sequence[Plan], emit: Emit, *, config: Any = None, timeouts: Timeouts = Timeouts(),
-                   on_stderr: Callable[[str], None] | None = None) -> list[Outcome]:
+                   on_stderr: Callable[[str], None] | None = None, early: EarlyWorker | None = None) -> list[Outcome]:
     """Run every input of `plan` through one worker; given several plans (one per model: `-m A -m B`), run
     them one after another, each in its own env, with one summary at the end. Consecutive models in the
     same env and runtime share the worker (a model's own code loads beside the library's classes).
     Raises Cancelled on Ctrl-C and BatchFailed (or the single input's own error) when inputs failed; the
     events say which. In a multi-model batch, a model that cannot start (download, env build) fails its
-    inputs and the next model runs."""
+    inputs and the next model runs. `early` (envmgr.prewarm): a worker started before planning, adopted
+    when the first worker needed is that very one."""
     from envmgr.config import load_config
 
     config = config or load_config()
     plans = [plan] if isinstance(plan, Plan) else list(plan)
     outcomes: list[Outcome] = []
-    worker = _Worker(emit, timeouts, on_stderr)
+    worker = _Worker(emit, timeouts, on_stderr, early)
     try:
         for one in plans:
             try:
@@ -198,8 +202,9 @@ def run_separation(plan: Plan | Sequence[Plan], emit: Emit, *, config: Any = Non
 class _Worker:
     """The batch's current worker: kept while models run in its env and runtime, replaced otherwise."""
 
-    def __init__(self, emit: Emit, timeouts: Timeouts, on_stderr: Callable[[str], None] | None) -> None:
-        self.emit, self.timeouts, self.on_stderr = emit, timeouts, on_stderr
+    def __init__(self, emit: Emit, timeouts: Timeouts, on_stderr: Callable[[str], None] | None,
+                 early: EarlyWorker | None = None) -> None:
+        self.emit, self.timeouts, self.on_stderr, self.early = emit, timeouts, on_stderr, early
         self.client: WorkerClient | None = None
         self.key: tuple[str, str] | None = None
 
@@ -210,10 +215,11 @@ class _Worker:
             self.client = WorkerClient(env.python, runtime, code, env_id=env.id, timeouts=self.timeouts,
                                        on_stderr=self.on_stderr)
             self.key = (env.id, runtime)
-            ready = self.client.start()
+            ready = self.client.start(self.early)
+            self.early = None  # only a run's first worker can have been started early
             self.emit({"type": "worker", "pid": self.client.pid, "protocol": self.client.hello["protocol"],
                        "python": self.client.hello["python"], "versions": ready["versions"],
-                       "device": ready["device"]})
+                       "device": ready["device"], "prestarted": self.client.prestarted})
         return self.client
 
     def close(self) -> None:

@@ -27,11 +27,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from envmgr.worker_code import WorkerCode
 from registry.errors import ExitCode, StemSepError
 from runtimes import protocol as p
+
+if TYPE_CHECKING:
+    from envmgr.prewarm import EarlyWorker
 
 TEST_HOOK_ENV = "STEMSEP_WORKER_TEST_HOOK"  # passed through to the worker when set (tests only)
 # What a worker may inherit from the host's environment: locale, temp dirs, device selection, thread
@@ -99,10 +102,18 @@ def staging_dir(output_dir: Path, job: str) -> Path:
     return output_dir / p.staging_dir_name(job)
 
 
-def worker_env(code: WorkerCode, base: dict[str, str] | None = None) -> dict[str, str]:
+def spawn_worker(cmd: list[str], code_root: Path) -> subprocess.Popen[bytes]:
+    """Start a worker process: pipes on all three streams, its own session (a terminal's Ctrl-C reaches
+    the host only), cwd the code copy (`-m` puts the cwd first on sys.path: a user's dir could shadow
+    modules)."""
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=code_root, env=worker_env(code_root), start_new_session=True)
+
+
+def worker_env(code_root: Path, base: dict[str, str] | None = None) -> dict[str, str]:
     base = os.environ if base is None else base
     env = {k: v for k, v in base.items() if k in _PASS_ENV or k.startswith("LC_")}
-    env.update(PYTHONPATH=str(code.root), PYTHONNOUSERSITE="1", PYTHONIOENCODING="utf-8:backslashreplace",
+    env.update(PYTHONPATH=str(code_root), PYTHONNOUSERSITE="1", PYTHONIOENCODING="utf-8:backslashreplace",
                PYTHONUNBUFFERED="1")
     return env
 
@@ -125,22 +136,28 @@ class WorkerClient:
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
         self._threads: list[threading.Thread] = []
         self._seen_version: int | None = None  # protocol of a first line, even one our schema rejects
+        self.prestarted = False  # adopted a worker started before the host had planned (envmgr.prewarm)
 
     # --- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> dict[str, Any]:
-        """Spawn the worker and complete the handshake. Returns the `ready` message."""
+    def command(self) -> list[str]:
+        """The worker's command line: everything that decides which worker this is."""
         cmd = [self.python, "-s", "-m", "runtimes.worker", "--runtime", self.runtime,
                "--host-protocol", str(self.protocol_version), "--worker-code", self.code.digest,
                "--heartbeat", str(self.timeouts.heartbeat)]
-        if self.env_id:
-            cmd += ["--env-id", self.env_id]
-        try:
-            # cwd: the code copy, because `-m` puts the cwd first on sys.path (a user's dir could shadow modules).
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                          cwd=self.code.root, env=worker_env(self.code), start_new_session=True)
-        except OSError as exc:
-            raise WorkerError(f"cannot start the {self.runtime} worker: {exc}", code="E_WORKER_START",
-                              why=f"running {self.python} failed", hint="the env may be broken; rebuild it") from exc
+        return cmd + ["--env-id", self.env_id] if self.env_id else cmd
+
+    def start(self, early: "EarlyWorker | None" = None) -> dict[str, Any]:
+        """Spawn the worker (or adopt `early`'s, when it started this very command) and complete the
+        handshake. Returns the `ready` message."""
+        cmd = self.command()
+        self._proc = early.take(cmd, self.code.root) if early else None
+        self.prestarted = self._proc is not None
+        if self._proc is None:
+            try:
+                self._proc = spawn_worker(cmd, self.code.root)
+            except OSError as exc:
+                raise WorkerError(f"cannot start the {self.runtime} worker: {exc}", code="E_WORKER_START",
+                                  why=f"running {self.python} failed", hint="the env may be broken; rebuild it") from exc
         self._threads = [threading.Thread(target=self._read_stdout, daemon=True, name="worker-stdout"),
                          threading.Thread(target=self._drain_stderr, daemon=True, name="worker-stderr")]
         for t in self._threads:
@@ -151,6 +168,8 @@ class WorkerClient:
         except BaseException:
             self.kill()
             raise
+        if early:
+            early.remember(cmd, self.code.root)
         return self.ready
 
     def close(self) -> None:
@@ -175,11 +194,11 @@ class WorkerClient:
         if proc is None:
             return
         if proc.poll() is None:
-            _signal_group(proc, signal.SIGTERM)
+            signal_group(proc, signal.SIGTERM)
             try:
                 proc.wait(self.timeouts.exit_grace)
             except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
+                signal_group(proc, signal.SIGKILL)
                 proc.wait()
         self._join()
 
@@ -399,7 +418,7 @@ class WorkerClient:
         return "\n".join(parts)
 
 
-def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
     try:
         os.killpg(proc.pid, sig)  # the worker leads its own session: its children go too
         if sig == signal.SIGTERM:

@@ -51,12 +51,17 @@ def separate(
     batch_size: Optional[int] = BATCH_SIZE,
 ) -> None:
     """Separate audio files into stems. Stem files are named `<input>_(<stem>)_<model>.<format>`."""
-    from envmgr.separate import plan_separation, run_separation
+    from envmgr.config import load_config
+    from envmgr.prewarm import EarlyWorker
     from envmgr.worker_client import Cancelled, Timeouts
 
     emit = _json_emit if as_json else None
-    view = None
+    view = early = None
     try:
+        # First thing, before planning imports the registry types: the worker's imports overlap it.
+        early = EarlyWorker(load_config(), list(dict.fromkeys(model or [])), runtime).start()
+        from envmgr.separate import plan_separation, run_separation
+
         # Every model passes preflight before any of them starts.
         plans = [plan_separation(list(inputs), one, runtime, output_dir, fmt.lower(), enforcement=enforcement,
                                  dev_override=dev_override, confirm_manual_steps=confirm_manual_steps,
@@ -65,13 +70,14 @@ def separate(
                  for one in dict.fromkeys(model or [None])]
         timeouts = Timeouts(job=job_timeout)
         if as_json:
-            run_separation(plans, _json_emit, timeouts=timeouts)
+            run_separation(plans, _json_emit, timeouts=timeouts, early=early)
         else:
             view = _ProgressView(sum(len(p.inputs) + len(p.skipped) for p in plans), models=len(plans))
             with view:
                 for plan in plans:
                     view.preflight_warnings(plan.warnings)
-                run_separation(plans, view, timeouts=timeouts, on_stderr=view.on_stderr if verbose else None)
+                run_separation(plans, view, timeouts=timeouts, on_stderr=view.on_stderr if verbose else None,
+                               early=early)
     except KeyboardInterrupt:
         err = Cancelled("cancelled by the user (Ctrl-C)", hint="nothing half-written was left; run again to start over")
         if emit:
@@ -81,6 +87,9 @@ def separate(
         if emit:
             emit({"type": "exit", **err.to_dict()})
         raise
+    finally:
+        if early is not None:
+            early.discard()
     if emit:
         emit({"type": "exit", "exit_code": 0})
 

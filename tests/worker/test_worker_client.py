@@ -231,7 +231,7 @@ def test_worker_answers_bad_host_lines_and_keeps_working(dsp_env: Any, worker_co
              b'{"type": "separate", "job": 5}\n', b"x" * (p.MAX_LINE_BYTES + 10) + b"\n", p.encode(job)]
     proc = subprocess.run([str(dsp_env.python), "-s", "-m", "runtimes.worker", "--runtime", "stemsep-legacy",
                            "--host-protocol", str(p.PROTOCOL_VERSION)], input=b"".join(lines),
-                          capture_output=True, cwd=worker_code.root, env=worker_env(worker_code), timeout=60)
+                          capture_output=True, cwd=worker_code.root, env=worker_env(worker_code.root), timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()
     out = [p.decode(line) for line in proc.stdout.splitlines(keepends=True)]
     errors = [m["code"] for m in out if m["type"] == "error"]

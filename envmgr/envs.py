@@ -250,12 +250,12 @@ class EnvManager:
             else:
                 builder = build_with_virtualenv(tmp, lock_file, lock, req, self.config, report)
             report("health", "import check")
-            overlapped = import_check.passed()
-            found = self._health(tmp, req, lock, imported=overlapped)
+            early = import_check.finish()
+            found = self._health(tmp, req, lock, early)
             meta = {"id": env_id, "runtime": req.runtime, "request": req.as_dict(), "lock_digest": lock.digest,
                     "interpreter": lock.interpreter.__dict__, "python": found["python"], "torch": found["torch"],
                     "versions": found["dists"], "builder": builder, "built_at": time.time(),
-                    "health_import": "overlapped the last packages' install" if overlapped else "after the install",
+                    "health_import": "overlapped the last packages' install" if early else "after the install",
                     "build_seconds": round(time.time() - started, 3)}
             atomic_write_text(tmp / LOCK_COPY, lock.text)
             atomic_write_json(tmp / META, meta)
@@ -272,9 +272,10 @@ class EnvManager:
         self.store.log_build({"event": "built", "env_id": env_id, "runtime": req.runtime, "builder": builder,
                               "seconds": meta["build_seconds"], "pid": os.getpid(), "at": meta["built_at"]})
 
-    def _health(self, env_dir: Path, req: EnvRequest, lock: Lock, imported: bool = False) -> dict:
+    def _health(self, env_dir: Path, req: EnvRequest, lock: Lock, found: dict | None = None) -> dict:
+        """Judge the probe's findings (`found`: an ImportCheck's, else a fresh probe's)."""
         try:
-            found = probe(env_dir, req.health_modules, imported=imported)
+            found = found or probe(env_dir, req.health_modules)
         except (RuntimeError, ValueError) as exc:
             raise EnvBuildError(f"the new {req.runtime} env failed its health check", why=str(exc),
                                 hint="rerun `stemsep setup`; if it persists, report the output above") from exc

@@ -19,35 +19,40 @@ from packaging.version import InvalidVersion, Version
 from envmgr import uvtool
 
 # Runs inside the env (stdlib only). argv: the mode, the module to import, then modules that must be
-# findable. Modes: "full" does everything; "import" only imports (it can start before the install is
-# complete: see ImportCheck); "inventory" does the rest.
+# findable. "full" runs straight through; "staged" imports, then waits for a line on stdin (the host's
+# "the install is complete", see ImportCheck) before it looks at what is installed.
 _PROBE = r'''
 import importlib, importlib.metadata as md, importlib.util, json, os, platform, sys
 mode, modules = sys.argv[1], sys.argv[2:]
-do_import, do_inventory = mode in ("full", "import"), mode in ("full", "inventory")
 out = {"python": platform.python_version(), "prefix": sys.prefix, "dists": {}, "errors": {}, "torch": None}
-for i, module in enumerate(modules):
+def check(module, load):
     try:
-        if i == 0 and do_import:
+        if load:
             importlib.import_module(module)
-        elif do_inventory and importlib.util.find_spec(module) is None:
+        elif importlib.util.find_spec(module) is None:
             raise ModuleNotFoundError(f"no module named {module!r}")
     except BaseException as exc:
         out["errors"][module] = f"{type(exc).__name__}: {exc}"
-if do_inventory:
-    for dist in md.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            out["dists"][name] = dist.version
-    spec = importlib.util.find_spec("torch")
-    if spec and spec.submodule_search_locations:
-        ns = {}
-        path = os.path.join(list(spec.submodule_search_locations)[0], "version.py")
-        try:
-            exec(compile(open(path).read(), path, "exec"), ns)
-            out["torch"] = {"version": ns.get("__version__"), "cuda": ns.get("cuda"), "hip": ns.get("hip")}
-        except BaseException as exc:
-            out["errors"]["torch.version"] = f"{type(exc).__name__}: {exc}"
+if modules:
+    check(modules[0], True)
+if mode == "staged":
+    sys.stdin.readline()
+    importlib.invalidate_caches()  # files installed since the import above
+for module in modules[1:]:
+    check(module, False)
+for dist in md.distributions():
+    name = dist.metadata["Name"]
+    if name:
+        out["dists"][name] = dist.version
+spec = importlib.util.find_spec("torch")
+if spec and spec.submodule_search_locations:
+    ns = {}
+    path = os.path.join(list(spec.submodule_search_locations)[0], "version.py")
+    try:
+        exec(compile(open(path).read(), path, "exec"), ns)
+        out["torch"] = {"version": ns.get("__version__"), "cuda": ns.get("cuda"), "hip": ns.get("hip")}
+    except BaseException as exc:
+        out["errors"]["torch.version"] = f"{type(exc).__name__}: {exc}"
 print(json.dumps(out))
 '''
 
@@ -67,10 +72,10 @@ def _parse(returncode: int, stdout: str, stderr: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-def probe(env_dir: Path, modules: tuple[str, ...], timeout: float = 300, *, imported: bool = False) -> dict:
-    """Run the probe in the env: import modules[0] (unless `imported`: an ImportCheck did), find the rest,
-    list the installed versions. RuntimeError when it cannot run."""
-    cmd, env = _probe_cmd(env_dir, "inventory" if imported else "full", modules)
+def probe(env_dir: Path, modules: tuple[str, ...], timeout: float = 300) -> dict:
+    """Run the probe in the env: import modules[0], find the rest, list the installed versions and the
+    torch build. RuntimeError when it cannot run."""
+    cmd, env = _probe_cmd(env_dir, "full", modules)
     try:
         proc = uvtool.run(cmd, env=env, cwd=env_dir, timeout=timeout)
     except OSError as exc:
@@ -79,37 +84,39 @@ def probe(env_dir: Path, modules: tuple[str, ...], timeout: float = 300, *, impo
 
 
 class ImportCheck:
-    """The health check's import, started while the last (largest) packages are still being installed.
+    """The probe, started while the last (largest) packages are still being installed.
 
     A first import compiles bytecode (~0.4 s for numpy); started once everything but torch is in place,
-    it overlaps torch's install. `passed()` is False when it failed for any reason (say, the runtime
-    module needs torch at import): the full probe then runs after the install, as without it."""
+    it overlaps torch's install, then waits for `finish()` to look at the complete install (versions,
+    torch build) in the same process. `finish()` gives None when the early import failed for any
+    reason (say, the runtime module needs torch at import) or the probe did not run: the caller then
+    probes the finished env from scratch, as without it."""
 
     def __init__(self, env_dir: Path, modules: tuple[str, ...]) -> None:
         self.env_dir, self.modules = env_dir, modules
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
-        if not self.modules:
-            return
-        cmd, env = _probe_cmd(self.env_dir, "import", self.modules)
+        cmd, env = _probe_cmd(self.env_dir, "staged", self.modules)
         try:
-            self.proc = subprocess.Popen(cmd, env=env, cwd=self.env_dir, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, text=True)
+            self.proc = subprocess.Popen(cmd, env=env, cwd=self.env_dir, stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         except OSError:
             self.proc = None
 
-    def passed(self, timeout: float = 300) -> bool:
+    def finish(self, timeout: float = 300) -> dict | None:
+        """Tell the probe the install is complete; its findings, or None (see the class)."""
         proc, self.proc = self.proc, None
         if proc is None:
-            return False
+            return None
         try:
-            out, err = proc.communicate(timeout=timeout)
-            return not _parse(proc.returncode, out, err)["errors"]
-        except (subprocess.TimeoutExpired, RuntimeError, ValueError, IndexError):
-            return False
+            out, err = proc.communicate("done\n", timeout=timeout)
+            found = _parse(proc.returncode, out, err)
+        except (subprocess.TimeoutExpired, OSError, RuntimeError, ValueError, IndexError):
+            return None
         finally:
             self.stop(proc)
+        return None if self.modules and self.modules[0] in found["errors"] else found
 
     def stop(self, proc: subprocess.Popen[str] | None = None) -> None:
         proc = proc or self.proc

@@ -120,14 +120,18 @@ def test_a_health_import_of_a_late_package_still_gives_a_healthy_env(store_confi
     assert run_in(env, "import filelock, torch; print('ok')") == "ok"
 
 
-def test_a_failed_early_import_is_reported_as_not_passed(manager, light):
+def test_a_failed_early_import_gives_no_findings_and_a_passed_one_gives_them_all(manager, light):
     from envmgr.health import ImportCheck
 
     _req, env = light
-    for modules, expected in ((("filelock",), False), (("soundfile",), True)):
-        check = ImportCheck(env.path, modules)
-        check.start()
-        assert check.passed() is expected, modules
+    failed = ImportCheck(env.path, ("filelock", "numpy"))
+    failed.start()
+    assert failed.finish() is None  # the caller then probes the finished env from scratch
+    passed = ImportCheck(env.path, ("soundfile", "numpy", "not_a_module_here"))
+    passed.start()
+    found = passed.finish()
+    assert found is not None and found["dists"]["numpy"] == env.lock.packages["numpy"]
+    assert list(found["errors"]) == ["not_a_module_here"]  # the other modules are still looked for
 
 
 def test_a_cold_uv_cache_builds_online_after_the_offline_attempt(store_config, tmp_path):

@@ -250,8 +250,6 @@ def _as_path(text: str, base: Path) -> Path:
 
 
 def _validate(values: dict[str, Any]) -> None:
-    from packaging.requirements import InvalidRequirement, Requirement
-
     backend = values["torch_backend"] or "auto"
     if not _TORCH_BACKEND.match(backend):
         raise ConfigError(f"unknown torch_backend {backend!r}",
@@ -267,6 +265,8 @@ def _validate(values: dict[str, Any]) -> None:
     values["enforcement"] = mode
     for name in ("constraints", "overrides"):
         for item in values[name]:
+            from packaging.requirements import InvalidRequirement, Requirement  # only when there is one to check
+
             try:
                 Requirement(item)
             except InvalidRequirement as exc:

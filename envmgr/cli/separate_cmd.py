@@ -59,25 +59,26 @@ def separate(
     view = early = None
     try:
         # First thing, before planning imports the registry types: the worker's imports overlap it.
-        early = EarlyWorker(load_config(), list(dict.fromkeys(model or [])), runtime).start()
+        config = load_config()
+        early = EarlyWorker(config, list(dict.fromkeys(model or [])), runtime).start()
         from envmgr.separate import plan_separation, run_separation
 
         # Every model passes preflight before any of them starts.
-        plans = [plan_separation(list(inputs), one, runtime, output_dir, fmt.lower(), enforcement=enforcement,
+        plans = [plan_separation(list(inputs), one, runtime, output_dir, fmt.lower(), config=config, enforcement=enforcement,
                                  dev_override=dev_override, confirm_manual_steps=confirm_manual_steps,
                                  allow_unsafe_pickle=allow_unsafe_pickle, require_hashes=require_hashes, download=not no_download,
                                  settings=user_settings(overlap, segment_size, batch_size), emit=emit)
                  for one in dict.fromkeys(model or [None])]
         timeouts = Timeouts(job=job_timeout)
         if as_json:
-            run_separation(plans, _json_emit, timeouts=timeouts, early=early)
+            run_separation(plans, _json_emit, config=config, timeouts=timeouts, early=early)
         else:
             view = _ProgressView(sum(len(p.inputs) + len(p.skipped) for p in plans), models=len(plans))
             with view:
                 for plan in plans:
                     view.preflight_warnings(plan.warnings)
-                run_separation(plans, view, timeouts=timeouts, on_stderr=view.on_stderr if verbose else None,
-                               early=early)
+                run_separation(plans, view, config=config, timeouts=timeouts,
+                               on_stderr=view.on_stderr if verbose else None, early=early)
     except KeyboardInterrupt:
         err = Cancelled("cancelled by the user (Ctrl-C)", hint="nothing half-written was left; run again to start over")
         if emit:

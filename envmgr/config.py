@@ -263,10 +263,11 @@ def _validate(values: dict[str, Any]) -> None:
                           why="preflight knows strict (blocks), soft (blocks unless --dev-override) and report "
                           "(never blocks)", hint="set STEMSEP_ENFORCEMENT / enforcement to strict, soft or report")
     values["enforcement"] = mode
-    for name in ("constraints", "overrides"):
-        for item in values[name]:
-            from packaging.requirements import InvalidRequirement, Requirement  # only when there is one to check
+    pins = [(name, item) for name in ("constraints", "overrides") for item in values[name]]
+    if pins:  # packaging is imported only when there is something to check (every CLI start loads the config)
+        from packaging.requirements import InvalidRequirement, Requirement
 
+        for name, item in pins:
             try:
                 Requirement(item)
             except InvalidRequirement as exc:

@@ -76,12 +76,11 @@ class Lock:
                 current = out.setdefault(canonicalize_name(req.name), set())
                 continue
             note = line.strip()
-            for prefix in ("# via", "#"):
-                if current is not None and note.startswith(prefix):
-                    parent = note[len(prefix):].strip()
-                    if parent:
-                        current.add("" if parent[0] in "-/." or " " in parent else canonicalize_name(parent))
-                    break
+            if current is None or not note.startswith("#"):
+                continue
+            parent = note.removeprefix("# via").lstrip("#").strip()  # "# via x" or, one per line, "#   x"
+            if parent:
+                current.add("" if parent[0] in "-/." or " " in parent else canonicalize_name(parent))
         return out
 
     @property

@@ -33,25 +33,21 @@ class EarlyWorker:
 
     def __init__(self, config: MachineConfig, models: list[str], runtime: str | None) -> None:
         self.config = config
-        key = json.dumps({"models": models, "runtime": runtime})
-        self.hint_path = config.cache_dir / "prewarm" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
-        self.key = key
+        self.key = json.dumps({"models": models, "runtime": runtime})
+        self.hint_path = config.cache_dir / "prewarm" / f"{hashlib.sha256(self.key.encode()).hexdigest()[:16]}.json"
+        self.hint: Any = None  # what the memory held when this run started
         self.proc: subprocess.Popen[bytes] | None = None
-        self._spec: tuple[list[str], str] | None = None
-        self._remembered = False
 
     def start(self) -> "EarlyWorker":
         """Start the remembered worker, if there is one that still looks runnable. Never raises."""
         if not self.config.prewarm:
             return self
-        hint = read_json(self.hint_path)
-        if not self._plausible(hint):
-            return self
-        try:
-            self.proc = spawn_worker(hint["cmd"], Path(hint["cwd"]))
-        except (OSError, ValueError):
-            return self  # env or code copy gone: the plan starts what it needs
-        self._spec = (hint["cmd"], hint["cwd"])
+        self.hint = read_json(self.hint_path)
+        if self._plausible(self.hint):
+            try:
+                self.proc = spawn_worker(self.hint["cmd"], Path(self.hint["cwd"]))
+            except (OSError, ValueError):
+                pass  # env or code copy gone: the plan starts what it needs
         return self
 
     def take(self, cmd: list[str], code_root: Path) -> subprocess.Popen[bytes] | None:
@@ -59,20 +55,16 @@ class EarlyWorker:
         proc, self.proc = self.proc, None
         if proc is None:
             return None
-        if self._spec == (cmd, str(code_root)) and proc.poll() is None:
+        if self._same(cmd, code_root) and proc.poll() is None:
             return proc
         _stop(proc)
         return None
 
     def remember(self, cmd: list[str], code_root: Path) -> None:
-        """Record the run's first worker as the one to start early next time."""
-        if self._remembered or not self.config.prewarm:
-            return
-        self._remembered = True
-        hint = {"key": self.key, "cmd": cmd, "cwd": str(code_root)}
-        if read_json(self.hint_path) != hint:
+        """Record the worker this run used as the one to start early next time (written only if it changed)."""
+        if self.config.prewarm and not self._same(cmd, code_root):
             try:
-                atomic_write_json(self.hint_path, hint)
+                atomic_write_json(self.hint_path, {"key": self.key, "cmd": cmd, "cwd": str(code_root)})
             except StoreError:
                 pass  # a read-only cache costs speed only
 
@@ -81,6 +73,9 @@ class EarlyWorker:
         proc, self.proc = self.proc, None
         if proc is not None:
             _stop(proc)
+
+    def _same(self, cmd: list[str], code_root: Path) -> bool:
+        return isinstance(self.hint, dict) and self.hint.get("cmd") == cmd and self.hint.get("cwd") == str(code_root)
 
     def _plausible(self, hint: Any) -> bool:
         """A worker command of ours, with its interpreter in our env store: never run anything else."""

@@ -216,7 +216,9 @@ class _Worker:
                                        on_stderr=self.on_stderr)
             self.key = (env.id, runtime)
             ready = self.client.start(self.early)
-            self.early = None  # only a run's first worker can have been started early
+            if self.early is not None:  # only a run's first worker can have been started early
+                self.early.remember(self.client.command(), code.root)
+                self.early = None
             self.emit({"type": "worker", "pid": self.client.pid, "protocol": self.client.hello["protocol"],
                        "python": self.client.hello["python"], "versions": ready["versions"],
                        "device": ready["device"], "prestarted": self.client.prestarted})

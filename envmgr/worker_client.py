@@ -168,8 +168,6 @@ class WorkerClient:
         except BaseException:
             self.kill()
             raise
-        if early:
-            early.remember(cmd, self.code.root)
         return self.ready
 
     def close(self) -> None:

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from envmgr.artifacts.manifest import sha256_file
 from envmgr.confirmations import record_path
 from envmgr.fsutil import atomic_write_json, read_json
 from registry.errors import ExitCode, StemSepError
@@ -69,6 +68,8 @@ def trust(state_dir: Path, entry: Any, filename: str, path: Path, expected_sha25
     if not path.is_file():
         raise CodeTrustError(f"{filename} of {entry.id} is not in the model store ({path})",
                              hint=f"fetch it first: `stemsep models download {entry.id}` (or `models import`)")
+    from envmgr.artifacts.manifest import sha256_file  # here: importing the artifact store costs every `separate` start
+
     sha = sha256_file(path)
     if expected_sha256 and expected_sha256.lower() != sha:
         raise CodeTrustError(f"{path} has sha256 {sha}, not the {expected_sha256.lower()} you reviewed",

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from envmgr.builder import Progress, build_with_uv, build_with_virtualenv
@@ -121,6 +119,8 @@ def request_for_model(entry: Any, runtime: str, config: MachineConfig | None = N
         requirements.append(torch_spec)
         requirements += rdef.torch_requires
     for text in reqs.pip.packages:
+        from packaging.requirements import InvalidRequirement, Requirement  # here: most models pin nothing
+
         try:
             Requirement(text)
         except InvalidRequirement as exc:
@@ -131,7 +131,7 @@ def request_for_model(entry: Any, runtime: str, config: MachineConfig | None = N
 
     overrides = list(config.overrides)
     notes = [f"machine override: {o}" for o in config.overrides]
-    machine_torch = [o for o in config.overrides if canonicalize_name(Requirement(o).name) == "torch"]
+    machine_torch = [o for o in config.overrides if _is_torch(o)]
     if with_torch and machine_torch and torch_spec != "torch":
         _check_torch_pin(model_id, machine_torch[0], torch_spec)
     if with_torch and rdef.torch_cap_lifted and not machine_torch:
@@ -159,7 +159,7 @@ def request_for_requirements(requirements: list[str] | tuple[str, ...], *, runti
     `python` is a version ("3.11") or a specifier set; default: any Python the host would accept.
     """
     config = config or load_config()
-    torch = next((r for r in requirements if canonicalize_name(Requirement(r).name) == "torch"), None)
+    torch = next((r for r in requirements if _is_torch(r)), None)
     if python and python[0].isdigit():
         python = f"=={python}.*" if python.count(".") < 2 else f"=={python}"
     return EnvRequest(
@@ -171,7 +171,16 @@ def request_for_requirements(requirements: list[str] | tuple[str, ...], *, runti
     )
 
 
+def _is_torch(requirement: str) -> bool:
+    from packaging.requirements import Requirement  # here: a warm `separate` without pins never parses one
+    from packaging.utils import canonicalize_name
+
+    return canonicalize_name(Requirement(requirement).name) == "torch"
+
+
 def _check_torch_pin(model_id: str, pin: str, torch_spec: str) -> None:
+    from packaging.requirements import Requirement
+
     wanted = Requirement(torch_spec).specifier
     pinned = [s.version for s in Requirement(pin).specifier if s.operator in ("==", "===")]
     if pinned and not wanted.contains(pinned[0], prereleases=True):

@@ -13,7 +13,6 @@ import os
 import subprocess
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from envmgr import uvtool
@@ -127,6 +126,8 @@ class ImportCheck:
 
 def lock_mismatches(found: dict[str, str], locked: dict[str, str]) -> list[str]:
     """Locked packages missing from the env or at another version."""
+    from packaging.utils import canonicalize_name  # here: only a health check compares names (with packaging.tags)
+
     have = {canonicalize_name(k): v for k, v in found.items()}
     problems = []
     for name, version in sorted(locked.items()):

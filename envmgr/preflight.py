@@ -241,7 +241,7 @@ def _find_model(registry: Any, model_id: Optional[str], findings: list[rules.Fin
                                       hint="pass -m MODEL (see `stemsep models list`)"))
         return None
     try:
-        return registry.get(model_id)
+        return registry.view(model_id)  # no pydantic on a remembered registry: most of a cold start otherwise
     except StemSepError as err:
         findings.append(rules.from_error(err, "E_UNKNOWN_MODEL", subject=model_id))
         return None
@@ -319,8 +319,8 @@ def _manual_steps(entry: Any, config: Any, confirm: bool, artifact_rows: list[di
 
 def _phase_fix(registry: Any, request: PreflightRequest) -> tuple[list[rules.Finding], Optional[dict[str, Any]]]:
     ref_id = request.phase_fix_reference
-    reference = registry.models.get(ref_id)
-    valid = [m.id for m in registry if m.phase_fix.is_valid_reference is True]
+    reference = registry.view(ref_id) if ref_id in registry else None
+    valid = [m for m in registry.models if registry.view(m).phase_fix.is_valid_reference is True]
     return rules.check_phase_fix(str(ref_id), reference, valid, dict(request.phase_fix_params))
 
 
@@ -350,11 +350,19 @@ def installed_versions(python: Path, names: Sequence[str], timeout: float = 60) 
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def env_facts(entry: Any, runtime: str, config: Any, *, resolve: bool = True) -> rules.EnvFacts:
-    """The model's env: its state, Python and torch (had or would get), the model's pip packages."""
+def _distribution_names(requirements: list[str]) -> dict[str, str]:
+    """Requirement -> its distribution's canonical name. Most models pin nothing: then packaging's
+    requirement parser (~15 ms to import) stays unimported."""
+    if not requirements:
+        return {}
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
+    return {p: canonicalize_name(Requirement(p).name) for p in requirements}
+
+
+def env_facts(entry: Any, runtime: str, config: Any, *, resolve: bool = True) -> rules.EnvFacts:
+    """The model's env: its state, Python and torch (had or would get), the model's pip packages."""
     from envmgr.envs import EnvManager, env_id_for, request_for_model
     from envmgr.errors import NoInterpreterError, UnresolvableError
     from envmgr.fsutil import read_json
@@ -392,7 +400,7 @@ def env_facts(entry: Any, runtime: str, config: Any, *, resolve: bool = True) ->
     env_id = env_id_for(runtime, lock)
     path = manager.store.env_dir(env_id)
     problem = manager.store.problem(env_id)
-    names = {p: canonicalize_name(Requirement(p).name) for p in packages}
+    names = _distribution_names(packages)
     if problem is None:
         meta = read_json(path / META, {}) or {}
         torch = meta.get("torch") if req.torch else None

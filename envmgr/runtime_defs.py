@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from packaging.requirements import Requirement
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,8 @@ class RuntimeDef:
         """The library pin for this env: the model's runtime pin if given, with our extras for the backend."""
         if self.pin is None:
             return None
+        from packaging.requirements import Requirement  # here: the light env's start parses no requirement
+
         base = Requirement(self.pin)
         if runtime_pin:
             req = Requirement(runtime_pin)

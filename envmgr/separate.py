@@ -49,7 +49,7 @@ class BatchFailed(StemSepError):
 class Plan:
     """Everything a run needs, decided before anything starts (what preflight will produce)."""
 
-    model: Any  # registry.model.ModelEntry
+    model: Any  # registry.model.ModelEntry, or its registry.frozen form: read only
     runtime: str
     runtime_reason: str
     settings: dict[str, Any]
@@ -73,7 +73,7 @@ class Plan:
         from envmgr.code_trust import pin_trusted_code
 
         names, template = self.output_names(input_path)
-        model = pin_trusted_code(self.model.model_dump(mode="json"), self.trusted_code)  # the worker checks one pin
+        model = pin_trusted_code(self.model.to_json(), self.trusted_code)  # the worker checks one pin
         return {"job": uuid.uuid4().hex[:12], "model": model,
                 "artifacts": self.artifacts, "settings": self.settings, "input": str(input_path),
                 "output_dir": str(self.output_dir), "output_format": self.output_format,
@@ -144,12 +144,11 @@ def _check_output_names(plan: Plan) -> None:
 def fetch_artifacts(plan: Plan, emit: Emit, config: Any) -> Plan:
     """The model's files from the store, downloading what preflight found downloadable (`plan.download`).
     Preflight already enforced --require-hashes (or let it through in a lenient mode)."""
+    if not plan.model.artifacts.all():
+        return plan
     from dataclasses import replace
 
     from envmgr.artifacts import ArtifactStore
-
-    if not plan.model.artifacts.all():
-        return plan
     with ArtifactStore(config.model_store) as store:
         paths = store.ensure(plan.model, download=plan.download, progress=lambda event: emit(event.to_dict()))
     return replace(plan, artifacts={name: str(path) for name, path in paths.items()})

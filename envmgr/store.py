@@ -16,11 +16,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-
-from filelock import FileLock
+from typing import TYPE_CHECKING
 
 from envmgr.fsutil import atomic_write_json, ensure_dir, read_json, store_error
 from envmgr.health import quick_check
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 MARKER = ".stemsep-ready"
 META = "stemsep-env.json"
@@ -64,7 +66,7 @@ class Store:
         return self.root / env_id
 
     def file_lock(self, env_id: str) -> FileLock:
-        return FileLock(str(ensure_dir(self.root / ".locks") / f"{env_id}.lock"))
+        return _file_lock(ensure_dir(self.root / ".locks") / f"{env_id}.lock")
 
     def new_temp_dir(self, env_id: str) -> Path:
         tmp_root = ensure_dir(self.root / ".tmp")
@@ -119,7 +121,7 @@ class Store:
         when = when or time.time()
         path = self.root / ".usage" / f"{env_id}.json"
         ensure_dir(path.parent)
-        with FileLock(str(path.with_suffix(".lock"))):
+        with _file_lock(path.with_suffix(".lock")):
             usage = read_json(path, {}) or {}
             usage["last_used"] = when
             usage["uses"] = int(usage.get("uses", 0)) + 1
@@ -131,7 +133,7 @@ class Store:
         """Note which models an env serves (setup), without counting it as a use."""
         path = self.root / ".usage" / f"{env_id}.json"
         ensure_dir(path.parent)
-        with FileLock(str(path.with_suffix(".lock"))):
+        with _file_lock(path.with_suffix(".lock")):
             usage = read_json(path, {}) or {}
             models = usage.setdefault("models", {})
             for model_id in model_ids:
@@ -190,3 +192,9 @@ class Store:
         """Env ids equal to or starting with `prefix` (ids are long; a unique prefix is enough)."""
         ids = [r.name for r in self.root.iterdir() if not r.name.startswith(".")] if self.root.is_dir() else []
         return [i for i in ids if i == prefix] or [i for i in ids if i.startswith(prefix)]
+
+
+def _file_lock(path: Path) -> FileLock:
+    from filelock import FileLock  # here, not at the top: a warm `separate` takes its one lock after its first progress
+
+    return FileLock(str(path))

@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import re
 
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 
@@ -22,6 +20,9 @@ def detect_nvidia() -> bool:
 
 def pinned_local_label(overrides: list[str] | tuple[str, ...], package: str = "torch") -> str | None:
     """`torch==2.13.0+cpu` -> "cpu"; None when torch is not pinned to a local version."""
+    from packaging.requirements import Requirement  # here: only a machine with overrides parses one
+    from packaging.utils import canonicalize_name
+
     for text in overrides:
         req = Requirement(text)
         if canonicalize_name(req.name) != package:

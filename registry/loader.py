@@ -7,7 +7,8 @@ read in compat mode (curation findings only warn), and may not reuse an id.
 
 The semantic rules cost more than everything else a load does (~0.1 s for 115 models), and the files
 rarely change: with `verdict_cache`, a clean verdict is remembered per (files' stamps, modes, rule
-code), and later loads of the same files only parse the typed model.
+code), and later loads of the same files only parse the typed model. The verdict also keeps every entry
+frozen (registry.frozen): `Registry.view` reads a model without importing pydantic at all.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class TypedModels(Mapping):
 
     def __init__(self) -> None:
         self._items: dict[str, Any] = {}  # id -> ModelEntry, or the raw dict still to be typed
+        self.frozen_dir: Optional[Path] = None  # where the remembered verdict's frozen entries are
+        self.frozen: dict[str, Any] = {}  # id -> its Frozen, once read
 
     def add(self, model_id: str, item: Any) -> None:
         self._items[model_id] = item
@@ -88,6 +91,18 @@ class Registry:
             return self.models[model_id]
         except KeyError:
             raise UnknownModelError(model_id, self.nearest(model_id)) from None
+
+    def view(self, model_id: str) -> Any:
+        """The model for reading: its remembered frozen form (registry.frozen: no pydantic), else the typed
+        entry. For code that reads fields and calls the typed classes' `frozen_calls` methods, nothing else."""
+        frozen = self.models.frozen.get(model_id)
+        if frozen is None and self.models.frozen_dir is not None and model_id in self.models:
+            from registry.frozen import load
+
+            frozen = load(self.models.frozen_dir, model_id)
+            if frozen is not None:
+                self.models.frozen[model_id] = frozen
+        return self.get(model_id) if frozen is None else frozen
 
     def nearest(self, model_id: str, n: int = 5) -> list[str]:
         import difflib
@@ -154,29 +169,44 @@ def load_registry(paths: Optional[Sequence[Path]] = None, overlays: Sequence[Pat
         if isinstance(data.get("default_model"), str):
             registry.default_model = data["default_model"]
     if remembered is not None:
-        registry.findings = [Finding(**f) for f in remembered]
+        registry.findings = [Finding(**f) for f in remembered["findings"]]
+        registry.models.frozen_dir = _frozen_root(verdict_cache) / remembered["frozen"]
     elif verdict_cache is not None:
-        _write_verdict(verdict_cache, key, registry.findings)
+        _write_verdict(verdict_cache, key, registry)
     return registry
 
 
-def _read_verdict(cache: Optional[Path], key: dict) -> Optional[list[dict]]:
+def _read_verdict(cache: Optional[Path], key: dict) -> Optional[dict]:
     if cache is None:
         return None
     try:
         cached = json.loads(Path(cache).read_text(encoding="utf-8"))
-        return cached["findings"] if cached.get("key") == key else None
+        if cached.get("key") != key or not isinstance(cached["findings"], list) or not isinstance(cached["frozen"], str):
+            return None
+        return cached
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         return None  # absent, unreadable or stale: validate
 
 
-def _write_verdict(cache: Path, key: dict, findings: list[Finding]) -> None:
-    """Atomically; a verdict that cannot be written only costs speed next time."""
+def _frozen_root(cache: Path) -> Path:
+    return Path(cache).with_name(Path(cache).stem + "-frozen")
+
+
+def _write_verdict(cache: Path, key: dict, registry: Registry) -> None:
+    """Atomically; a verdict that cannot be written only costs speed next time. The entries are saved
+    frozen first (registry.frozen), in a folder named after the key, which the verdict then names."""
+    import hashlib
+
+    from registry.frozen import save
+
     cache = Path(cache)
     tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    verdict = {"key": key, "findings": [f.to_dict() for f in registry.findings], "frozen": name}
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps({"key": key, "findings": [f.to_dict() for f in findings]}), encoding="utf-8")
+        save(_frozen_root(cache), name, registry.models)
+        tmp.write_text(json.dumps(verdict), encoding="utf-8")
         os.replace(tmp, cache)
     except OSError:
         try:

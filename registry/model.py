@@ -8,7 +8,7 @@ read it as the safe default: nothing allowed, nothing required, no capability cl
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional, Union
+from typing import Annotated, Any, ClassVar, Optional, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_serializer, model_validator
 
@@ -39,6 +39,9 @@ class Base(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, strict=True)  # no "4" -> 4 coercion
     _nulls: frozenset[str] = PrivateAttr(default=frozenset())
+    # The read-only methods whose results a frozen entry records (registry.frozen): every method that
+    # code reading an entry calls must be named here, or a frozen entry would lack it.
+    frozen_calls: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="wrap")
     @classmethod
@@ -183,6 +186,8 @@ class SettingsSemantics(Base):
     directly under `overlap`. `overlap_semantics()` reads either, so both spellings load.
     """
 
+    frozen_calls: ClassVar[tuple[str, ...]] = ("overlap_semantics",)
+
     overlap: Nullable(OverlapSemantics) = Field(default_factory=OverlapSemantics)
     segment_size: Nullable(SegmentSemantics) = Field(default_factory=SegmentSemantics)
 
@@ -231,6 +236,8 @@ class Artifact(Base):
 
 
 class Artifacts(Base):
+    frozen_calls: ClassVar[tuple[str, ...]] = ("all",)
+
     primary: Optional[Artifact] = None
     config: Optional[Artifact] = None
     additional: NullableList(Artifact) = Field(default_factory=list)
@@ -255,6 +262,12 @@ class ModelEntry(Base):
     capabilities: Nullable(Capabilities) = Field(default_factory=Capabilities)
     artifacts: Nullable(Artifacts) = Field(default_factory=Artifacts)
     evidence: NullableList(Evidence) = Field(default_factory=list)
+
+    frozen_calls: ClassVar[tuple[str, ...]] = ("to_json",)
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as JSON data, as the file writes it (what a worker receives)."""
+        return self.model_dump(mode="json")
 
 
 class RegistryFile(Base):

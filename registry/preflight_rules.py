@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
@@ -541,6 +540,8 @@ def _check_python(entry: Any, env: EnvFacts) -> list[Finding]:
 
 
 def _is_torch(requirement: str) -> bool:
+    from packaging.requirements import InvalidRequirement, Requirement  # here: only models with pip pins parse one
+
     try:
         return Requirement(requirement).name.lower() == "torch"
     except InvalidRequirement:
@@ -611,6 +612,10 @@ def _check_torch(entry: Any, runtime: str, env: EnvFacts) -> list[Finding]:
 
 def _check_pip(entry: Any, env: EnvFacts) -> tuple[list[dict[str, Any]], list[Finding]]:
     rows, findings = [], []
+    if not env.pip:
+        return rows, findings
+    from packaging.requirements import Requirement  # here: only models with pip pins parse one
+
     for p in env.pip:
         spec = str(Requirement(p.requirement).specifier)
         if p.seen_in == "env":

@@ -28,7 +28,6 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Optional
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
@@ -130,6 +129,8 @@ def pinned_version(entry: Any, runtime: str) -> Optional[str]:
     exact = exact_pin_version(pin)
     if exact is not None:
         return exact
+    from packaging.requirements import InvalidRequirement, Requirement  # here: only pinned models parse one
+
     try:
         spec = Requirement(pin).specifier
     except InvalidRequirement as exc:
@@ -145,6 +146,8 @@ def pinned_version(entry: Any, runtime: str) -> Optional[str]:
 
 def exact_pin_version(pin: str) -> Optional[str]:
     """`0.47.1` from `audio-separator[cpu]==0.47.1`; None when the pin is not a single exact version."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         specs = list(Requirement(pin).specifier)
     except InvalidRequirement:

@@ -26,5 +26,5 @@ def stamp(paths: Iterable[Path]) -> list[list[Any]]:
 
 def rule_code_files() -> list[Path]:
     """The code that parses and validates a registry: a change to it invalidates derived caches."""
-    return [_CODE_DIR / n for n in ("model.py", "vocab.py", "loader.py", "validator.py")] + sorted(
+    return [_CODE_DIR / n for n in ("model.py", "vocab.py", "loader.py", "validator.py", "frozen.py")] + sorted(
         (_CODE_DIR / "rules").glob("*.py"))

@@ -7,18 +7,20 @@ host are used: a `file:` URL (or any other scheme) in a registry would read loca
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from registry.model import Artifact, ModelEntry
+if TYPE_CHECKING:
+    from registry.model import Artifact, ModelEntry
 
 
 def sources_for(entry: ModelEntry, artifact: Artifact) -> list[str]:
     urls = [u for u in (artifact.url, *artifact.mirrors) if u]
     if not urls:
         fallback = None
-        if artifact is entry.artifacts.primary:
+        if artifact == entry.artifacts.primary:  # equal, not identical: a frozen entry records all() apart
             fallback = entry.links.checkpoint
-        elif artifact is entry.artifacts.config:
+        elif artifact == entry.artifacts.config:
             fallback = entry.links.config
         urls = [fallback] if fallback else []
     return list(dict.fromkeys(u.strip() for u in urls))

@@ -22,7 +22,7 @@ import secrets
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import ContextManager, Iterator, Optional
+from typing import TYPE_CHECKING, ContextManager, Iterator, Optional
 
 from filelock import FileLock, Timeout
 
@@ -43,7 +43,9 @@ from envmgr.artifacts.layout import PARTIAL_DIR, StoreLayout, make_dir, store_er
 from envmgr.artifacts.manifest import Record, new_record, read_manifest, sha256_file, update_manifest
 from envmgr.artifacts.safety import check_name, is_regular_file, refuse_symlink
 from envmgr.artifacts.sources import sources_for
-from registry.model import Artifact, ModelEntry
+
+if TYPE_CHECKING:  # or their registry.frozen forms: the store only reads them
+    from registry.model import Artifact, ModelEntry
 
 
 class ArtifactState(str, Enum):

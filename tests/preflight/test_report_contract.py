@@ -57,7 +57,8 @@ def test_schema_rejects_malformed_reports(tmp_path: Path, run: Any, schema_valid
 
 def test_preflight_imports_no_torch(tmp_path: Path, light_env: Any) -> None:
     """In a fresh process, a full preflight of a model whose env exists leaves torch unimported, and numpy
-    too: the input probe calls libsndfile directly (envmgr.audio_probe), ~80 ms less per CLI start."""
+    too: the input probe calls libsndfile directly (envmgr.audio_probe), ~80 ms less per CLI start. Once the
+    registry's verdict is remembered, pydantic too: the model is read frozen (registry.frozen), ~0.2 s less."""
     from tests.preflight.conftest import write_audio
 
     song = write_audio(tmp_path / "song.wav")
@@ -67,9 +68,10 @@ def test_preflight_imports_no_torch(tmp_path: Path, light_env: Any) -> None:
         "from envmgr.preflight import PreflightRequest, run_preflight\n"
         f"r = run_preflight(PreflightRequest([Path({str(song)!r})], 'builtin-center-split'))\n"
         "print(json.dumps({'ok': r.can_proceed, 'env': r.report['resolved']['requirements_status']['env']['state'],"
-        " 'heavy': sorted(m for m in ('torch', 'onnxruntime', 'audio_separator', 'msst', 'numpy', 'soundfile')"
-        " if m in sys.modules)}))\n"
+        " 'heavy': sorted(m for m in ('torch', 'onnxruntime', 'audio_separator', 'msst', 'numpy', 'soundfile',"
+        " 'pydantic') if m in sys.modules)}))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    for _ in range(2):  # the first run may validate the registry (pydantic) and remember its verdict
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1]) == {"ok": True, "env": "ready", "heavy": []}

@@ -19,9 +19,6 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-FORMAT = 1  # of the encoding below; a change must also change this file (its stamp keys the cache)
-
-
 class Frozen:
     """A read-only typed registry object (a ModelEntry, its Artifacts...): fields and recorded method results."""
 
@@ -53,8 +50,11 @@ class Frozen:
 
     __hash__ = None  # type: ignore[assignment]  # like the typed models: mutable containers inside
 
-    def __deepcopy__(self, memo: dict) -> "Frozen":
+    def __copy__(self) -> "Frozen":
         return self  # cannot be changed, so a copy may be the object itself
+
+    def __deepcopy__(self, memo: dict) -> "Frozen":
+        return self
 
     def __repr__(self) -> str:
         return f"Frozen {self._kind}({', '.join(f'{k}={v!r}' for k, v in self._values.items())})"

@@ -82,7 +82,7 @@ def test_a_frozen_entry_cannot_be_changed_and_hands_out_copies():
     listed.clear()
     assert frozen.artifacts.all() == [a for a in (frozen.artifacts.primary, frozen.artifacts.config) if a] + list(
         frozen.artifacts.additional)
-    assert copy.deepcopy(frozen) is frozen
+    assert copy.deepcopy(frozen) is frozen and copy.copy(frozen) is frozen
 
 
 def test_download_sources_fall_back_to_links_on_a_frozen_entry():

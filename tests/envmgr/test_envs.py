@@ -56,10 +56,11 @@ def test_warm_request_reuses_env_and_lock_without_resolving(manager, light):
     req, env = light
     lock_files = sorted((manager.config.cache_dir / "locks").glob("*.json"))
     mtimes = {p: p.stat().st_mtime_ns for p in lock_files}
+    builds = len(builds_of(manager, env.id))  # the session's home: other test files may have built it too
     again = manager.ensure(req)
     assert again.id == env.id and again.lock.resolved_at == env.lock.resolved_at
     assert {p: p.stat().st_mtime_ns for p in lock_files} == mtimes  # no lock was written again
-    assert len(builds_of(manager, env.id)) == 1
+    assert builds >= 1 and len(builds_of(manager, env.id)) == builds  # and nothing was built again
 
 
 def test_identical_requirements_share_an_env_and_a_different_pin_does_not(manager, light):

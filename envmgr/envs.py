@@ -31,6 +31,7 @@ from envmgr.store import LOCK_COPY, MARKER, META, Store
 from envmgr.torch_variant import variant_problems
 from envmgr.uvtool import Sources, find_uv
 from registry.errors import ExitCode, StemSepError
+from registry.settings import is_torch_requirement
 
 # progress(stage, message); stages in order: interpreter, resolve, venv, sync, health, marker, rename, ready
 
@@ -131,7 +132,7 @@ def request_for_model(entry: Any, runtime: str, config: MachineConfig | None = N
 
     overrides = list(config.overrides)
     notes = [f"machine override: {o}" for o in config.overrides]
-    machine_torch = [o for o in config.overrides if _is_torch(o)]
+    machine_torch = [o for o in config.overrides if is_torch_requirement(o)]
     if with_torch and machine_torch and torch_spec != "torch":
         _check_torch_pin(model_id, machine_torch[0], torch_spec)
     if with_torch and rdef.torch_cap_lifted and not machine_torch:
@@ -159,7 +160,7 @@ def request_for_requirements(requirements: list[str] | tuple[str, ...], *, runti
     `python` is a version ("3.11") or a specifier set; default: any Python the host would accept.
     """
     config = config or load_config()
-    torch = next((r for r in requirements if _is_torch(r)), None)
+    torch = next((r for r in requirements if is_torch_requirement(r)), None)
     if python and python[0].isdigit():
         python = f"=={python}.*" if python.count(".") < 2 else f"=={python}"
     return EnvRequest(
@@ -169,13 +170,6 @@ def request_for_requirements(requirements: list[str] | tuple[str, ...], *, runti
         extra_index_urls=tuple(config.extra_index_urls), find_links=tuple(config.find_links),
         notes=tuple(f"machine override: {o}" for o in config.overrides),
     )
-
-
-def _is_torch(requirement: str) -> bool:
-    from packaging.requirements import Requirement  # here: a warm `separate` without pins never parses one
-    from packaging.utils import canonicalize_name
-
-    return canonicalize_name(Requirement(requirement).name) == "torch"
 
 
 def _check_torch_pin(model_id: str, pin: str, torch_spec: str) -> None:

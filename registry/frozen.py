@@ -121,20 +121,26 @@ def decode(text: str) -> Any:
 
 def _tagged(value: Any) -> Any:
     if isinstance(value, Frozen):
-        return {"$": value._kind, "v": _tagged(value._values)["v"], "c": _tagged(value._calls)["v"]}
+        return {"$": value._kind, "v": _tagged_items(value._values), "c": _tagged_items(value._calls)}
     if isinstance(value, dict):
-        return {"$": "dict", "v": {key: _tagged(item) for key, item in value.items()}}
+        return {"$": "dict", "v": _tagged_items(value)}
     if isinstance(value, list):
         return [_tagged(item) for item in value]
     return value
 
 
+def _tagged_items(items: dict[str, Any]) -> dict[str, Any]:
+    return {key: _tagged(item) for key, item in items.items()}
+
+
 def _untagged(value: Any) -> Any:
     if isinstance(value, dict):
-        items = {key: _untagged(item) for key, item in value["v"].items()}
-        if value["$"] == "dict":
-            return items
-        return Frozen(value["$"], items, {key: _untagged(item) for key, item in value["c"].items()})
+        items = _untagged_items(value["v"])
+        return items if value["$"] == "dict" else Frozen(value["$"], items, _untagged_items(value["c"]))
     if isinstance(value, list):
         return [_untagged(item) for item in value]
     return value
+
+
+def _untagged_items(items: dict[str, Any]) -> dict[str, Any]:
+    return {key: _untagged(item) for key, item in items.items()}

@@ -22,7 +22,7 @@ from packaging.version import InvalidVersion, Version
 from registry.errors import ExitCode, StemSepError
 from registry.routing import RuntimeChoice, RuntimeNotAllowedError, choose_runtime
 from registry.vocab import PHASE_FIX_MAX_HZ as MAX_HZ
-from registry.settings import DEFAULT_SAMPLE_RATE, ResolvedSettings, family_of, resolve_settings
+from registry.settings import DEFAULT_SAMPLE_RATE, ResolvedSettings, family_of, is_torch_requirement, resolve_settings
 
 MODES = ("strict", "soft", "report")
 
@@ -515,7 +515,7 @@ def check_env(entry: Any, runtime: str, env: EnvFacts) -> tuple[list[Finding], d
         "torch": None if env.torch_spec is None else {
             "required": env.torch_spec, "version": env.torch, "seen_in": env.torch_seen_in,
             "build": dict(env.torch_build) if env.torch_build else None, "backend": env.torch_backend,
-            "variant": torch_variant(env), "overrides": [o for o in env.overrides if _is_torch(o)],
+            "variant": torch_variant(env), "overrides": [o for o in env.overrides if is_torch_requirement(o)],
             "notes": list(env.notes)},
         "pip": pip_rows,
     }
@@ -537,15 +537,6 @@ def _check_python(entry: Any, env: EnvFacts) -> list[Finding]:
         return [Finding("E_PYTHON_MISMATCH", f"{entry.id} needs Python {env.python_spec}; {where} {env.python}",
                         hint="install a matching Python (uv python install) or set STEMSEP_PYTHON", subject="python")]
     return []
-
-
-def _is_torch(requirement: str) -> bool:
-    from packaging.requirements import InvalidRequirement, Requirement  # here: only models with pip pins parse one
-
-    try:
-        return Requirement(requirement).name.lower() == "torch"
-    except InvalidRequirement:
-        return False
 
 
 def torch_variant(env: EnvFacts) -> Optional[str]:

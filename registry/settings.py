@@ -144,6 +144,17 @@ def pinned_version(entry: Any, runtime: str) -> Optional[str]:
         hint=f"pin an exact version, e.g. {runtime}=={default}")
 
 
+def is_torch_requirement(requirement: str) -> bool:
+    """Whether a PEP 508 requirement names torch (an invalid one does not)."""
+    from packaging.requirements import InvalidRequirement, Requirement  # here: only pinned models parse one
+    from packaging.utils import canonicalize_name
+
+    try:
+        return canonicalize_name(Requirement(requirement).name) == "torch"
+    except InvalidRequirement:
+        return False
+
+
 def exact_pin_version(pin: str) -> Optional[str]:
     """`0.47.1` from `audio-separator[cpu]==0.47.1`; None when the pin is not a single exact version."""
     from packaging.requirements import InvalidRequirement, Requirement

@@ -37,6 +37,7 @@ class EarlyWorker:
         self.hint_path = config.cache_dir / "prewarm" / f"{hashlib.sha256(self.key.encode()).hexdigest()[:16]}.json"
         self.hint: Any = None  # what the memory held when this run started
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started = False  # an early worker was spawned this run (adopted or not)
 
     def start(self) -> "EarlyWorker":
         """Start the remembered worker, if there is one that still looks runnable. Never raises."""
@@ -46,6 +47,7 @@ class EarlyWorker:
         if self._plausible(self.hint):
             try:
                 self.proc = spawn_worker(self.hint["cmd"], Path(self.hint["cwd"]))
+                self.started = True
             except (OSError, ValueError):
                 pass  # env or code copy gone: the plan starts what it needs
         return self

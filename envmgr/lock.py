@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-
 from envmgr import uvtool
 from envmgr.config import MachineConfig
 from envmgr.errors import EnvBuildError, UnresolvableError

@@ -37,7 +37,7 @@ class EarlyWorker:
         self.hint_path = config.cache_dir / "prewarm" / f"{hashlib.sha256(self.key.encode()).hexdigest()[:16]}.json"
         self.hint: Any = None  # what the memory held when this run started
         self.proc: subprocess.Popen[bytes] | None = None
-        self.started = False  # an early worker was spawned this run (adopted or not)
+        self.outcome = "none"  # what became of it, for the worker event: none | adopted | stopped
 
     def start(self) -> "EarlyWorker":
         """Start the remembered worker, if there is one that still looks runnable. Never raises."""
@@ -47,7 +47,6 @@ class EarlyWorker:
         if self._plausible(self.hint):
             try:
                 self.proc = spawn_worker(self.hint["cmd"], Path(self.hint["cwd"]))
-                self.started = True
             except (OSError, ValueError):
                 pass  # env or code copy gone: the plan starts what it needs
         return self
@@ -58,8 +57,10 @@ class EarlyWorker:
         if proc is None:
             return None
         if self._same(cmd, code_root) and proc.poll() is None:
+            self.outcome = "adopted"
             return proc
         _stop(proc)
+        self.outcome = "stopped"
         return None
 
     def remember(self, cmd: list[str], code_root: Path) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-
 @dataclass(frozen=True)
 class Override:
     """A requirement that replaces every other requirement on the same package, and why."""

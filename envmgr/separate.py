@@ -218,12 +218,10 @@ class _Worker:
             prewarm = "none"
             if self.early is not None:  # only a run's first worker can have been started early
                 self.early.remember(self.client.command(), code.root)
-                if self.early.started:
-                    prewarm = "adopted" if self.client.prestarted else "stopped"
-                self.early = None
+                prewarm, self.early = self.early.outcome, None
             self.emit({"type": "worker", "pid": self.client.pid, "protocol": self.client.hello["protocol"],
                        "python": self.client.hello["python"], "versions": ready["versions"],
-                       "device": ready["device"], "prestarted": self.client.prestarted, "prewarm": prewarm})
+                       "device": ready["device"], "prestarted": prewarm == "adopted", "prewarm": prewarm})
         return self.client
 
     def close(self) -> None:

@@ -136,7 +136,6 @@ class WorkerClient:
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
         self._threads: list[threading.Thread] = []
         self._seen_version: int | None = None  # protocol of a first line, even one our schema rejects
-        self.prestarted = False  # adopted a worker started before the host had planned (envmgr.prewarm)
 
     # --- lifecycle -------------------------------------------------------------------------------
     def command(self) -> list[str]:
@@ -151,7 +150,6 @@ class WorkerClient:
         handshake. Returns the `ready` message."""
         cmd = self.command()
         self._proc = early.take(cmd, self.code.root) if early else None
-        self.prestarted = self._proc is not None
         if self._proc is None:
             try:
                 self._proc = spawn_worker(cmd, self.code.root)

@@ -19,6 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+
 class Frozen:
     """A read-only typed registry object (a ModelEntry, its Artifacts...): fields and recorded method results."""
 

@@ -146,7 +146,7 @@ def pinned_version(entry: Any, runtime: str) -> Optional[str]:
 
 def is_torch_requirement(requirement: str) -> bool:
     """Whether a PEP 508 requirement names torch (an invalid one does not)."""
-    from packaging.requirements import InvalidRequirement, Requirement  # here: only pinned models parse one
+    from packaging.requirements import InvalidRequirement, Requirement  # here: most starts check no requirement
     from packaging.utils import canonicalize_name
 
     try:

@@ -34,7 +34,7 @@ from packaging.version import InvalidVersion, Version
 from registry.errors import ExitCode, StemSepError
 from registry.vocab import ARCHITECTURE_FAMILIES, RUNTIME_IDS
 
-# The library version a runtime uses when the model pins none (envmgr.runtime_defs pins the same).
+# The library version a runtime uses when the model pins none (envmgr.envs.runtime_defs pins the same).
 RUNTIME_DEFAULT_VERSIONS: dict[str, Optional[str]] = {
     "audio-separator": "0.47.1",
     "msst": "0.1.0",

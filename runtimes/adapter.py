@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from runtimes import protocol as p
+from runtimes.errors import JobCancelled, JobError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,21 +33,6 @@ ADAPTERS: dict[str, str] = {
     "audio-separator": "runtimes.audio_separator.adapter:AudioSeparatorAdapter",
     "msst": "runtimes.msst.adapter:MsstAdapter",
 }
-
-
-class JobError(Exception):
-    """A job failed for a reason the adapter understands: reported as `error{code, message, hint}`."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
-
-
-class JobCancelled(JobError):
-    def __init__(self) -> None:
-        super().__init__(p.E_CANCELLED, "the job was cancelled")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 
 from runtimes import protocol as p
-from runtimes.adapter import JobError
+from runtimes.errors import JobError
 
 BLOCK_FRAMES = 1 << 16  # frames per block when a file is read or checked block by block
 SUBTYPES = {"wav": "FLOAT", "flac": "PCM_24"}

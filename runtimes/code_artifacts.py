@@ -29,7 +29,8 @@ from types import ModuleType
 from typing import Any, Mapping
 
 from runtimes import protocol as p
-from runtimes.adapter import Job, JobError
+from runtimes.adapter import Job
+from runtimes.errors import JobError
 
 _loaded: dict[str, ModuleType] = {}  # sha256 -> module: the same file loads once per worker
 

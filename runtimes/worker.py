@@ -133,7 +133,8 @@ class Worker:
                     self._cancelled.discard(msg["job"])
 
     def run_job(self, msg: dict[str, Any]) -> None:
-        from runtimes.adapter import Job, JobCancelled, JobContext, JobError
+        from runtimes.adapter import Job, JobContext
+        from runtimes.errors import JobCancelled, JobError
 
         started = time.monotonic()
         job = Job.from_message(msg)
@@ -176,7 +177,7 @@ def _format(exc: BaseException) -> str:
 
 
 def _check_job(job: Any) -> None:
-    from runtimes.adapter import JobError
+    from runtimes.errors import JobError
 
     if job.output_format not in p.OUTPUT_FORMATS:
         raise JobError(p.E_BAD_JOB, f"unknown output format {job.output_format!r}",
@@ -203,7 +204,8 @@ def _stage(stems: Any, job: Any, staging: Path, ctx: Any) -> list[tuple[Path, st
     """Write array stems into the staging dir (file stems are there already). Returns (temp, final name, info)."""
     import soundfile as sf
 
-    from runtimes.adapter import JobError, StemArray
+    from runtimes.adapter import StemArray
+    from runtimes.errors import JobError
 
     staged, names = [], set()
     total = len(stems)
@@ -244,7 +246,7 @@ def _write_array(path: Path, stem: Any, fmt: str, ctx: Any) -> None:
 
 def _commit(staged: list[tuple[Path, str, dict[str, Any]]], job: Any) -> list[dict[str, Any]]:
     """Rename every staged file into place; if one rename fails, take back the ones already done."""
-    from runtimes.adapter import JobError
+    from runtimes.errors import JobError
 
     done: list[dict[str, Any]] = []
     try:
@@ -289,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
                       "message": p.version_mismatch(args.host_protocol, p.PROTOCOL_VERSION),
                       "hint": "host and worker code come from different StemSep versions; reinstall stemsep"})
         return 3
-    from runtimes.adapter import JobError, load_adapter
+    from runtimes.adapter import load_adapter
+    from runtimes.errors import JobError
 
     try:
         _run_test_hook()

@@ -189,7 +189,7 @@ def _setup(registry: Optional[list[Path]]):
     """(machine config, models by id, get(id)): the registry files `models list/show` read (packaged or
     STEMSEP_REGISTRY, the user's overlays, --registry files)."""
     from envmgr.config import load_config
-    from envmgr.registry_files import load
+    from envmgr.catalog.registry_files import load
 
     loaded = load(registry or ())
     return load_config(), loaded.models, loaded.get
@@ -221,7 +221,7 @@ def _raise_failures(failures: list[tuple[str, StemSepError]], total: int) -> Non
         return
     if len(failures) == 1:
         raise failures[0][1]
-    from envmgr.cli.main import report_error
+    from envmgr.cli.outcome import report_error
 
     for _model, err in failures:
         report_error(err)

@@ -1,6 +1,6 @@
 """`stemsep setup` and `stemsep env list|show|lock|rm|prune|config`.
 
-Heavy work (resolving, building) happens in envmgr.envs; this module parses flags and prints.
+Heavy work (resolving, building) happens in envmgr.envs.manager; this module parses flags and prints.
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ def setup(
     offline: Optional[bool] = _OFFLINE, use_uv: Optional[bool] = _UV,
 ) -> None:
     """Build every env the selected models need (one per runtime + requirement set)."""
-    from envmgr.envs import EnvManager
-    from envmgr.setup_plan import plan_setup
+    from envmgr.envs.manager import EnvManager
+    from envmgr.envs.setup_plan import plan_setup
 
     config = _config(python, torch_backend, index_url, extra_index_url, find_links, override, constraint,
                      offline, use_uv)
@@ -185,7 +185,7 @@ def _setup_table(results: list[dict], skipped: list[dict]) -> None:
 # -- stemsep env ... ------------------------------------------------------------------------------
 
 def _manager():
-    from envmgr.envs import EnvManager
+    from envmgr.envs.manager import EnvManager
 
     return EnvManager(_config())
 
@@ -280,7 +280,7 @@ def env_lock(env_id: str = typer.Argument(..., help="Env id (or a unique prefix)
     """Print (or export) the hash-pinned lock an env was built from; `uv pip sync` / `pip install
     --require-hashes -r` reproduce it."""
     from envmgr.fsutil import atomic_write_text
-    from envmgr.store import LOCK_COPY
+    from envmgr.envs.store import LOCK_COPY
 
     manager = _manager()
     resolved = _resolve_id(manager, env_id)
@@ -329,7 +329,7 @@ def env_prune(
     as_json: bool = _JSON,
 ) -> None:
     """Remove broken envs and build leftovers, plus envs selected by the options (least recently used first)."""
-    from envmgr.prune import choose_prunable
+    from envmgr.envs.prune import choose_prunable
     from envmgr.sizes import human, parse_size
 
     manager = _manager()

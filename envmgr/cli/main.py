@@ -11,6 +11,7 @@ import sys
 import typer
 
 from envmgr.cli import artifacts_cmd, env_cmd, models_cmd, preflight_cmd, registry_cmd, separate_cmd, trust_cmd
+from envmgr.cli.outcome import report_error
 from registry.errors import StemSepError
 
 app = typer.Typer(
@@ -28,19 +29,6 @@ app.add_typer(env_cmd.app, name="env")
 env_cmd.register_top_level(app)  # `stemsep setup`
 separate_cmd.register(app)  # `stemsep separate`
 preflight_cmd.register(app)  # `stemsep preflight`
-
-
-def report_error(err: StemSepError) -> None:
-    """Print what, why and what to do on stderr."""
-    from rich.console import Console
-    from rich.markup import escape  # messages quote pins like `msst[bs-roformer]`: not markup
-
-    console = Console(stderr=True, highlight=False)
-    console.print(f"[bold red]error[/] [dim]({escape(err.code)})[/]: {escape(err.message)}")
-    if err.why:
-        console.print(f"  [bold]why:[/] {escape(err.why)}")
-    if err.hint:
-        console.print(f"  [bold]what to do:[/] {escape(err.hint)}")
 
 
 def run() -> None:

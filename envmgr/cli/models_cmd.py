@@ -1,6 +1,6 @@
 """`stemsep models list` and `stemsep models show ID`: explore the registry.
 
-`list` reads the cached listing index (envmgr.model_index) so a warm run imports neither pydantic nor
+`list` reads the cached listing index (envmgr.catalog.model_index) so a warm run imports neither pydantic nor
 numpy; `show` loads the full typed registry and explains the model in plain language.
 Other `models` subcommands (download, import, status, rm) live in artifacts_cmd.
 """
@@ -31,8 +31,8 @@ def list_models(
     as_json: bool = _JSON,
 ) -> None:
     """List models, one row each (filters combine)."""
-    from envmgr.model_index import filter_rows, load_rows
-    from envmgr.registry_files import cache_dir, registry_files
+    from envmgr.catalog.model_index import filter_rows, load_rows
+    from envmgr.catalog.registry_files import cache_dir, registry_files
 
     paths, overlays = registry_files(registry or ())
     rows = filter_rows(load_rows(paths, overlays, cache_dir()), role=role, runtime=runtime, arch=arch, stem=stem,
@@ -85,8 +85,8 @@ def show_model(
 ) -> None:
     """Explain a model: where it runs and why not elsewhere, requirements, manual steps, Phase Fix,
     recommended settings per runtime in that runtime's native terms."""
-    from envmgr.model_explain import explain_model, render_explanation
-    from envmgr.registry_files import load
+    from envmgr.catalog.model_explain import explain_model, render_explanation
+    from envmgr.catalog.registry_files import load
 
     reg = load(registry or ())
     entry = reg.get(model_id)

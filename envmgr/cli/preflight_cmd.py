@@ -81,7 +81,7 @@ def preflight(
 ) -> None:
     """Check whether a separation job may start: input audio, model, runtime, settings, artifacts, env
     requirements, manual steps, Phase Fix. Starts, builds and downloads nothing."""
-    from envmgr.preflight import PreflightRequest, run_preflight
+    from envmgr.preflight.run import PreflightRequest, run_preflight
 
     params = {"lowHz": low_hz, "highHz": high_hz, "highFreqWeight": high_freq_weight}
     request = PreflightRequest(
@@ -122,7 +122,7 @@ def render(report: dict[str, Any]) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from registry.preflight_rules import human_size
+    from envmgr.preflight.rules import human_size
 
     console = Console(highlight=False)
     resolved, status = report["resolved"], report["resolved"]["requirements_status"]

@@ -34,7 +34,7 @@ def validate(
 
     overlays: list[Path] = []
     if not paths:  # what the tool loads: the packaged (or STEMSEP_REGISTRY) files, then the user's, compat
-        from envmgr.registry_files import registry_files
+        from envmgr.catalog.registry_files import registry_files
 
         paths, overlays = registry_files()
     report = validate_files(paths, mode=mode, overlays=overlays)

@@ -52,8 +52,8 @@ def separate(
 ) -> None:
     """Separate audio files into stems. Stem files are named `<input>_(<stem>)_<model>.<format>`."""
     from envmgr.config import load_config
-    from envmgr.prewarm import EarlyWorker
-    from envmgr.worker_client import Cancelled, Timeouts
+    from envmgr.worker.prewarm import EarlyWorker
+    from envmgr.worker.client import Cancelled, Timeouts
 
     emit = _json_emit if as_json else None
     view = early = None
@@ -61,7 +61,7 @@ def separate(
         # First thing, before planning imports the registry types: the worker's imports overlap it.
         config = load_config()
         early = EarlyWorker(config, list(dict.fromkeys(model or [])), runtime).start()
-        from envmgr.separate import plan_separation, run_separation
+        from envmgr.jobs.separate import plan_separation, run_separation
 
         # Every model passes preflight before any of them starts.
         plans = [plan_separation(list(inputs), one, runtime, output_dir, fmt.lower(), config=config, enforcement=enforcement,

@@ -1,7 +1,7 @@
 """`stemsep models trust MODEL FILE`: let code from a model's file run, after you have reviewed it: a code
 artifact the registry does not pin by sha256, or a checkpoint the registry marks `unsafe_pickle` (full
 unpickling runs whatever code the pickle carries; the same consent as `--allow-unsafe-pickle`). Trust is
-recorded for that exact content (envmgr/code_trust.py); `--revoke` takes it back, `--list` shows what you
+recorded for that exact content (envmgr/preflight/code_trust.py); `--revoke` takes it back, `--list` shows what you
 trusted.
 """
 
@@ -34,10 +34,10 @@ def trust(
 ) -> None:
     """Trust a model's code artifact, or allow full unpickling of its unsafe_pickle checkpoint (its current
     content in the model store), so workers may run it."""
-    from envmgr import code_trust
+    from envmgr.preflight import code_trust
     from envmgr.artifacts import ArtifactStore
     from envmgr.config import load_config
-    from envmgr.registry_files import load
+    from envmgr.catalog.registry_files import load
 
     config = load_config()
     entry = load(registry or ()).get(model)

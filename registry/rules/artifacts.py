@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from registry.rules import Hit, ModelContext, model_rule, repeats
+from registry.rules.base import Hit, ModelContext, model_rule, repeats
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)

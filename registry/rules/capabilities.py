@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from registry.rules import Hit, ModelContext, model_rule, repeats
+from registry.rules.base import Hit, ModelContext, model_rule, repeats
 
 STEM = re.compile(r"^[a-z0-9]+(?:[_-][a-z0-9]+)*$")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from registry.rules import Hit, ModelContext, model_rule
+from registry.rules.base import Hit, ModelContext, model_rule
 
 GUIDE_SOURCE = re.compile(r"^deton24_guide\.txt:L\d+(?:-L?\d+)?$")
 URL = re.compile(r"^https?://\S+$", re.IGNORECASE)

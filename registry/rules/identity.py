@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from registry.rules import DocumentContext, Hit, ModelContext, document_rule, model_rule
+from registry.rules.base import DocumentContext, Hit, ModelContext, document_rule, model_rule
 from registry.vocab import ARCHITECTURE_FAMILIES
 
 SLUG = re.compile(r"^[a-z0-9]+(?:[-._][a-z0-9]+)*$")

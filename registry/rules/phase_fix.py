@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from registry.rules import Hit, ModelContext, model_rule
+from registry.rules.base import Hit, ModelContext, model_rule
 from registry.vocab import PHASE_FIX_MAX_HZ as MAX_HZ
 
 PARAMS = ("phase_fix", "recommended_params")

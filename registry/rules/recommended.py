@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from registry.rules import Hit, ModelContext, model_rule
+from registry.rules.base import Hit, ModelContext, model_rule
 from registry.settings import family_of, native_overlap_meaning, pinned_version, settings_rule, SettingsError
 from registry.vocab import LEGACY_OVERLAP_MEANINGS, OVERLAP_MEANINGS, RUNTIME_IDS
 

@@ -8,7 +8,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from registry.rules import Hit, ModelContext, model_rule
+from registry.rules.base import Hit, ModelContext, model_rule
 from registry.settings import exact_pin_version
 from registry.vocab import RUNTIME_LIBRARIES
 

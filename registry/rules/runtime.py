@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from registry.rules import Hit, ModelContext, model_rule, repeats
+from registry.rules.base import Hit, ModelContext, model_rule, repeats
 from registry.vocab import RUNTIME_IDS
 
 

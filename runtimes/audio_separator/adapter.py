@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from runtimes import protocol as p
-from runtimes.adapter import Adapter, Job, JobContext, JobError, RuntimeInfo, StemArray, StemFile
+from runtimes.adapter import Adapter, Job, JobContext, RuntimeInfo, StemArray, StemFile
+from runtimes.errors import JobError
 from runtimes.stem_names import declared_stems, registry_spelling
 from runtimes.tqdm_bridge import TqdmBridge
 

@@ -18,7 +18,8 @@ import json
 from typing import Any
 
 from runtimes import protocol as p
-from runtimes.adapter import Adapter, Job, JobContext, JobError, RuntimeInfo, StemArray, StemFile
+from runtimes.adapter import Adapter, Job, JobContext, RuntimeInfo, StemArray, StemFile
+from runtimes.errors import JobError
 
 MODEL_TYPES: dict[str, str] = {
     "dsp_center_split": "runtimes.legacy.dsp:CenterSplit",

@@ -20,7 +20,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from runtimes import protocol as p
-from runtimes.adapter import Adapter, Job, JobContext, JobError, RuntimeInfo, StemArray
+from runtimes.adapter import Adapter, Job, JobContext, RuntimeInfo, StemArray
+from runtimes.errors import JobError
 from runtimes.stem_names import declared_stems, registry_spelling, residual_stem
 from runtimes.tqdm_bridge import TqdmBridge
 

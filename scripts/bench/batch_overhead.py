@@ -40,10 +40,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from envmgr.config import load_config
-    from envmgr.envs import EnvManager, request_for_model
-    from envmgr.separate import plan_separation
-    from envmgr.worker_client import WorkerClient
-    from envmgr.worker_code import ensure_worker_code
+    from envmgr.envs.manager import EnvManager
+    from envmgr.envs.request import request_for_model
+    from envmgr.jobs.separate import plan_separation
+    from envmgr.worker.client import WorkerClient
+    from envmgr.worker.code_copy import ensure_worker_code
 
     config = load_config()
     with tempfile.TemporaryDirectory() as tmp:

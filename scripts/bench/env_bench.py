@@ -29,10 +29,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from envmgr import uvtool  # noqa: E402
+from envmgr.envs import uvtool  # noqa: E402
 from envmgr.config import load_config  # noqa: E402
-from envmgr.envs import EnvManager, request_for_model  # noqa: E402
-from envmgr.health import env_python, probe  # noqa: E402
+from envmgr.envs.manager import EnvManager  # noqa: E402
+from envmgr.envs.request import request_for_model
+from envmgr.envs.health import env_python, probe  # noqa: E402
 from envmgr.sizes import disk_usage, human  # noqa: E402
 from registry.model import ModelEntry  # noqa: E402
 

@@ -39,9 +39,10 @@ import soundfile as sf  # noqa: E402
 import yaml  # noqa: E402
 
 from envmgr.config import load_config  # noqa: E402
-from envmgr.envs import EnvManager, request_for_model, request_for_requirements  # noqa: E402
-from envmgr.worker_client import Timeouts, WorkerClient  # noqa: E402
-from envmgr.worker_code import ensure_worker_code  # noqa: E402
+from envmgr.envs.manager import EnvManager  # noqa: E402
+from envmgr.envs.request import request_for_model, request_for_requirements
+from envmgr.worker.client import Timeouts, WorkerClient  # noqa: E402
+from envmgr.worker.code_copy import ensure_worker_code  # noqa: E402
 from registry.model import ModelEntry  # noqa: E402
 
 CONFIGS = REPO / "tests" / "fixtures" / "msst-configs"

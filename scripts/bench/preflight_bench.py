@@ -74,9 +74,10 @@ def measure(home: Path, runs: int) -> None:
                                                                            "models": [MODEL]}))
     from envmgr.artifacts import ArtifactStore
     from envmgr.config import load_config
-    from envmgr.envs import EnvManager, request_for_model
-    from envmgr.preflight import PreflightRequest, run_preflight
-    from envmgr.registry_files import registry_files
+    from envmgr.envs.manager import EnvManager
+    from envmgr.envs.request import request_for_model
+    from envmgr.preflight.run import PreflightRequest, run_preflight
+    from envmgr.catalog.registry_files import registry_files
     from registry.loader import load_registry
 
     config = load_config()
@@ -100,7 +101,7 @@ def measure(home: Path, runs: int) -> None:
         return took
 
     stemsep = str(Path(sys.executable).with_name("stemsep"))
-    load = ("from envmgr.registry_files import registry_files; from registry.loader import load_registry; "
+    load = ("from envmgr.catalog.registry_files import registry_files; from registry.loader import load_registry; "
             "b, o = registry_files(); load_registry(paths=b, overlays=o)")
     probes = {
         "floor": lambda: _timed([sys.executable, "-c", "pass"]),

@@ -32,7 +32,7 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     from envmgr.config import load_config
-    from envmgr.worker_code import ensure_worker_code
+    from envmgr.worker.code_copy import ensure_worker_code
     from tests.runtimes.conftest import (SEGM_CODE, demo_clip, job, make_checkpoint, model_entry, runtime_env,
                                          sha256, start_worker, tiny_config, write_yaml)
 

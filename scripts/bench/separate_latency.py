@@ -8,7 +8,7 @@ libs>"` in the same env (what any worker must pay before it can do anything). Me
   worker code hash, spawn, hello, ready, job) until the first `progress` event;
 - cli: a fresh `stemsep separate --json` process until its first `progress` line (adds the host's
   own interpreter start and CLI imports); the worker it ran last time for the same model arguments
-  starts before planning (envmgr.prewarm), as on a user's machine from the second run on;
+  starts before planning (envmgr.worker.prewarm), as on a user's machine from the second run on;
 - cli-cold: the same with `STEMSEP_PREWARM=0`: a first run, or prewarm turned off.
 Each is the median of --runs runs (after one warm-up); the env is built first if needed.
 
@@ -44,7 +44,7 @@ def _floor(python: Path, modules: tuple[str, ...]) -> float:
 
 
 def _api(model: str | None, out: Path) -> float:
-    from envmgr.separate import plan_separation, run_separation
+    from envmgr.jobs.separate import plan_separation, run_separation
 
     t0 = time.perf_counter()
     first: list[float] = []
@@ -112,9 +112,10 @@ def main() -> None:
         args.model = _tiny_roformer(Path(tempfile.mkdtemp(prefix="stemsep-latency-")))
 
     from envmgr.config import load_config
-    from envmgr.envs import EnvManager, request_for_model
-    from envmgr.runtime_defs import RUNTIMES
-    from envmgr.separate import plan_separation
+    from envmgr.envs.manager import EnvManager
+    from envmgr.envs.request import request_for_model
+    from envmgr.envs.runtime_defs import RUNTIMES
+    from envmgr.jobs.separate import plan_separation
 
     config = load_config()
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from envmgr.config import load_config
-from envmgr.envs import EnvManager, EnvRequest
+from envmgr.envs.manager import EnvManager
+from envmgr.envs.request import EnvRequest
 
 
 def main() -> None:

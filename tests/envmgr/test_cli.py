@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from envmgr.config import load_config
-from envmgr.envs import EnvManager
+from envmgr.envs.manager import EnvManager
 from registry.errors import ExitCode
 
 from .conftest import cli, light_entry, write_registry

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from envmgr.config import load_config
-from envmgr.envs import EnvManager, request_for_model
-from envmgr.store import MARKER, Store
+from envmgr.envs.manager import EnvManager
+from envmgr.envs.request import request_for_model
+from envmgr.envs.store import MARKER, Store
 
 from .conftest import light_entry, spawn_ensure
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from envmgr.config import load_config
-from envmgr.builder import late_packages
-from envmgr.envs import EnvManager, request_for_model, request_for_requirements
-from envmgr.lock import Lock
-from envmgr.store import MARKER, META, Store
+from envmgr.envs.builder import late_packages
+from envmgr.envs.manager import EnvManager
+from envmgr.envs.request import request_for_model, request_for_requirements
+from envmgr.envs.lock import Lock
+from envmgr.envs.store import MARKER, META, Store
 from envmgr.fsutil import read_json
 
 from .conftest import entry, light_entry
@@ -122,7 +123,7 @@ def test_a_health_import_of_a_late_package_still_gives_a_healthy_env(store_confi
 
 
 def test_a_failed_early_import_gives_no_findings_and_a_passed_one_gives_them_all(manager, light):
-    from envmgr.health import ImportCheck
+    from envmgr.envs.health import ImportCheck
 
     _req, env = light
     failed = ImportCheck(env.path, ("filelock", "numpy"))

@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from envmgr.prune import choose_prunable
+from envmgr.envs.prune import choose_prunable
 from envmgr.sizes import disk_usage, parse_size
-from envmgr.store import MARKER, Store
+from envmgr.envs.store import MARKER, Store
 
 DAY = 86400.0
 

@@ -6,10 +6,10 @@ import pytest
 from packaging.requirements import Requirement
 
 from envmgr.config import load_config
-from envmgr.envs import request_for_model
+from envmgr.envs.request import request_for_model
 from envmgr.errors import UnresolvableError
-from envmgr.interpreters import model_python_spec
-from envmgr.runtime_defs import RUNTIMES
+from envmgr.envs.interpreters import model_python_spec
+from envmgr.envs.runtime_defs import RUNTIMES
 from registry.errors import ExitCode, StemSepError
 
 from .conftest import entry
@@ -135,7 +135,7 @@ def test_python_min_max_semantics(lo, hi, inside, outside):
     (None, "cpu", [], "not installed"),
 ])
 def test_torch_variant_check(info, backend, overrides, problem):
-    from envmgr.torch_variant import variant_problems
+    from envmgr.envs.torch_variant import variant_problems
 
     problems = variant_problems(info, backend=backend, overrides=overrides)
     if problem is None:

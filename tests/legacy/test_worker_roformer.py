@@ -16,8 +16,8 @@ import pytest
 import soundfile as sf
 
 from envmgr.config import load_config
-from envmgr.worker_client import Cancelled, JobFailed, Timeouts, WorkerClient
-from envmgr.worker_code import ensure_worker_code
+from envmgr.worker.client import Cancelled, JobFailed, Timeouts, WorkerClient
+from envmgr.worker.code_copy import ensure_worker_code
 from tests.legacy.conftest import DEMO_MIX, ours_ok, run_ours
 
 pytestmark = pytest.mark.envs  # builds real uv envs (stemsep-legacy torch, msst 0.1.0)

@@ -96,7 +96,8 @@ def load_with(tmp_path: Path, *models: dict[str, Any], default: str | None = Non
 @pytest.fixture(scope="session")
 def light_env(stemsep_home: Path) -> Any:
     """The stemsep-legacy env without torch (numpy + soundfile) every DSP test model runs in: real, uv-built."""
-    from envmgr.envs import EnvManager, request_for_model
+    from envmgr.envs.manager import EnvManager
+    from envmgr.envs.request import request_for_model
     from registry.model import ModelEntry
 
     manager = EnvManager()
@@ -114,7 +115,7 @@ def config(tmp_path: Path, stemsep_home: Path) -> Any:
 
 @pytest.fixture(scope="session")
 def schema_validator() -> jsonschema.Draft202012Validator:
-    from envmgr.preflight import load_schema
+    from envmgr.preflight.run import load_schema
 
     schema = load_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -127,7 +128,7 @@ Run = Callable[..., Any]
 @pytest.fixture
 def run(config: Any, registry: Any, schema_validator: jsonschema.Draft202012Validator) -> Run:
     """run(inputs, model, **request fields) -> Preflight; every report is validated against the schema."""
-    from envmgr.preflight import PreflightRequest, run_preflight
+    from envmgr.preflight.run import PreflightRequest, run_preflight
 
     def call(inputs: list[Path], model: str | None = None, *, registry_: Any = None, config_: Any = None,
              **fields: Any) -> Any:

@@ -1,4 +1,4 @@
-"""envmgr.audio_probe (libsndfile through ctypes, no numpy) says exactly what soundfile says about real
+"""envmgr.preflight.audio_probe (libsndfile through ctypes, no numpy) says exactly what soundfile says about real
 files of many formats, subtypes, rates and channel counts, and refuses what soundfile cannot read; the
 host's input probe (preflight) never imports numpy."""
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from envmgr import audio_probe
+from envmgr.preflight import audio_probe
 
 CASES = [  # (format, subtype, sample rate, channels, seconds)
     ("WAV", "PCM_16", 44100, 2, 0.5), ("WAV", "PCM_24", 48000, 1, 0.3), ("WAV", "PCM_32", 22050, 2, 0.2),
@@ -75,7 +75,7 @@ def test_what_soundfile_cannot_decode_is_refused(tmp_path: Path, make: str) -> N
 
 def test_the_host_input_probe_never_imports_numpy(tmp_path: Path) -> None:
     demo = Path(__file__).resolve().parents[2] / "scripts" / "demo" / "demo_mix.flac"
-    code = ("import sys; from pathlib import Path; from envmgr.preflight import probe_audio; "
+    code = ("import sys; from pathlib import Path; from envmgr.preflight.run import probe_audio; "
             f"f = probe_audio(Path({str(demo)!r})); assert f.format == 'FLAC' and f.frames > 0, f; "
             "print('numpy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -84,7 +84,7 @@ def test_the_host_input_probe_never_imports_numpy(tmp_path: Path) -> None:
 
 def test_without_a_loadable_libsndfile_preflight_reads_inputs_through_soundfile(tmp_path: Path,
                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from envmgr.preflight import probe_audio
+    from envmgr.preflight.run import probe_audio
 
     def missing() -> None:
         raise audio_probe.LibraryMissing("no libsndfile here")

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from registry import preflight_rules as rules
+from envmgr.preflight import rules
 from registry.errors import StemSepError
 from tests.preflight.conftest import STEPS, codes, dsp, load_with, write_audio
 
@@ -77,7 +77,7 @@ class T:
             else:
                 target.write_bytes(data if stored == b"right" else stored)
         if trust is not None:  # the user reviewed a file with these bytes and trusted it
-            from envmgr.code_trust import trust as record_trust
+            from envmgr.preflight.code_trust import trust as record_trust
 
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(trust)
@@ -126,21 +126,21 @@ def _torch(**kw: Any) -> dict[str, Any]:
 
 
 def _cuda_build_in_cpu_env() -> tuple[str, ...]:
-    """What envmgr.torch_variant finds in an env holding a CUDA torch when the machine asks for the CPU build."""
-    from envmgr.torch_variant import variant_problems
+    """What envmgr.envs.torch_variant finds in an env holding a CUDA torch when the machine asks for the CPU build."""
+    from envmgr.envs.torch_variant import variant_problems
 
     return tuple(variant_problems({"version": "2.13.0+cu126", "cuda": "12.6", "hip": None}, backend="cpu",
                                   overrides=["torch==2.13.0+cpu"]))
 
 
 def _channels(t: T, path: Path, model: str, runtime: str) -> set[str]:
-    from envmgr.preflight import probe_audio
+    from envmgr.preflight.run import probe_audio
 
     return {f.code for f in rules.check_channels(probe_audio(path), t.entry(model), runtime)}
 
 
 def _rate(t: T, rate: int, model: str = VIPERX) -> set[str]:
-    from envmgr.preflight import probe_audio
+    from envmgr.preflight.run import probe_audio
 
     path = t.audio(f"r{rate}.wav", rate=rate)
     return {f.code for f in rules.check_sample_rate(probe_audio(path), t.entry(model))}
@@ -184,8 +184,9 @@ def _invalid_entry() -> Any:
 def _broken(t: T, broken: bool) -> set[str]:
     """A real env in a private store; a crash mid-build leaves it without its marker: broken."""
     from envmgr.config import load_config
-    from envmgr.envs import EnvManager, request_for_model
-    from envmgr.store import MARKER
+    from envmgr.envs.manager import EnvManager
+    from envmgr.envs.request import request_for_model
+    from envmgr.envs.store import MARKER
 
     config = load_config(env_store=t.tmp / "envs", model_store=t.config.model_store, state_dir=t.config.state_dir)
     env = EnvManager(config).ensure(request_for_model(t.entry("pf-dsp"), "stemsep-legacy", config))
@@ -203,7 +204,7 @@ def _unreachable_index(t: T) -> set[str]:
 
 
 def _torch_override(t: T, runtime: str, model: str) -> set[str]:
-    from envmgr.preflight import env_facts
+    from envmgr.preflight.run import env_facts
 
     entry = t.entry(model)
     return {f.code for f in rules.check_env(entry, runtime, env_facts(entry, runtime, t.config, resolve=False))[0]}

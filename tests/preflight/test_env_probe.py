@@ -25,7 +25,7 @@ def private_config(tmp_path: Path) -> Any:
 
 
 def _uv_pip(config: Any, python: Path, *args: str) -> None:
-    from envmgr.uvtool import find_uv, uv_env
+    from envmgr.envs.uvtool import find_uv, uv_env
 
     uv = find_uv(config)
     if uv is None:
@@ -35,7 +35,8 @@ def _uv_pip(config: Any, python: Path, *args: str) -> None:
 
 
 def test_pip_requirement_is_probed_inside_the_env(tmp_path: Path, run: Any, private_config: Any, song: Path) -> None:
-    from envmgr.envs import EnvManager, request_for_model
+    from envmgr.envs.manager import EnvManager
+    from envmgr.envs.request import request_for_model
 
     registry = load_with(tmp_path, dsp("pf-pip", requirements={"pip": {"packages": [f"{HOST_PACKAGE}>=3.12"]}}))
     entry = registry.get("pf-pip")

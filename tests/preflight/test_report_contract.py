@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from envmgr.artifacts import ArtifactState
-from registry import preflight_rules as rules
+from envmgr.preflight import rules
 from tests.conftest import REPO
 
 DOC = REPO / "docs" / "preflight.md"
@@ -57,7 +57,7 @@ def test_schema_rejects_malformed_reports(tmp_path: Path, run: Any, schema_valid
 
 def test_preflight_imports_no_torch(tmp_path: Path, light_env: Any) -> None:
     """In a fresh process, a full preflight of a model whose env exists leaves torch unimported, and numpy
-    too: the input probe calls libsndfile directly (envmgr.audio_probe), ~80 ms less per CLI start. Once the
+    too: the input probe calls libsndfile directly (envmgr.preflight.audio_probe), ~80 ms less per CLI start. Once the
     registry's verdict is remembered, pydantic too: the model is read frozen (registry.frozen), ~0.2 s less."""
     from tests.preflight.conftest import write_audio
 
@@ -65,7 +65,7 @@ def test_preflight_imports_no_torch(tmp_path: Path, light_env: Any) -> None:
     code = (
         "import json, sys\n"
         "from pathlib import Path\n"
-        "from envmgr.preflight import PreflightRequest, run_preflight\n"
+        "from envmgr.preflight.run import PreflightRequest, run_preflight\n"
         f"r = run_preflight(PreflightRequest([Path({str(song)!r})], 'builtin-center-split'))\n"
         "print(json.dumps({'ok': r.can_proceed, 'env': r.report['resolved']['requirements_status']['env']['state'],"
         " 'heavy': sorted(m for m in ('torch', 'onnxruntime', 'audio_separator', 'msst', 'numpy', 'soundfile',"

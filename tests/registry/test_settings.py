@@ -180,7 +180,7 @@ def test_runtime_without_semantics_for_the_model_is_refused():
 
 def test_default_versions_match_the_env_pins():
     """registry cannot import envmgr; this keeps the two statements of the default pins in step."""
-    from envmgr.runtime_defs import RUNTIMES
+    from envmgr.envs.runtime_defs import RUNTIMES
     from registry.settings import RUNTIME_DEFAULT_VERSIONS
 
     for runtime, version in RUNTIME_DEFAULT_VERSIONS.items():

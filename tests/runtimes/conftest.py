@@ -85,7 +85,8 @@ def model_entry(model_id: str, runtimes: list[str], *, model_type: str = "bs_rof
 
 def runtime_env(runtime: str, pip: tuple[str, ...] = ()) -> Any:
     """The env `stemsep separate` builds for a BS-Roformer on `runtime` with these pip packages."""
-    from envmgr.envs import EnvManager, request_for_model
+    from envmgr.envs.manager import EnvManager
+    from envmgr.envs.request import request_for_model
     from registry.model import ModelEntry
 
     manager = EnvManager()
@@ -99,7 +100,7 @@ def runtime_env(runtime: str, pip: tuple[str, ...] = ()) -> Any:
 @pytest.fixture(scope="session", autouse=True)
 def single_threaded_torch() -> Iterator[None]:
     before = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"  # passed on to workers (envmgr.worker_client)
+    os.environ["OMP_NUM_THREADS"] = "1"  # passed on to workers (envmgr.worker.process)
     yield
     if before is None:
         os.environ.pop("OMP_NUM_THREADS", None)
@@ -110,11 +111,11 @@ def single_threaded_torch() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def network_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Every worker these tests start runs cut off the network (the hook logs any attempt here)."""
-    from envmgr.worker_client import TEST_HOOK_ENV
+    from envmgr.worker.process import TEST_HOOK_ENV
 
     hook, log = offline_hook(tmp_path_factory.mktemp("offline"))
     before = os.environ.get(TEST_HOOK_ENV)
-    os.environ[TEST_HOOK_ENV] = str(hook)  # passed on to every worker (envmgr.worker_client)
+    os.environ[TEST_HOOK_ENV] = str(hook)  # passed on to every worker (envmgr.worker.process)
     yield log
     if before is None:
         os.environ.pop(TEST_HOOK_ENV, None)
@@ -123,7 +124,7 @@ def network_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def start_worker(env: Any, runtime: str, code: Any) -> Any:
-    from envmgr.worker_client import WorkerClient
+    from envmgr.worker.client import WorkerClient
 
     client = WorkerClient(env.python, runtime, code, env_id=env.id)
     client.start()
@@ -162,7 +163,7 @@ def audio_separator_env(stemsep_home: Path) -> Any:
 @pytest.fixture(scope="session")
 def worker_code(stemsep_home: Path) -> Any:
     from envmgr.config import load_config
-    from envmgr.worker_code import ensure_worker_code
+    from envmgr.worker.code_copy import ensure_worker_code
 
     return ensure_worker_code(load_config().cache_dir)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from envmgr.worker_client import JobFailed
+from envmgr.worker.client import JobFailed
 from tests.runtimes.conftest import job, model_entry, read_stems
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from envmgr.worker_client import Cancelled
+from envmgr.worker.client import Cancelled
 from registry.errors import ExitCode
 from tests.runtimes.conftest import demo_clip, job, model_entry
 

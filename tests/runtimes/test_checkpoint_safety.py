@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from envmgr.worker_client import JobFailed
+from envmgr.worker.client import JobFailed
 from tests.runtimes.conftest import job, model_entry, pickled_checkpoint
 
 

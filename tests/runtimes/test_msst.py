@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from envmgr.worker_client import JobFailed
+from envmgr.worker.client import JobFailed
 from tests.runtimes.conftest import (FNO_CODE, SEGM_CODE, job, make_checkpoint, model_entry, read_stems, sha256,
                                      start_worker, tiny_config, write_yaml)
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from envmgr.config import load_config
-from envmgr.envs import EnvManager, request_for_requirements
+from envmgr.envs.manager import EnvManager
+from envmgr.envs.request import request_for_requirements
 
 PROBE = "stemsep-build-probe"
 

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from envmgr.worker_client import TEST_HOOK_ENV
+from envmgr.worker.process import TEST_HOOK_ENV
 from tests.artifacts.httpserver import FileServer
 from tests.runtimes.conftest import FNO_CODE, FNO_PIN, SEGM_CODE, model_entry, sha256
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from envmgr.config import load_config
-from envmgr.envs import EnvManager, request_for_requirements
+from envmgr.envs.manager import EnvManager
+from envmgr.envs.request import request_for_requirements
 
 
 def env_python(requirements: list[str], *, python: str | None = None) -> Path:

@@ -22,7 +22,8 @@ DSP_MODEL = {"id": "builtin-center-split", "runtime": {"allowed": ["stemsep-lega
 @pytest.fixture(scope="session")
 def dsp_env(stemsep_home: Path) -> Any:
     """The light stemsep-legacy env (no torch), built by the real EnvManager with uv."""
-    from envmgr.envs import EnvManager, request_for_model
+    from envmgr.envs.manager import EnvManager
+    from envmgr.envs.request import request_for_model
 
     manager = EnvManager()
     return manager.ensure(request_for_model(ModelEntry.model_validate(DSP_MODEL), "stemsep-legacy", manager.config))
@@ -31,7 +32,7 @@ def dsp_env(stemsep_home: Path) -> Any:
 @pytest.fixture(scope="session")
 def worker_code(stemsep_home: Path) -> Any:
     from envmgr.config import load_config
-    from envmgr.worker_code import ensure_worker_code
+    from envmgr.worker.code_copy import ensure_worker_code
 
     return ensure_worker_code(load_config().cache_dir)
 

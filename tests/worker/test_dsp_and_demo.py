@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from runtimes.adapter import JobCancelled
+from runtimes.errors import JobCancelled
 from runtimes.legacy.dsp import CenterSplitParams, center_split
 from tests.conftest import REPO
 from tests.worker.conftest import DEMO_MIX

@@ -12,7 +12,7 @@ import ast
 import re
 from pathlib import Path
 
-from envmgr.worker_client import exit_code_for
+from envmgr.worker.client import exit_code_for
 from runtimes import protocol as p
 from tests.conftest import REPO
 

@@ -1,4 +1,4 @@
-"""The early worker (envmgr.prewarm) through real `stemsep separate` processes: the second run with the
+"""The early worker (envmgr.worker.prewarm) through real `stemsep separate` processes: the second run with the
 same model arguments adopts the worker started before planning and gives the same stems; an early
 worker the plan does not want is stopped (no process left); nothing outside our env store is ever
 started from a remembered command; `prewarm = false` turns it off."""

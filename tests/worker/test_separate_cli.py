@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from envmgr.worker_client import TEST_HOOK_ENV
+from envmgr.worker.process import TEST_HOOK_ENV
 from tests.worker.conftest import DEMO_MIX, FAULT_HOOK
 
 DEFAULT_MODEL = "builtin-center-split"

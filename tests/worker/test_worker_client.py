@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from envmgr.worker_client import (
-    TEST_HOOK_ENV, Cancelled, JobFailed, Timeouts, WorkerClient, WorkerError, WorkerTimeout, worker_env,
-)
-from envmgr.worker_code import WorkerCode
+from envmgr.worker.client import Cancelled, JobFailed, Timeouts, WorkerClient, WorkerError, WorkerTimeout
+from envmgr.worker.code_copy import WorkerCode
+from envmgr.worker.process import TEST_HOOK_ENV, worker_env
 from registry.errors import ExitCode
 from runtimes import protocol as p
 from tests.worker.conftest import DEMO_MIX, FAULT_HOOK, make_job

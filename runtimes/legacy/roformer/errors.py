@@ -7,7 +7,7 @@ They subclass the adapter's JobError, so the stemsep-legacy adapter passes them 
 from __future__ import annotations
 
 from runtimes import protocol as p
-from runtimes.adapter import JobError
+from runtimes.errors import JobError
 
 
 class RoformerError(JobError):

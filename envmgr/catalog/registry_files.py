@@ -57,7 +57,7 @@ def overlay_registry_files(extra: Sequence[Path] = ()) -> list[Path]:
 def load(extra: Sequence[Path] = ()) -> Any:
     """The registry the CLI works with (a `registry.loader.Registry`). Its semantic validation runs once
     per change of the files; later loads reuse the remembered clean verdict."""
-    from envmgr.model_index import VERDICT_NAME
+    from envmgr.catalog.model_index import VERDICT_NAME
     from registry.loader import load_registry
 
     base, overlays = registry_files(extra)

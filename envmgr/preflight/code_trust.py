@@ -13,7 +13,7 @@ Trust names a sha256, never a file name alone: a changed file is untrusted again
 and the worker hashes code once more right before running it). The host passes the trusted
 sha256 to the worker in the job's model entry (`pin_trusted_code`), so the worker applies one rule:
 code runs only when its sha256 equals the one in the job. Consent to unpickling travels as the job's
-`settings.allow_unsafe_pickle` (envmgr/separate.py), set only when preflight found it for every
+`settings.allow_unsafe_pickle` (envmgr/jobs/separate.py), set only when preflight found it for every
 flagged checkpoint of the model.
 """
 
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from envmgr.confirmations import record_path
+from envmgr.preflight.confirmations import record_path
 from envmgr.fsutil import atomic_write_json, read_json
 from registry.errors import ExitCode, StemSepError
 

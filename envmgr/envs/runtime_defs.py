@@ -71,7 +71,7 @@ def _onnx_flavour(torch_backend: str) -> str:
     if torch_backend.startswith("cu"):
         return "gpu"
     if torch_backend == "auto":
-        from envmgr.torch_variant import detect_nvidia
+        from envmgr.envs.torch_variant import detect_nvidia
 
         return "gpu" if detect_nvidia() else "cpu"
     return "cpu"

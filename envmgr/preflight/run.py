@@ -1,13 +1,14 @@
-"""Preflight orchestration: gather the facts a job depends on, apply registry.preflight_rules, build the report.
+"""Preflight orchestration: gather the facts a job depends on, apply the rules, build the report.
 
-Facts: the input files (header + a first decoded block, via libsndfile: envmgr.audio_probe), the registry entry and its
-routing, the model store (artifact states, no network), the env (state from the env store and the
-cached lock; the model's pip packages probed with the env's own interpreter when it exists), the
-user's records (confirmed manual steps, trusted code) and the machine's GPUs. Nothing here imports
-torch or builds, downloads or writes anything, except a manual-step confirmation or a consent to
-unpickling (--allow-unsafe-pickle) the user asks to record. The report's shape is in docs/preflight.md and envmgr/preflight.schema.json.
+Facts: the input files (header + a first decoded block, via libsndfile: audio_probe), the registry
+entry and its routing, the model store (artifact states, no network), the env (state from the env
+store and the cached lock; the model's pip packages probed with the env's own interpreter when it
+exists), the user's records (confirmed manual steps, trusted code) and the machine's GPUs. Gathering
+imports no torch and builds, downloads or writes nothing; what the user stated on this run
+(--confirm-manual-steps, --allow-unsafe-pickle) is recorded after the decision, in one place
+(consent.py). The report's shape is in docs/preflight.md and preflight.schema.json beside this file.
 
-`separate` calls `run_preflight` first and starts nothing unless `can_proceed` (envmgr/separate.py).
+`separate` calls `run_preflight` first and starts nothing unless `can_proceed` (envmgr/jobs/).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from registry import preflight_rules as rules
+from envmgr.preflight import rules
+from envmgr.preflight.consent import PickleConsent, Statements, record_statements
 from registry.errors import ExitCode, StemSepError
 
 REPORT_SCHEMA_VERSION = 1
@@ -123,6 +125,7 @@ def run_preflight(request: PreflightRequest, *, config: Any = None, registry: An
         raise StemSepError(f"unknown enforcement mode {request.enforcement!r}", code="E_USAGE",
                            exit_code=ExitCode.USAGE, hint="use strict, soft or report")
     findings: list[rules.Finding] = []
+    statements = Statements()  # what the user stated on this run: recorded once the decision is made
     inputs = _absolute_unique(request.inputs)
     audio = [probe_audio(p) for p in inputs]
     if not inputs:
@@ -147,10 +150,12 @@ def run_preflight(request: PreflightRequest, *, config: Any = None, registry: An
             settings, found = rules.resolve_job_settings(entry, resolution.runtime, dict(request.settings))
             findings += found
         found, status["artifacts"] = rules.check_artifacts(
-            entry.id, artifact_facts(entry, config, request.allow_unsafe_pickle), require_hashes=request.require_hashes,
+            entry.id, artifact_facts(entry, config, request.allow_unsafe_pickle, statements),
+            require_hashes=request.require_hashes,
             download=request.download, allow_unsafe_pickle=request.allow_unsafe_pickle)
         findings += found
-        found, status["manual_steps"] = _manual_steps(entry, config, request.confirm_manual_steps, status["artifacts"])
+        found, status["manual_steps"] = _manual_steps(entry, config, request.confirm_manual_steps, status["artifacts"],
+                                                      statements)
         findings += found
         if resolution.runtime:
             # Resolving a lock that is not cached takes seconds (and the network): skip it when the job is
@@ -168,6 +173,7 @@ def run_preflight(request: PreflightRequest, *, config: Any = None, registry: An
     findings += extra
     report = _report(request, mode, config, decision, findings, audio, entry, resolution, settings, phase_fix,
                      status, time.perf_counter() - started)
+    record_statements(config.state_dir, statements)
     return Preflight(report, decision, entry, resolution, settings, inputs, findings)
 
 
@@ -202,7 +208,7 @@ def probe_audio(path: Path) -> rules.AudioFacts:
         return rules.AudioFacts(name, read_error=exc.strerror or str(exc), size=st.st_size)
     if st.st_size == 0:
         return rules.AudioFacts(name, size=0)
-    from envmgr import audio_probe
+    from envmgr.preflight import audio_probe
 
     try:
         info = audio_probe.read_info(name, DECODE_PROBE_FRAMES)
@@ -229,7 +235,7 @@ def _audio_facts_with_soundfile(name: str, size: int) -> rules.AudioFacts:
 
 
 def _load_registry() -> Any:
-    from envmgr.registry_files import load
+    from envmgr.catalog.registry_files import load
 
     return load()  # the same files `stemsep models list` and `separate` read
 
@@ -247,7 +253,8 @@ def _find_model(registry: Any, model_id: Optional[str], findings: list[rules.Fin
         return None
 
 
-def artifact_facts(entry: Any, config: Any, allow_unsafe_pickle: bool = False) -> list[rules.ArtifactFacts]:
+def artifact_facts(entry: Any, config: Any, allow_unsafe_pickle: bool = False,
+                   statements: Statements | None = None) -> list[rules.ArtifactFacts]:
     """Each artifact's state in the model store (hashes only files it has not recorded yet; no network), with
     the user's trust in code and consent to unpickling (`allow_unsafe_pickle`: given on this run, and recorded)."""
     if not entry.artifacts.all():
@@ -265,14 +272,17 @@ def artifact_facts(entry: Any, config: Any, allow_unsafe_pickle: bool = False) -
         size=s.size, expected_size=s.expected_size, sources=tuple(s.sources), path=str(s.path), detail=s.detail,
         unsafe_pickle=bool(getattr(by_name.get(s.filename), "unsafe_pickle", False)),
         trusted_sha256=trusted.get(s.filename)) for s in states]
-    return [replace(f, **_pickle_consent(config, entry.id, f, allow_unsafe_pickle)) if f.unsafe_pickle else f
-            for f in facts]
+    statements = statements if statements is not None else Statements()
+    return [replace(f, **_pickle_consent(config, entry.id, f, allow_unsafe_pickle, statements)) if f.unsafe_pickle
+            else f for f in facts]
 
 
-def _pickle_consent(config: Any, model_id: str, facts: rules.ArtifactFacts, allow: bool) -> dict[str, Any]:
+def _pickle_consent(config: Any, model_id: str, facts: rules.ArtifactFacts, allow: bool,
+                    statements: Statements) -> dict[str, Any]:
     """Whether the user allowed full unpickling of this checkpoint: on this run (`allow`, then remembered for the
-    file's content: the registry's sha256 pin, else the stored file's), or earlier for this very content."""
-    from envmgr import code_trust
+    file's content: the registry's sha256 pin, else the stored file's), or earlier for this very content.
+    Writes nothing: a consent given on this run goes into `statements`, recorded after the decision."""
+    from envmgr.preflight import code_trust
 
     content = (facts.expected_sha256 or facts.sha256 or "").lower() or None
     recorded = code_trust.trusted_sha256(config.state_dir, model_id, facts.filename)
@@ -281,7 +291,8 @@ def _pickle_consent(config: Any, model_id: str, facts: rules.ArtifactFacts, allo
             return {"pickle_consent": "flag", "pickle_consent_note": "not remembered: the registry pins no sha256 "
                     "and the file is not in the model store yet, so there is no content to remember it for"}
         if recorded != content:  # the user's statement, remembered for this content only
-            code_trust.record(config.state_dir, model_id, facts.filename, content, Path(facts.path or facts.filename))
+            statements.pickle_consents.append(
+                PickleConsent(model_id, facts.filename, content, Path(facts.path or facts.filename)))
         return {"pickle_consent": "flag", "pickle_consent_note": f"remembered for sha256 {content[:12]}..."}
     if content is not None and recorded == content:
         return {"pickle_consent": "recorded", "pickle_consent_note": f"sha256 {content[:12]}..."}
@@ -290,7 +301,7 @@ def _pickle_consent(config: Any, model_id: str, facts: rules.ArtifactFacts, allo
 
 def trusted_code(config: Any, entry: Any) -> dict[str, str]:
     """filename -> the sha256 the user trusted (`stemsep models trust`), for the model's unpinned code artifacts."""
-    from envmgr import code_trust
+    from envmgr.preflight import code_trust
 
     out = {}
     for artifact in entry.artifacts.all():
@@ -301,9 +312,9 @@ def trusted_code(config: Any, entry: Any) -> dict[str, str]:
     return out
 
 
-def _manual_steps(entry: Any, config: Any, confirm: bool, artifact_rows: list[dict[str, Any]]
-                  ) -> tuple[list[rules.Finding], list[dict[str, Any]]]:
-    from envmgr.confirmations import confirm_steps, confirmed_steps
+def _manual_steps(entry: Any, config: Any, confirm: bool, artifact_rows: list[dict[str, Any]],
+                  statements: Statements) -> tuple[list[rules.Finding], list[dict[str, Any]]]:
+    from envmgr.preflight.confirmations import confirmed_steps
 
     if not entry.requirements.manual_steps:
         return [], []
@@ -311,8 +322,8 @@ def _manual_steps(entry: Any, config: Any, confirm: bool, artifact_rows: list[di
     if confirm:
         _, rows = rules.check_manual_steps(entry, confirmed, artifact_rows)
         waiting = [r["text"] for r in rows if r["state"] == "unconfirmed"]
-        if waiting:
-            confirm_steps(config.state_dir, entry.id, waiting)  # the user's statement: remembered for this model
+        if waiting:  # the user's statement: recorded for this model after the decision
+            statements.confirmed_steps[entry.id] = waiting
             confirmed |= set(waiting)
     return rules.check_manual_steps(entry, confirmed, artifact_rows)
 
@@ -363,13 +374,14 @@ def _distribution_names(requirements: list[str]) -> dict[str, str]:
 
 def env_facts(entry: Any, runtime: str, config: Any, *, resolve: bool = True) -> rules.EnvFacts:
     """The model's env: its state, Python and torch (had or would get), the model's pip packages."""
-    from envmgr.envs import EnvManager, env_id_for, request_for_model
+    from envmgr.envs.manager import EnvManager, env_id_for
+    from envmgr.envs.request import request_for_model
     from envmgr.errors import NoInterpreterError, UnresolvableError
     from envmgr.fsutil import read_json
-    from envmgr.health import env_python
-    from envmgr.runtime_defs import RUNTIMES
-    from envmgr.store import META
-    from envmgr.torch_variant import detect_nvidia, variant_problems
+    from envmgr.envs.health import env_python
+    from envmgr.envs.runtime_defs import RUNTIMES
+    from envmgr.envs.store import META
+    from envmgr.envs.torch_variant import detect_nvidia, variant_problems
 
     machine = {"nvidia": detect_nvidia(), "rocm": os.path.exists("/dev/kfd")}
     try:

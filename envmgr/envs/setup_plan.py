@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from envmgr.config import MachineConfig
-from envmgr.envs import EnvRequest, request_for_model
+from envmgr.envs.request import EnvRequest, request_for_model
 from registry.errors import ExitCode, StemSepError
 
 
@@ -23,10 +23,10 @@ class Plan:
 
 
 def load_models(extra: tuple[str, ...] = ()):
-    """The registry the CLI reads everywhere (envmgr.registry_files), plus `extra` overlay files."""
+    """The registry the CLI reads everywhere (envmgr.catalog.registry_files), plus `extra` overlay files."""
     from pathlib import Path
 
-    from envmgr.registry_files import load
+    from envmgr.catalog.registry_files import load
 
     return load([Path(p) for p in extra])
 

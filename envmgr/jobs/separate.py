@@ -1,6 +1,6 @@
 """Orchestration of `stemsep separate`: plan a run, get its env, drive one worker through the inputs.
 
-`plan_separation` decides whether the job may start: it runs preflight (envmgr/preflight.py) and
+`plan_separation` decides whether the job may start: it runs preflight (envmgr/preflight/run.py) and
 raises `PreflightBlocked` when preflight says no, before anything is downloaded, built or started.
 Inputs preflight blocks while others may run are skipped (reported as failed inputs of the batch).
 
@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from envmgr.worker_client import Cancelled, Timeouts, WorkerClient
+from envmgr.worker.client import Cancelled, Timeouts, WorkerClient
 from registry.errors import ExitCode, StemSepError
 
 if TYPE_CHECKING:
-    from envmgr.prewarm import EarlyWorker
+    from envmgr.worker.prewarm import EarlyWorker
 
 Emit = Callable[[dict[str, Any]], None]
 DEFAULT_OUTPUT_DIR = Path("separated")  # relative to the current dir, like demucs' `separated/`
@@ -58,7 +58,7 @@ class Plan:
     output_dir: Path
     output_format: str
     warnings: tuple[str, ...] = ()
-    preflight: Any = None  # envmgr.preflight.Preflight: the report the job was allowed by
+    preflight: Any = None  # envmgr.preflight.run.Preflight: the report the job was allowed by
     skipped: tuple[tuple[Path, StemSepError], ...] = ()  # inputs preflight blocked; the others run
     download: bool = True  # fetch downloadable artifacts before the env is built
     trusted_code: dict[str, str] = field(default_factory=dict)  # code filename -> sha256 the user trusted
@@ -70,7 +70,7 @@ class Plan:
         return names, template
 
     def job_message(self, input_path: Path) -> dict[str, Any]:
-        from envmgr.code_trust import pin_trusted_code
+        from envmgr.preflight.code_trust import pin_trusted_code
 
         names, template = self.output_names(input_path)
         model = pin_trusted_code(self.model.to_json(), self.trusted_code)  # the worker checks one pin
@@ -98,8 +98,8 @@ def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: st
     `emit` receives the report as a `preflight` event either way. The job's settings carry
     `allow_unsafe_pickle: true` only when preflight found your consent for the model's flagged checkpoints."""
     from envmgr.config import load_config
-    from envmgr.preflight import PreflightRequest, run_preflight, trusted_code
-    from envmgr.registry_files import load
+    from envmgr.preflight.run import PreflightRequest, run_preflight, trusted_code
+    from envmgr.catalog.registry_files import load
 
     if output_format not in FORMATS:
         raise OutputError(f"unknown output format {output_format!r}", hint=f"use one of: {', '.join(FORMATS)}")
@@ -161,7 +161,7 @@ def run_separation(plan: Plan | Sequence[Plan], emit: Emit, *, config: Any = Non
     same env and runtime share the worker (a model's own code loads beside the library's classes).
     Raises Cancelled on Ctrl-C and BatchFailed (or the single input's own error) when inputs failed; the
     events say which. In a multi-model batch, a model that cannot start (download, env build) fails its
-    inputs and the next model runs. `early` (envmgr.prewarm): a worker started before planning, adopted
+    inputs and the next model runs. `early` (envmgr.worker.prewarm): a worker started before planning, adopted
     when the first worker needed is that very one."""
     from envmgr.config import load_config
 
@@ -232,8 +232,9 @@ class _Worker:
 
 def _run_plan(plan: Plan, emit: Emit, config: Any, worker: _Worker) -> list[Outcome]:
     """One model: its artifacts, its env, the batch's worker for that env for all its inputs."""
-    from envmgr.envs import EnvManager, request_for_model
-    from envmgr.worker_code import ensure_worker_code
+    from envmgr.envs.manager import EnvManager
+    from envmgr.envs.request import request_for_model
+    from envmgr.worker.code_copy import ensure_worker_code
 
     emit({"type": "plan", "model": plan.model.id, "runtime": plan.runtime, "runtime_reason": plan.runtime_reason,
           "inputs": [str(p) for p in plan.inputs], "output_dir": str(plan.output_dir),

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import queue
 import shutil
 import signal
@@ -29,20 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from envmgr.worker_code import WorkerCode
+from envmgr.worker.code_copy import WorkerCode
+from envmgr.worker.process import signal_group, spawn_worker
 from registry.errors import ExitCode, StemSepError
 from runtimes import protocol as p
 
 if TYPE_CHECKING:
-    from envmgr.prewarm import EarlyWorker
+    from envmgr.worker.prewarm import EarlyWorker
 
-TEST_HOOK_ENV = "STEMSEP_WORKER_TEST_HOOK"  # passed through to the worker when set (tests only)
-# What a worker may inherit from the host's environment: locale, temp dirs, device selection, thread
-# counts, library caches. Never PYTHONPATH/PYTHONHOME/VIRTUAL_ENV: the env must not see host packages.
-_PASS_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP", "SYSTEMROOT",
-             "COMSPEC", "WINDIR", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
-             "ROCR_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-             "TORCH_HOME", "XDG_CACHE_HOME", TEST_HOOK_ENV)
 _STDERR_TAIL_LINES = 60
 
 
@@ -100,22 +93,6 @@ class Timeouts:
 
 def staging_dir(output_dir: Path, job: str) -> Path:
     return output_dir / p.staging_dir_name(job)
-
-
-def spawn_worker(cmd: list[str], code_root: Path) -> subprocess.Popen[bytes]:
-    """Start a worker process: pipes on all three streams, its own session (a terminal's Ctrl-C reaches
-    the host only), cwd the code copy (`-m` puts the cwd first on sys.path: a user's dir could shadow
-    modules)."""
-    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=code_root, env=worker_env(code_root), start_new_session=True)
-
-
-def worker_env(code_root: Path, base: dict[str, str] | None = None) -> dict[str, str]:
-    base = os.environ if base is None else base
-    env = {k: v for k, v in base.items() if k in _PASS_ENV or k.startswith("LC_")}
-    env.update(PYTHONPATH=str(code_root), PYTHONNOUSERSITE="1", PYTHONIOENCODING="utf-8:backslashreplace",
-               PYTHONUNBUFFERED="1")
-    return env
 
 
 class WorkerClient:
@@ -412,15 +389,6 @@ class WorkerClient:
         if tail:
             parts.append("worker stderr (last lines):\n    " + "\n    ".join(tail.splitlines()[-20:]))
         return "\n".join(parts)
-
-
-def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)  # the worker leads its own session: its children go too
-        if sig == signal.SIGTERM:
-            os.killpg(proc.pid, signal.SIGCONT)  # a stopped (frozen) worker must wake to act on SIGTERM
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _last_line(text: str | None) -> str:

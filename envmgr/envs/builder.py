@@ -11,15 +11,13 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
-from envmgr import uvtool
+from envmgr.envs import uvtool
 from envmgr.config import MachineConfig
-from envmgr.health import env_python
-from envmgr.lock import Lock, classify_failure
-
-if TYPE_CHECKING:
-    from envmgr.envs import EnvRequest
+from envmgr.envs.health import env_python
+from envmgr.envs.lock import Lock, classify_failure
+from envmgr.envs.request import EnvRequest
 
 Progress = Callable[[str, str], None]
 

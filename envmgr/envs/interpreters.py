@@ -14,7 +14,7 @@ from pathlib import Path
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from envmgr import uvtool
+from envmgr.envs import uvtool
 from envmgr.config import MachineConfig
 from envmgr.errors import NoInterpreterError
 from envmgr.fsutil import atomic_write_json, read_json

@@ -23,7 +23,7 @@ from typing import Any
 from envmgr.config import MachineConfig
 from envmgr.errors import StoreError
 from envmgr.fsutil import atomic_write_json, read_json
-from envmgr.worker_client import signal_group, spawn_worker
+from envmgr.worker.process import signal_group, spawn_worker
 
 _WORKER_ARGS = ["-s", "-m", "runtimes.worker"]
 

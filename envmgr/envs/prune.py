@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from envmgr.sizes import disk_usage
-from envmgr.store import EnvRecord
+from envmgr.envs.store import EnvRecord
 
 
 def _recency(record: EnvRecord) -> float:

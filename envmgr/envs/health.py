@@ -15,7 +15,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from envmgr import uvtool
+from envmgr.envs import uvtool
 
 # Runs inside the env (stdlib only). argv: the mode, the module to import, then modules that must be
 # findable. "full" runs straight through; "staged" imports, then waits for a line on stdin (the host's

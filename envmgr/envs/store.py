@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envmgr.fsutil import atomic_write_json, ensure_dir, read_json, store_error
-from envmgr.health import quick_check
+from envmgr.envs.health import quick_check
 
 if TYPE_CHECKING:
     from filelock import FileLock

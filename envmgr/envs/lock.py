@@ -1,6 +1,6 @@
 """Resolving an env request to a lock with `uv pip compile --generate-hashes`, cached per request.
 
-The lock pins exact versions and artifact hashes; the env id is derived from it (see envmgr.envs), so a
+The lock pins exact versions and artifact hashes; the env id is derived from it (see envmgr.envs.manager), so a
 new upstream release changes nothing until the lock is refreshed, and two requests that resolve to the
 same packages share one env. A cached lock means a warm `separate` spawns no resolver.
 """
@@ -17,16 +17,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from envmgr import uvtool
+from envmgr.envs import uvtool
 from envmgr.config import MachineConfig
 from envmgr.errors import EnvBuildError, UnresolvableError
 from envmgr.fsutil import atomic_write_json, ensure_dir, read_json, store_error
-from envmgr.interpreters import Interpreter
+from envmgr.envs.interpreters import Interpreter
+from envmgr.envs.request import EnvRequest
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
 
-    from envmgr.envs import EnvRequest
 
 # packaging and filelock are imported where used: a warm `separate` reads a cached lock and needs neither
 # (~40 ms of its start).

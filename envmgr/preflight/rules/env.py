@@ -1,0 +1,180 @@
+"""Requirements against the env: Python, torch and its CUDA/ROCm build, pip pins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from registry.errors import StemSepError
+from registry.settings import is_torch_requirement
+from envmgr.preflight.rules.codes import Finding, from_error
+
+
+@dataclass(frozen=True)
+class PipFacts:
+    requirement: str
+    installed: Optional[str] = None  # version found (env) or locked (lock)
+    seen_in: Optional[str] = None  # env: probed with the env's interpreter | lock: would be installed | None
+
+
+@dataclass(frozen=True)
+class EnvFacts:
+    state: str  # ready | needs_build | broken | unresolvable | no_interpreter | unknown | invalid | not_checked
+    env_id: Optional[str] = None
+    path: Optional[str] = None
+    problem: Optional[str] = None
+    error: Optional[StemSepError] = None  # what stopped the request or the resolution
+    python_spec: Optional[str] = None  # the env request's range (runtime's and model's)
+    python: Optional[str] = None  # the env's Python, or the interpreter it would get
+    python_seen_in: Optional[str] = None  # env | interpreter
+    torch_spec: Optional[str] = None  # None: this env has no torch
+    torch: Optional[str] = None  # the env's torch version, or the lock's
+    torch_seen_in: Optional[str] = None  # env | lock
+    torch_build: Optional[Mapping[str, Any]] = None  # {"cuda", "hip"} of a built env
+    torch_variant_problems: tuple[str, ...] = ()  # envmgr.envs.torch_variant's verdict on a built env
+    torch_backend: str = "auto"
+    overrides: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    torch_cap_lifted: Optional[str] = None
+    pip: tuple[PipFacts, ...] = ()
+    nvidia: bool = False
+    rocm: bool = False
+
+
+def check_env(entry: Any, runtime: str, env: EnvFacts) -> tuple[list[Finding], dict[str, Any]]:
+    findings: list[Finding] = []
+    if env.state == "needs_build":
+        findings.append(Finding("W_ENV_NEEDS_BUILD", f"the {runtime} env for {entry.id} does not exist yet; it is "
+                                "built before the job starts", f"env {env.env_id}",
+                                "build it ahead of time with `stemsep setup`", subject=env.env_id))
+    elif env.state == "broken":
+        findings.append(Finding("W_ENV_BROKEN", f"the {runtime} env {env.env_id} is broken; it is rebuilt before "
+                                "the job starts", env.problem or "", "nothing to do; `stemsep env list` shows envs",
+                                subject=env.env_id))
+    elif env.state in ("unresolvable", "no_interpreter", "unknown", "invalid") and env.error is not None:
+        code = {"unresolvable": "E_ENV_UNRESOLVABLE", "no_interpreter": "E_NO_INTERPRETER",
+                "unknown": "E_ENV_RESOLVE", "invalid": "E_ENV_REQUEST"}[env.state]
+        findings.append(from_error(env.error, code, subject=env.env_id))
+    findings += _check_python(entry, env) + _check_torch(entry, runtime, env)
+    pip_rows, pip_findings = _check_pip(entry, env)
+    findings += pip_findings
+    status = {
+        "env": {"id": env.env_id, "state": env.state, "path": env.path, "problem": env.problem},
+        "python": {"required": env.python_spec, "version": env.python, "seen_in": env.python_seen_in},
+        "torch": None if env.torch_spec is None else {
+            "required": env.torch_spec, "version": env.torch, "seen_in": env.torch_seen_in,
+            "build": dict(env.torch_build) if env.torch_build else None, "backend": env.torch_backend,
+            "variant": torch_variant(env), "overrides": [o for o in env.overrides if is_torch_requirement(o)],
+            "notes": list(env.notes)},
+        "pip": pip_rows,
+    }
+    return findings, status
+
+
+def _contains(spec: str, version: Optional[str]) -> Optional[bool]:
+    if not version or not spec:
+        return None
+    try:
+        return SpecifierSet(spec).contains(Version(version), prereleases=True)
+    except (InvalidSpecifier, InvalidVersion):
+        return None
+
+
+def _check_python(entry: Any, env: EnvFacts) -> list[Finding]:
+    if env.python_spec and _contains(env.python_spec, env.python) is False:
+        where = "the env has" if env.python_seen_in == "env" else "the interpreter found is"
+        return [Finding("E_PYTHON_MISMATCH", f"{entry.id} needs Python {env.python_spec}; {where} {env.python}",
+                        hint="install a matching Python (uv python install) or set STEMSEP_PYTHON", subject="python")]
+    return []
+
+
+def torch_variant(env: EnvFacts) -> Optional[str]:
+    """cpu | cuda | rocm for a built env (from torch's version file), else what the backend asks for."""
+    if env.torch_build:
+        if env.torch_build.get("hip"):
+            return "rocm"
+        return "cuda" if env.torch_build.get("cuda") else "cpu"
+    local = None
+    if env.torch:
+        try:
+            local = Version(env.torch).local
+        except InvalidVersion:
+            pass
+    if local == "cpu" or env.torch_backend == "cpu":
+        return "cpu"
+    if (local or "").startswith("cu") or env.torch_backend.startswith("cu"):
+        return "cuda"
+    if (local or "").startswith("rocm") or env.torch_backend.startswith("rocm"):
+        return "rocm"
+    return None  # auto/none without a local label: decided at install time
+
+
+def _check_torch(entry: Any, runtime: str, env: EnvFacts) -> list[Finding]:
+    if env.torch_spec is None:
+        return []
+    findings = []
+    model_spec = env.torch_spec[len("torch"):] if env.torch_spec.startswith("torch") else ""
+    if model_spec and _contains(model_spec, env.torch) is False:
+        findings.append(Finding("E_TORCH_MISMATCH", f"{entry.id} needs {env.torch_spec}; the env "
+                                f"{'has' if env.torch_seen_in == 'env' else 'would get'} torch {env.torch}",
+                                hint="change the machine's torch override (STEMSEP_OVERRIDES) or pick another model",
+                                subject="torch"))
+    for problem in env.torch_variant_problems:
+        findings.append(Finding("E_TORCH_VARIANT", f"the {runtime} env's torch is not the requested build",
+                                problem, "remove the env (`stemsep env rm`) so it is rebuilt with the configured "
+                                "torch_backend/overrides", subject="torch"))
+    torch_req = entry.requirements.torch
+    backend = env.torch_backend
+    for prefix, builds in (("cu", torch_req.cuda), ("rocm", torch_req.rocm)):
+        if builds and backend.startswith(prefix) and backend not in builds:
+            findings.append(Finding("E_TORCH_VARIANT", f"{entry.id} supports torch builds {', '.join(builds)}; "
+                                    f"torch_backend is {backend}", hint=f"set STEMSEP_TORCH_BACKEND to one of "
+                                    f"{', '.join(builds)}", subject="torch"))
+    variant = torch_variant(env)
+    if variant == "cuda" and not env.nvidia:
+        findings.append(Finding("W_TORCH_NO_GPU", "the env gets a CUDA torch but this machine has no NVIDIA driver",
+                                "the job runs on the CPU, much slower", "set STEMSEP_TORCH_BACKEND=cpu for a "
+                                "smaller env", subject="torch"))
+    elif variant == "rocm" and not env.rocm:
+        findings.append(Finding("W_TORCH_NO_GPU", "the env gets a ROCm torch but this machine has no ROCm device",
+                                "the job runs on the CPU, much slower", "set STEMSEP_TORCH_BACKEND=cpu",
+                                subject="torch"))
+    elif variant == "cpu" and env.nvidia:
+        findings.append(Finding("W_TORCH_GPU_UNUSED", "this machine has an NVIDIA GPU but the env gets a CPU torch",
+                                f"torch_backend is {backend}", "set STEMSEP_TORCH_BACKEND=auto (or cuXXX) to use "
+                                "the GPU", subject="torch"))
+    if env.torch_cap_lifted:
+        findings.append(Finding("W_TORCH_OVERRIDE", f"{runtime}'s own torch cap is overridden in this env "
+                                f"(torch {env.torch or 'from the override'})", env.torch_cap_lifted,
+                                "if the job fails inside torch, report it with the versions shown", subject="torch"))
+    return findings
+
+
+def _check_pip(entry: Any, env: EnvFacts) -> tuple[list[dict[str, Any]], list[Finding]]:
+    rows, findings = [], []
+    if not env.pip:
+        return rows, findings
+    from packaging.requirements import Requirement  # here: only models with pip pins parse one
+
+    for p in env.pip:
+        spec = str(Requirement(p.requirement).specifier)
+        if p.seen_in == "env":
+            if p.installed is None:
+                state = "missing"
+                findings.append(Finding("E_PIP_MISSING", f"{p.requirement} is not installed in the env {env.env_id}",
+                                        "probed with the env's own interpreter", "remove the env (`stemsep env rm "
+                                        f"{env.env_id}`) so it is rebuilt", subject=p.requirement))
+            elif spec and _contains(spec, p.installed) is False:
+                state = "wrong_version"
+                findings.append(Finding("E_PIP_VERSION", f"the env {env.env_id} has {p.installed} of {p.requirement}",
+                                        "probed with the env's own interpreter", f"remove the env (`stemsep env rm "
+                                        f"{env.env_id}`) so it is rebuilt", subject=p.requirement))
+            else:
+                state = "satisfied"
+        else:
+            state = "to_install"
+        rows.append({"requirement": p.requirement, "state": state, "version": p.installed, "seen_in": p.seen_in})
+    return rows, findings

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.artifacts.conftest import REPO_ROOT, blob, files_under
+from tests.support.cli import json_events, run_cli, spawn_cli
 
 CKPT = blob(200_000, seed=31)
 CFG = b"audio:\n  chunk_size: 485100\nmodel:\n  dim: 8\n"
@@ -55,21 +54,16 @@ def overlay(tmp_path: Path, server) -> Path:
 
 
 def stemsep(home: Path, overlay: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    run_env = {k: v for k, v in os.environ.items() if k not in ("STEMSEP_MODEL_STORE", "STEMSEP_OFFLINE")}
     # COLUMNS: rich wraps messages at the terminal width; keep hashes and paths on one line.
-    run_env.update({"STEMSEP_HOME": str(home), "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "400", **(env or {})})
-    return subprocess.run([sys.executable, "-m", "envmgr.cli.main", "models", *args, "--registry", str(overlay)],
-                          capture_output=True, text=True, env=run_env, cwd=REPO_ROOT, timeout=120)
-
-
-def json_lines(out: str) -> list[dict]:
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
+    run_env = {"STEMSEP_HOME": str(home), "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "400", **(env or {})}
+    return run_cli("models", *args, "--registry", overlay, env=run_env,
+                   unset=["STEMSEP_MODEL_STORE", "STEMSEP_OFFLINE"], cwd=REPO_ROOT, timeout=120)
 
 
 def test_download_json_events_and_files(home, overlay, server):
     r = stemsep(home, overlay, "download", "test-a", "test-b", "--json")
     assert r.returncode == 0, r.stderr
-    events = json_lines(r.stdout)
+    events = json_events(r.stdout)
     kinds = {e["type"] for e in events}
     assert {"artifact.start", "artifact.progress", "artifact.done", "artifact.warning", "summary"} <= kinds
     summary = events[-2]
@@ -115,7 +109,7 @@ def test_download_all_for_runtime_uses_registry_data(home, overlay, closed_port)
     r = stemsep(home, overlay, "download", "--all-for-runtime", "msst", "--json", "--retries", "0",
                 env={"HTTP_PROXY": offline, "HTTPS_PROXY": offline, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"})
     assert r.returncode == 8
-    *_, summary, exit_event = json_lines(r.stdout)
+    *_, summary, exit_event = json_events(r.stdout)
     ok = {x["model"]: x["ok"] for x in summary["results"]}
     assert ok["test-a"] is True and ok["test-manual"] is False and "test-b" not in ok
     assert exit_event["type"] == "exit" and exit_event["exit_code"] == 8
@@ -201,9 +195,8 @@ def test_ctrl_c_keeps_the_partial_and_the_next_run_resumes(home, overlay, server
     reg.write_text(json.dumps({"models": [{"id": "test-big", "artifacts": {"primary": {
         "kind": "checkpoint", "filename": "big.ckpt", "url": url,
         "sha256": hashlib.sha256(big).hexdigest()}}}]}))
-    env = {**os.environ, "STEMSEP_HOME": str(home), "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "400"}
-    cmd = [sys.executable, "-m", "envmgr.cli.main", "models", "download", "test-big", "--registry", str(reg), "--json"]
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {"STEMSEP_HOME": str(home), "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "400"}
+    proc = spawn_cli("models", "download", "test-big", "--registry", reg, "--json", env=env, cwd=REPO_ROOT)
     for line in proc.stdout:  # wait until bytes are arriving
         if json.loads(line)["type"] == "artifact.progress" and json.loads(line)["done"] > 0:
             break

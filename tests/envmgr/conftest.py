@@ -13,6 +13,7 @@ import pytest
 
 from envmgr.config import load_config
 from registry.model import ModelEntry
+from tests.support.cli import run_cli
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -49,10 +50,7 @@ def torch_machine() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith("STEMSEP_")}
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
-    """Run the real `stemsep` CLI in a child process."""
-    return subprocess.run([sys.executable, "-m", "envmgr.cli.main", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout, cwd=REPO, **kw)
+cli = run_cli  # the real `stemsep` in a child process, run from the repo root
 
 
 def write_registry(path: Path, *models: ModelEntry, default: str | None = None) -> Path:

@@ -15,9 +15,7 @@ torch env the runtime definitions build, a real worker).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,6 +26,7 @@ import soundfile as sf
 from tests.artifacts.httpserver import FileServer
 from tests.legacy.conftest import DEMO_MIX, ours_env
 from tests.runtimes.conftest import sha256
+from tests.support.cli import home_sharing_session_envs, json_events, run_cli, write_user_registry
 
 pytestmark = pytest.mark.envs  # builds real uv envs (stemsep-legacy torch, msst 0.1.0 for the checkpoint)
 
@@ -65,25 +64,17 @@ class Cli:
     """`stemsep` with a home of its own (the overlay registry, model store, consents) and the session's envs."""
 
     def __init__(self, home: Path, models: list[dict[str, Any]]) -> None:
-        from envmgr.config import load_config
-
-        shared = load_config()
-        registries = home / "config" / "registries"
-        registries.mkdir(parents=True)
-        (registries / "pickle-models.json").write_text(json.dumps({"schema_version": "1", "models": models}))
+        write_user_registry(home, "pickle-models", models)
         self.home = home
-        self.env = dict(os.environ, STEMSEP_HOME=str(home), STEMSEP_ENV_STORE=str(shared.env_store),
-                        STEMSEP_CACHE_DIR=str(shared.cache_dir), STEMSEP_UV_CACHE_DIR=str(shared.uv_cache_dir),
-                        NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", OMP_NUM_THREADS="1",
-                        COLUMNS="200")
+        self.env = {**home_sharing_session_envs(home), "NO_PROXY": "127.0.0.1,localhost",
+                    "no_proxy": "127.0.0.1,localhost", "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
 
     def __call__(self, *args: Any, cwd: Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "envmgr.cli.main", *map(str, args)], cwd=cwd, env=self.env,
-                              capture_output=True, text=True, timeout=900)
+        return run_cli(*args, env=self.env, cwd=cwd, timeout=900)
 
     def separate(self, clip: Path, model_id: str, out: Path, *flags: str) -> tuple[int, list[dict[str, Any]], str]:
         proc = self("separate", "--json", "-o", out, clip, "-m", model_id, *flags, cwd=out.parent)
-        return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()], proc.stderr
+        return proc.returncode, json_events(proc.stdout), proc.stderr
 
     def stored(self, model_id: str) -> list[str]:
         """The checkpoints of `model_id` in this home's model store."""

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.preflight.conftest import TEST_MODELS, dsp, write_audio
+from tests.support.cli import home_sharing_session_envs, json_events, run_cli, write_user_registry
 
 ARTIFACT = b"model data " * 100
 
@@ -37,21 +36,14 @@ def env_dirs(root: Path) -> list[str]:
 def cli(tmp_path: Path, stemsep_home: Path, light_env: Any, server: Any) -> Any:
     """A CLI home of the test's own (user registry with the test models + one fetched over HTTP, model
     store, state dir), sharing the session's envs and caches unless a test points STEMSEP_ENV_STORE away."""
-    from envmgr.config import load_config
-
-    shared = load_config()
     home = tmp_path / "home"
-    (home / "config" / "registries").mkdir(parents=True)
     url = server.file("/pf/data.bin", ARTIFACT)
     fetched = dsp("pf-fetch", requirements={"pip": {"packages": ["six"]}, "manual_steps": ["Rename the file by hand"]},
                   artifacts={"additional": [{"kind": "other", "filename": "data.bin", "url": url,
                                              "sha256": hashlib.sha256(ARTIFACT).hexdigest(),
                                              "size_bytes": len(ARTIFACT)}]})
-    (home / "config" / "registries" / "test.json").write_text(
-        json.dumps({"schema_version": "1", "models": TEST_MODELS + [fetched]}))
-    env = {k: v for k, v in os.environ.items() if k != "STEMSEP_ENFORCEMENT"}
-    env.update(STEMSEP_HOME=str(home), STEMSEP_ENV_STORE=str(shared.env_store), STEMSEP_CACHE_DIR=str(shared.cache_dir),
-               STEMSEP_UV_CACHE_DIR=str(shared.uv_cache_dir), COLUMNS="200")
+    write_user_registry(home, "test", TEST_MODELS + [fetched])
+    env = {**home_sharing_session_envs(home), "COLUMNS": "200"}
 
     class Cli:
         def __init__(self) -> None:
@@ -59,11 +51,10 @@ def cli(tmp_path: Path, stemsep_home: Path, light_env: Any, server: Any) -> Any:
             self.models = home / "models"
 
         def __call__(self, *args: Any, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([sys.executable, "-m", "envmgr.cli.main", *map(str, args)], cwd=tmp_path,
-                                  env={**self.env, **(extra_env or {})}, capture_output=True, text=True, timeout=600)
+            return run_cli(*args, env={**self.env, **(extra_env or {})}, unset=["STEMSEP_ENFORCEMENT"], cwd=tmp_path)
 
         def events(self, proc: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
-            return [json.loads(line) for line in proc.stdout.splitlines()]
+            return json_events(proc.stdout)
 
     return Cli()
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.cli import run_cli
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "registry"
 VALID = FIXTURES / "valid.json"
@@ -18,16 +18,14 @@ LEGACY_QUIRKS = FIXTURES / "legacy_quirks.json"
 def stemsep(*args: str, registry: Path | None = VALID, home: Path | None = None,
             env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real CLI in a fresh process. `registry` replaces the packaged registry (STEMSEP_REGISTRY)."""
-    full = dict(os.environ)
-    full.pop("STEMSEP_REGISTRY", None)
+    overrides = {}
     if registry is not None:
-        full["STEMSEP_REGISTRY"] = str(registry)
+        overrides["STEMSEP_REGISTRY"] = str(registry)
     if home is not None:
-        full["STEMSEP_HOME"] = str(home)
-    full.update(env or {})
-    full["COLUMNS"] = "200"  # rich wraps at 80 columns when stdout is not a terminal
-    return subprocess.run([sys.executable, "-m", "envmgr.cli.main", *args], capture_output=True, text=True,
-                          env=full, timeout=120)
+        overrides["STEMSEP_HOME"] = str(home)
+    overrides.update(env or {})
+    overrides["COLUMNS"] = "200"  # rich wraps at 80 columns when stdout is not a terminal
+    return run_cli(*args, env=overrides, unset=["STEMSEP_REGISTRY"], timeout=120)
 
 
 @pytest.fixture

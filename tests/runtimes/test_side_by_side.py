@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -27,6 +26,7 @@ import soundfile as sf
 from envmgr.worker.process import TEST_HOOK_ENV
 from tests.artifacts.httpserver import FileServer
 from tests.runtimes.conftest import FNO_CODE, FNO_PIN, SEGM_CODE, model_entry, sha256
+from tests.support.cli import home_sharing_session_envs, json_events, run_cli, write_user_registry
 
 CLOSED_PORT_PROXY = "http://127.0.0.1:9"  # discard port: nothing listens; any proxied request fails
 
@@ -65,17 +65,11 @@ def registry_models(server: FileServer, tiny_bs: Any, tiny_segm: Any, tiny_fno: 
 def cli(tmp_path_factory: pytest.TempPathFactory, stemsep_home: Path, network_log: Path, server: FileServer,
         tiny_bs: Any, tiny_segm: Any, tiny_fno: Any) -> Any:
     """Runs `stemsep` with its own config dir (holding the overlay registry) and the session's env store."""
-    from envmgr.config import load_config
-
-    shared = load_config()
     home = tmp_path_factory.mktemp("cli-home")
-    registries = home / "config" / "registries"
-    registries.mkdir(parents=True)
     models = registry_models(server, tiny_bs, tiny_segm, tiny_fno)
-    env = dict(os.environ, STEMSEP_HOME=str(home), STEMSEP_ENV_STORE=str(shared.env_store),
-               STEMSEP_CACHE_DIR=str(shared.cache_dir), STEMSEP_UV_CACHE_DIR=str(shared.uv_cache_dir),
-               HTTP_PROXY=CLOSED_PORT_PROXY, HTTPS_PROXY=CLOSED_PORT_PROXY, ALL_PROXY=CLOSED_PORT_PROXY,
-               NO_PROXY="127.0.0.1,localhost", COLUMNS="120")
+    env = {**home_sharing_session_envs(home),
+           "HTTP_PROXY": CLOSED_PORT_PROXY, "HTTPS_PROXY": CLOSED_PORT_PROXY, "ALL_PROXY": CLOSED_PORT_PROXY,
+           "NO_PROXY": "127.0.0.1,localhost", "COLUMNS": "120"}
     env[TEST_HOOK_ENV] = os.environ[TEST_HOOK_ENV]  # workers: no network at all
 
     class Cli:
@@ -83,19 +77,14 @@ def cli(tmp_path_factory: pytest.TempPathFactory, stemsep_home: Path, network_lo
             self.models, self.home = models, home
 
         def write_registry(self, *entries: dict[str, Any]) -> None:
-            (registries / "test-models.json").write_text(json.dumps({"schema_version": "1", "models": list(entries)}))
+            write_user_registry(home, "test-models", list(entries))
 
         def __call__(self, *args: Any, cwd: Path) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([sys.executable, "-m", "envmgr.cli.main", *map(str, args)], cwd=cwd, env=env,
-                                  capture_output=True, text=True, timeout=900)
+            return run_cli(*args, env=env, cwd=cwd, timeout=900)
 
     runner = Cli()
     runner.write_registry(*models.values())
     return runner
-
-
-def events_of(proc: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in proc.stdout.splitlines()]
 
 
 def test_three_conflicting_models_in_one_batch(cli, clip3, network_log, tmp_path):
@@ -103,7 +92,7 @@ def test_three_conflicting_models_in_one_batch(cli, clip3, network_log, tmp_path
     out = tmp_path / "out"
     proc = cli("separate", "--json", "-o", out, clip3, *(a for i in ids for a in ("-m", i)), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    events = events_of(proc)
+    events = json_events(proc.stdout)
     assert [e["model"] for e in events if e["type"] == "plan"] == ids
     env_of = {e["model"]: e["env_id"] for e in events if e["type"] == "env_ready"}
     assert env_of["test-bs-roformer"] == env_of["test-bs-roformer-segm"]  # same requirements: one env, two codes
@@ -159,7 +148,7 @@ def test_unpinned_code_is_blocked_until_trusted(cli, clip3, tmp_path):
         assert trust.returncode == 0 and sha256(SEGM_CODE) in trust.stdout, trust.stderr
         proc = cli("separate", "--json", "-o", tmp_path / "out", "-m", segm["id"], clip3, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        report = next(e["report"] for e in events_of(proc) if e["type"] == "preflight")
+        report = next(e["report"] for e in json_events(proc.stdout) if e["type"] == "preflight")
         assert [a["trust"] for a in report["resolved"]["requirements_status"]["artifacts"] if a["kind"] == "code"] \
             == ["user_trusted"]
         assert len(list((tmp_path / "out").glob("*.wav"))) == 2

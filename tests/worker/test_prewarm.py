@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.support.cli import json_events, run_cli, spawn_cli
 from tests.worker.conftest import DEMO_MIX
 from tests.worker.test_separate_cli import cli_env  # noqa: F401 - the fixture: a CLI home with the session's envs
 
@@ -28,10 +28,9 @@ def env(cli_env: dict[str, str], tmp_path: Path) -> dict[str, str]:  # noqa: F81
 
 
 def separate(env: dict[str, str], out: Path, *args: str) -> list[dict[str, Any]]:
-    proc = subprocess.run([sys.executable, "-m", "envmgr.cli.main", "separate", "--json", str(DEMO_MIX), "-o",
-                           str(out), *args], env=env, capture_output=True, text=True, timeout=300, cwd=out.parent)
+    proc = run_cli("separate", "--json", DEMO_MIX, "-o", out, *args, env=env, timeout=300, cwd=out.parent)
     assert proc.returncode == 0, proc.stderr
-    return [json.loads(line) for line in proc.stdout.splitlines()]
+    return json_events(proc.stdout)
 
 
 def worker_event(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -87,8 +86,7 @@ def test_an_early_worker_the_plan_does_not_want_is_stopped(env: dict[str, str], 
     cmd[cmd.index("--env-id") + 1] = marker  # a real worker, but not the one the plan starts
     path.write_text(json.dumps(hint))
     events = []
-    proc = subprocess.Popen([sys.executable, "-m", "envmgr.cli.main", "separate", "--json", str(DEMO_MIX), "-o",
-                             str(tmp_path / "b")], env=env, stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    proc = spawn_cli("separate", "--json", DEMO_MIX, "-o", tmp_path / "b", env=env, cwd=tmp_path, stderr=None)
     assert proc.stdout is not None
     for line in proc.stdout:
         events.append(json.loads(line))

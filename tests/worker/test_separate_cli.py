@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 import soundfile as sf
 
 from envmgr.worker.process import TEST_HOOK_ENV
+from tests.support.cli import home_sharing_session_envs, run_cli, spawn_cli, write_user_registry
 from tests.worker.conftest import DEMO_MIX, FAULT_HOOK
 
 DEFAULT_MODEL = "builtin-center-split"
@@ -33,25 +33,15 @@ NOISY_MODEL = {**SLOW_MODEL, "id": "test-noisy-fault", "name": "test: prints gar
 
 @pytest.fixture(scope="module")
 def cli_env(tmp_path_factory: pytest.TempPathFactory, stemsep_home: Path, dsp_env: Any) -> dict[str, str]:
-    """Environment for CLI processes: own config dir (with a user registry holding the test model),
+    """What CLI processes set over os.environ: own config dir (with a user registry holding the test model),
     the session's env store and caches (so the DSP env built once is reused)."""
-    from envmgr.config import load_config
-
-    shared = load_config()
     home = tmp_path_factory.mktemp("cli-home")
-    registries = home / "config" / "registries"
-    registries.mkdir(parents=True)
-    (registries / "test-models.json").write_text(json.dumps({"schema_version": "1", "models": [SLOW_MODEL, NOISY_MODEL]}))
-    env = dict(os.environ, STEMSEP_HOME=str(home), STEMSEP_ENV_STORE=str(shared.env_store),
-               STEMSEP_CACHE_DIR=str(shared.cache_dir), STEMSEP_UV_CACHE_DIR=str(shared.uv_cache_dir),
-               COLUMNS="120")
-    env[TEST_HOOK_ENV] = str(FAULT_HOOK)
-    return env
+    write_user_registry(home, "test-models", [SLOW_MODEL, NOISY_MODEL])
+    return {**home_sharing_session_envs(home), "COLUMNS": "120", TEST_HOOK_ENV: str(FAULT_HOOK)}
 
 
 def stemsep(cli_env: dict[str, str], *args: Any, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "envmgr.cli.main", *map(str, args)], cwd=cwd, env=cli_env,
-                          capture_output=True, text=True, timeout=300)
+    return run_cli(*args, env=cli_env, cwd=cwd, timeout=300)
 
 
 def files_in(folder: Path) -> list[str]:
@@ -212,9 +202,7 @@ def test_unknown_model_and_disallowed_runtime(cli_env: dict[str, str], tmp_path:
 def test_ctrl_c_mid_job_cancels_and_leaves_nothing(cli_env: dict[str, str], tmp_path: Path) -> None:
     src = _write(tmp_path / "in.wav", _stereo(1.0))
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "envmgr.cli.main", "separate", "--json", "-m", SLOW_MODEL["id"],
-                             str(src), "-o", str(out)], cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = spawn_cli("separate", "--json", "-m", SLOW_MODEL["id"], src, "-o", out, env=cli_env, cwd=tmp_path)
     assert proc.stdout is not None
     worker_pid = None
     for line in proc.stdout:

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
 
 Route = Callable[["Handler", int], None]
+HOLD_LIMIT = 120  # seconds a held file waits for the test before it sends the rest anyway
 
 
 @dataclass
@@ -145,11 +146,15 @@ class FileServer:
 
     def file(self, path: str, data: bytes, *, ranges: bool = True, rate: Optional[int] = None,
              content_type: str = "application/octet-stream", headers: Optional[dict[str, str]] = None,
-             cut_at: Optional[int] = None, cut_times: int = 0, length: bool = True) -> str:
+             cut_at: Optional[int] = None, cut_times: int = 0, length: bool = True,
+             hold: Optional[threading.Event] = None) -> str:
         """A file with Range support (ranges=False: Range ignored) and a strong ETag.
 
         cut_at/cut_times: the first `cut_times` requests announce the full length but drop the
         connection after `cut_at` body bytes. length=False: no Content-Length, close-delimited body.
+        hold: send the first half of the body, then a byte every half second until the test sets `hold`, then
+        the rest (a download that stays in progress for as long as the test needs, whatever the machine's
+        speed; at most HOLD_LIMIT s).
         """
         etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
         self.etags[path] = etag
@@ -180,6 +185,14 @@ class FileServer:
                 h.close_connection = True
                 h.connection.shutdown(2)  # drop it mid-body
                 return
+            if hold is not None:
+                sent = len(body) // 2
+                h.write(body[:sent], rate)
+                deadline = time.monotonic() + HOLD_LIMIT
+                while not hold.wait(0.5) and time.monotonic() < deadline and sent < len(body) - 1:
+                    h.write(body[sent:sent + 1])  # a byte now and then: the client's read timeout never fires
+                    sent += 1
+                body = body[sent:]
             h.write(body, rate)
 
         return self.route(path, serve)

@@ -11,6 +11,7 @@ import pytest
 
 from tests.artifacts.conftest import REPO_ROOT, blob, files_under
 from tests.support.cli import json_events, run_cli, spawn_cli
+from tests.support.wait import wait_for
 
 CKPT = blob(200_000, seed=31)
 CFG = b"audio:\n  chunk_size: 485100\nmodel:\n  dim: 8\n"
@@ -187,10 +188,11 @@ def test_import_errors(home, overlay, tmp_path):
 
 def test_ctrl_c_keeps_the_partial_and_the_next_run_resumes(home, overlay, server, tmp_path):
     import signal
-    import time
+    import threading
 
     big = blob(3_000_000, seed=33)
-    url = server.file("/big.ckpt", big, rate=1_000_000)  # ~3 s
+    resume = threading.Event()  # until set, the download stays half done, however slow the machine
+    url = server.file("/big.ckpt", big, hold=resume)
     reg = tmp_path / "big.json"
     reg.write_text(json.dumps({"models": [{"id": "test-big", "artifacts": {"primary": {
         "kind": "checkpoint", "filename": "big.ckpt", "url": url,
@@ -200,17 +202,19 @@ def test_ctrl_c_keeps_the_partial_and_the_next_run_resumes(home, overlay, server
     for line in proc.stdout:  # wait until bytes are arriving
         if json.loads(line)["type"] == "artifact.progress" and json.loads(line)["done"] > 0:
             break
-    time.sleep(0.5)
+    partial = home / "models" / "test-big" / ".partial" / "big.ckpt"
+    wait_for(lambda: partial.is_file() and partial.stat().st_size > 0, what=f"received bytes in {partial}",
+             process=proc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert json.loads(out.splitlines()[-1])["code"] == "E_CANCELLED" and "resume" in err
-    partial = home / "models" / "test-big" / ".partial" / "big.ckpt"
     got = partial.stat().st_size
     assert 0 < got < len(big) and not (home / "models" / "test-big" / "big.ckpt").exists()
     r = stemsep(home, reg, "status", "test-big", "--json")
     assert json.loads(r.stdout)["artifacts"][0]["state"] == "partial"
 
+    resume.set()
     r = stemsep(home, reg, "download", "test-big")
     assert r.returncode == 0, r.stderr
     assert (home / "models" / "test-big" / "big.ckpt").read_bytes() == big

@@ -7,12 +7,13 @@ import json
 import os
 import subprocess
 import sys
-import time
+import threading
 
 import pytest
 
 from envmgr.artifacts.errors import StoreBusyError
 from tests.artifacts.conftest import REPO_ROOT, blob, entry, files_under
+from tests.support.wait import wait_for
 
 DATA = blob(600_000, seed=11)
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -31,14 +32,19 @@ def events_of(proc) -> list[dict]:
 
 
 def test_two_processes_download_the_same_artifact_once(server, store_root):
-    url = server.file("/slow.ckpt", DATA, rate=400_000)  # ~1.5 s, so the two runs overlap
+    half_way = threading.Event()  # the first download stays half done until the second process waits for it
+    url = server.file("/slow.ckpt", DATA, hold=half_way)
     first = spawn(store_root, url)
-    deadline = time.monotonic() + 60
-    while not server.hits_for("/slow.ckpt"):  # the first process is downloading now
-        assert time.monotonic() < deadline and first.poll() is None
-        time.sleep(0.02)
+    wait_for(lambda: server.hits_for("/slow.ckpt"), what="the first process to start downloading", process=first)
     second = spawn(store_root, url)
-    ev1, ev2 = events_of(first), events_of(second)
+    ev2 = []
+    for line in second.stdout:
+        ev2.append(json.loads(line))
+        if ev2[-1]["type"] == "artifact.waiting":
+            half_way.set()
+    half_way.set()  # (when the second never waited: let both end, the assertions below say so)
+    assert second.wait(timeout=120) == 0, second.stderr.read()
+    ev1 = events_of(first)
     [hit] = server.hits_for("/slow.ckpt")
     assert hit.status == 200 and hit.sent == len(DATA)
     assert (store_root / "m" / "model.ckpt").read_bytes() == DATA

@@ -16,6 +16,7 @@ from envmgr.config import load_config
 from envmgr.envs.manager import EnvManager
 from envmgr.envs.request import request_for_model
 from envmgr.envs.store import MARKER, Store
+from tests.support.wait import poll
 
 from .conftest import light_entry, spawn_ensure
 
@@ -44,6 +45,15 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def uv_children(pid: int) -> list[int]:
+    def is_uv(child: int) -> bool:
+        try:
+            return "uv" in Path(f"/proc/{child}/comm").read_text(errors="ignore")
+        except OSError:  # it exited since children() listed it
+            return False
+    return [c for c in children(pid) if is_uv(c)]
+
+
 def read_until(proc: subprocess.Popen, marker: str, timeout: float = 300) -> list[str]:
     lines, deadline = [], time.time() + timeout
     while time.time() < deadline:
@@ -65,16 +75,11 @@ def kill_during_sync(request_json: str, store: Path) -> bool:
     """SIGKILL the builder while `uv pip sync` runs. False when the sync finished before it was caught."""
     proc = spawn_ensure(request_json, store)
     read_until(proc, "STAGE sync")
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        uv = [c for c in children(proc.pid) if "uv" in Path(f"/proc/{c}/comm").read_text(errors="ignore")]
-        if uv:
-            os.kill(uv[0], signal.SIGSTOP)  # freeze uv mid-install, then kill the whole builder group
-            kill_group(proc)
-            return True
-        time.sleep(0.002)
+    uv = poll(lambda: uv_children(proc.pid), timeout=10, interval=0.002)
+    if uv:
+        os.kill(uv[0], signal.SIGSTOP)  # freeze uv mid-install, then kill the whole builder group
     kill_group(proc)
-    return False
+    return uv is not None
 
 
 @pytest.mark.parametrize("stage", ["sync", "health", "marker", "rename"])

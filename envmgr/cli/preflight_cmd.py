@@ -6,40 +6,22 @@ registry's blocking_reason and manual steps. `--json` prints the report (docs/pr
 when the job can proceed, 3 (PREFLIGHT_BLOCKED) when it cannot.
 
 The options shared with `separate` (enforcement, confirmations, unpickling consent, hashes, downloads, setting
-overrides)
-are defined here once; `preflight_request` turns them into a PreflightRequest.
+overrides) are declared once, in job_options.py.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from envmgr.cli.job_options import SHARED, with_job_options
 from registry.errors import ExitCode, StemSepError
 
-ENFORCEMENT = typer.Option(None, "--enforcement", help="strict (block on any error; the default), soft (block "
-                           "unless --dev-override) or report (never block). Default: the config's `enforcement`.",
-                           show_default=False)
-DEV_OVERRIDE = typer.Option(False, "--dev-override", help="With --enforcement soft: proceed despite policy errors, "
-                            "with a loud warning in the output.")
-CONFIRM_MANUAL_STEPS = typer.Option(False, "--confirm-manual-steps", help="You did the model's manual steps; "
-                                    "remembered for this model.")
-ALLOW_UNSAFE_PICKLE = typer.Option(False, "--allow-unsafe-pickle", help="Load the model's checkpoints that the "
-                                   "registry marks unsafe_pickle by full unpickling, which runs any code the file "
-                                   "carries: only for files whose source you trust. Remembered for the file's "
-                                   "content; `stemsep models trust MODEL FILE --revoke` takes it back.")
-REQUIRE_HASHES = typer.Option(False, "--require-hashes", help="Refuse artifacts without a sha256 in the registry.")
-NO_DOWNLOAD = typer.Option(False, "--no-download", help="Never download: artifacts must be in the model store.")
-OVERLAP = typer.Option(None, "--overlap", min=0.0, help="Overlap in the runtime's native meaning (divisor, ratio "
-                       "or seconds; `stemsep models show` says which). Default: the registry's recommendation.",
-                       show_default=False)
-SEGMENT_SIZE = typer.Option(None, "--segment-size", min=1, help="Segment/chunk size in the runtime's native unit. "
-                            "Default: the registry's recommendation.", show_default=False)
-BATCH_SIZE = typer.Option(None, "--batch-size", min=1, help="Chunks per batch. Default: the registry's "
-                          "recommendation.", show_default=False)
+if TYPE_CHECKING:
+    from envmgr.preflight.options import JobOptions
 
 
 def register(root: typer.Typer) -> None:
@@ -47,29 +29,13 @@ def register(root: typer.Typer) -> None:
     root.command("preflight", no_args_is_help=True)(preflight)
 
 
-def user_settings(overlap: Optional[float], segment_size: Optional[int], batch_size: Optional[int]) -> dict[str, Any]:
-    """The settings the user gave explicitly (they override the registry's recommendations)."""
-    given = {"overlap": overlap, "segment_size": segment_size, "batch_size": batch_size}
-    out = {k: v for k, v in given.items() if v is not None}
-    if isinstance(out.get("overlap"), float) and out["overlap"].is_integer() and out["overlap"] >= 1:
-        out["overlap"] = int(out["overlap"])  # `--overlap 4` is the divisor 4, not 4.0
-    return out
-
-
+@with_job_options
 def preflight(
     inputs: list[Path] = typer.Argument(..., help="Audio files the job would separate.", show_default=False),
     model: Optional[str] = typer.Option(None, "-m", "--model", help="Model id (default: the registry's default)."),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="Runtime to check, if the model allows several."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (docs/preflight.md)."),
-    enforcement: Optional[str] = ENFORCEMENT,
-    dev_override: bool = DEV_OVERRIDE,
-    confirm_manual_steps: bool = CONFIRM_MANUAL_STEPS,
-    allow_unsafe_pickle: bool = ALLOW_UNSAFE_PICKLE,
-    require_hashes: bool = REQUIRE_HASHES,
-    no_download: bool = NO_DOWNLOAD,
-    overlap: Optional[float] = OVERLAP,
-    segment_size: Optional[int] = SEGMENT_SIZE,
-    batch_size: Optional[int] = BATCH_SIZE,
+    options: JobOptions = SHARED,  # the nine options `separate` has too (envmgr/cli/job_options.py)
     phase_fix_reference: Optional[str] = typer.Option(None, "--phase-fix-reference", help="Model whose result "
                                                       "gives the phase for Phase Fix; must be a valid reference."),
     low_hz: Optional[float] = typer.Option(None, "--phase-fix-low-hz", help="Phase Fix lowHz (default: the "
@@ -84,12 +50,9 @@ def preflight(
     from envmgr.preflight.run import PreflightRequest, run_preflight
 
     params = {"lowHz": low_hz, "highHz": high_hz, "highFreqWeight": high_freq_weight}
-    request = PreflightRequest(
-        inputs=list(inputs), model_id=model, runtime=runtime, enforcement=enforcement, dev_override=dev_override,
-        confirm_manual_steps=confirm_manual_steps, allow_unsafe_pickle=allow_unsafe_pickle,
-        require_hashes=require_hashes, download=not no_download,
-        settings=user_settings(overlap, segment_size, batch_size), phase_fix_reference=phase_fix_reference,
-        phase_fix_params={k: v for k, v in params.items() if v is not None})
+    request = PreflightRequest(inputs=list(inputs), model_id=model, runtime=runtime, options=options,
+                               phase_fix_reference=phase_fix_reference,
+                               phase_fix_params={k: v for k, v in params.items() if v is not None})
     result = run_preflight(request)
     if as_json:
         typer.echo(json.dumps(result.report, indent=2))

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from envmgr.cli.preflight_cmd import (ALLOW_UNSAFE_PICKLE, BATCH_SIZE, CONFIRM_MANUAL_STEPS, DEV_OVERRIDE, ENFORCEMENT,
-                                      NO_DOWNLOAD, OVERLAP, REQUIRE_HASHES, SEGMENT_SIZE, user_settings)
-from registry.errors import StemSepError
+from envmgr.cli.job_options import SHARED, with_job_options
+from envmgr.cli.outcome import exit_event
+
+if TYPE_CHECKING:
+    from envmgr.preflight.options import JobOptions
 
 
 def register(root: typer.Typer) -> None:
@@ -24,6 +27,7 @@ def register(root: typer.Typer) -> None:
     root.command("separate", no_args_is_help=True)(separate)
 
 
+@with_job_options
 def separate(
     inputs: list[Path] = typer.Argument(..., help="Audio files to separate (WAV, FLAC, OGG, MP3, AIFF...).",
                                         show_default=False),
@@ -40,34 +44,24 @@ def separate(
     job_timeout: Optional[float] = typer.Option(None, "--job-timeout", min=1.0,
                                                 help="Give up on an input after this many seconds."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show the worker's own output (stderr)."),
-    enforcement: Optional[str] = ENFORCEMENT,
-    dev_override: bool = DEV_OVERRIDE,
-    confirm_manual_steps: bool = CONFIRM_MANUAL_STEPS,
-    allow_unsafe_pickle: bool = ALLOW_UNSAFE_PICKLE,
-    require_hashes: bool = REQUIRE_HASHES,
-    no_download: bool = NO_DOWNLOAD,
-    overlap: Optional[float] = OVERLAP,
-    segment_size: Optional[int] = SEGMENT_SIZE,
-    batch_size: Optional[int] = BATCH_SIZE,
+    options: JobOptions = SHARED,  # the nine options `preflight` has too (envmgr/cli/job_options.py)
 ) -> None:
     """Separate audio files into stems. Stem files are named `<input>_(<stem>)_<model>.<format>`."""
     from envmgr.config import load_config
     from envmgr.worker.prewarm import EarlyWorker
-    from envmgr.worker.client import Cancelled, Timeouts
+    from envmgr.worker.client import Timeouts
 
     emit = _json_emit if as_json else None
-    view = early = None
-    try:
+    view = None
+    with exit_event(emit), ExitStack() as cleanup:
         # First thing, before planning imports the registry types: the worker's imports overlap it.
         config = load_config()
         early = EarlyWorker(config, list(dict.fromkeys(model or [])), runtime).start()
+        cleanup.callback(early.discard)
         from envmgr.jobs.separate import plan_separation, run_separation
 
         # Every model passes preflight before any of them starts.
-        plans = [plan_separation(list(inputs), one, runtime, output_dir, fmt.lower(), config=config, enforcement=enforcement,
-                                 dev_override=dev_override, confirm_manual_steps=confirm_manual_steps,
-                                 allow_unsafe_pickle=allow_unsafe_pickle, require_hashes=require_hashes, download=not no_download,
-                                 settings=user_settings(overlap, segment_size, batch_size), emit=emit)
+        plans = [plan_separation(list(inputs), one, runtime, output_dir, fmt.lower(), options, config=config, emit=emit)
                  for one in dict.fromkeys(model or [None])]
         timeouts = Timeouts(job=job_timeout)
         if as_json:
@@ -79,20 +73,6 @@ def separate(
                     view.preflight_warnings(plan.warnings)
                 run_separation(plans, view, config=config, timeouts=timeouts,
                                on_stderr=view.on_stderr if verbose else None, early=early)
-    except KeyboardInterrupt:
-        err = Cancelled("cancelled by the user (Ctrl-C)", hint="nothing half-written was left; run again to start over")
-        if emit:
-            emit({"type": "exit", **err.to_dict()})
-        raise err from None
-    except StemSepError as err:
-        if emit:
-            emit({"type": "exit", **err.to_dict()})
-        raise
-    finally:
-        if early is not None:
-            early.discard()
-    if emit:
-        emit({"type": "exit", "exit_code": 0})
 
 
 def _json_emit(event: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from envmgr.preflight.options import JobOptions
 from envmgr.worker.client import Cancelled, Timeouts, WorkerClient
 from registry.errors import ExitCode, StemSepError
 
@@ -90,11 +91,10 @@ class Outcome:
 
 
 def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: str | None = None,
-                    output_dir: Path | None = None, output_format: str = "wav", registry: Any = None,
-                    config: Any = None, *, enforcement: str | None = None, dev_override: bool = False,
-                    confirm_manual_steps: bool = False, allow_unsafe_pickle: bool = False, require_hashes: bool = False,
-                    download: bool = True, settings: dict[str, Any] | None = None, emit: Emit | None = None) -> Plan:
+                    output_dir: Path | None = None, output_format: str = "wav", options: JobOptions | None = None,
+                    *, registry: Any = None, config: Any = None, emit: Emit | None = None) -> Plan:
     """Run preflight; raise PreflightBlocked (nothing started) unless it says the job can proceed.
+    `options`: what the user asked of the job (enforcement, consents, hashes, downloads, setting overrides).
     `emit` receives the report as a `preflight` event either way. The job's settings carry
     `allow_unsafe_pickle: true` only when preflight found your consent for the model's flagged checkpoints."""
     from envmgr.config import load_config
@@ -106,10 +106,9 @@ def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: st
     config = config or load_config()
     if registry is None:  # the same files `stemsep models list` reads
         registry = load()
-    checked = run_preflight(PreflightRequest(
-        inputs=list(inputs), model_id=model_id, runtime=runtime, enforcement=enforcement, dev_override=dev_override,
-        confirm_manual_steps=confirm_manual_steps, allow_unsafe_pickle=allow_unsafe_pickle,
-        require_hashes=require_hashes, download=download, settings=dict(settings or {})), config=config, registry=registry)
+    options = options or JobOptions()
+    checked = run_preflight(PreflightRequest(inputs=list(inputs), model_id=model_id, runtime=runtime, options=options),
+                            config=config, registry=registry)
     if emit is not None:
         emit({"type": "preflight", "report": checked.report})
     checked.raise_if_blocked()
@@ -123,7 +122,7 @@ def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: st
                 settings=native, artifacts={}, inputs=tuple(checked.runnable_inputs),
                 output_dir=out, output_format=output_format,
                 warnings=tuple(f"{w['code']}: {w['message']}" for w in checked.report["warnings"]),
-                preflight=checked, skipped=skipped, download=download,
+                preflight=checked, skipped=skipped, download=options.download,
                 trusted_code=trusted_code(config, checked.entry))
     _check_output_names(plan)
     return plan

@@ -19,11 +19,19 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
+from envmgr.errors import UsageError
 from envmgr.preflight import rules
 from envmgr.preflight.consent import PickleConsent, Statements, record_statements
+from envmgr.preflight.options import JobOptions
 from registry.errors import ExitCode, StemSepError
+
+if TYPE_CHECKING:  # imported where used: a preflight start is latency-tuned
+    from envmgr.config import MachineConfig
+    from registry.loader import Registry
+    from registry.settings import ResolvedSettings
+    from registry.view import ModelView
 
 REPORT_SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("preflight.schema.json")
@@ -54,13 +62,7 @@ class PreflightRequest:
     inputs: Sequence[Path]
     model_id: Optional[str] = None
     runtime: Optional[str] = None
-    enforcement: Optional[str] = None  # None: the machine config's (default strict)
-    dev_override: bool = False
-    confirm_manual_steps: bool = False
-    allow_unsafe_pickle: bool = False  # consent to full unpickling of the checkpoints the registry marks so
-    require_hashes: bool = False
-    download: bool = True
-    settings: Mapping[str, Any] = field(default_factory=dict)  # user overrides (native meaning): overlap...
+    options: JobOptions = field(default_factory=JobOptions)  # what the user asked besides inputs and model
     phase_fix_reference: Optional[str] = None
     phase_fix_params: Mapping[str, float] = field(default_factory=dict)
 
@@ -71,9 +73,9 @@ class Preflight:
 
     report: dict[str, Any]
     decision: rules.Decision
-    entry: Any = None  # ModelEntry
+    entry: Optional[ModelView] = None  # the typed entry or its frozen form (Registry.view)
     runtime: Optional[rules.RuntimeResolution] = None
-    settings: Any = None  # registry.settings.ResolvedSettings
+    settings: Optional[ResolvedSettings] = None
     inputs: list[Path] = field(default_factory=list)  # every input, absolute, in order, duplicates dropped
     findings: list[rules.Finding] = field(default_factory=list)
 
@@ -113,17 +115,18 @@ class Preflight:
             raise PreflightBlocked(self, exit_code)
 
 
-def run_preflight(request: PreflightRequest, *, config: Any = None, registry: Any = None) -> Preflight:
+def run_preflight(request: PreflightRequest, *, config: Optional[MachineConfig] = None,
+                  registry: Optional[Registry] = None) -> Preflight:
     """Check everything a job depends on, without starting anything. Raises only when the registry or the
     config cannot be read at all; every problem of the job itself is a finding in the report."""
     from envmgr.config import load_config
 
     started = time.perf_counter()
+    options = request.options
     config = config or load_config()
-    mode = (request.enforcement or config.enforcement).lower()
+    mode = (options.enforcement or config.enforcement).lower()
     if mode not in rules.MODES:
-        raise StemSepError(f"unknown enforcement mode {request.enforcement!r}", code="E_USAGE",
-                           exit_code=ExitCode.USAGE, hint="use strict, soft or report")
+        raise UsageError(f"unknown enforcement mode {options.enforcement!r}", hint="use strict, soft or report")
     findings: list[rules.Finding] = []
     statements = Statements()  # what the user stated on this run: recorded once the decision is made
     inputs = _absolute_unique(request.inputs)
@@ -147,15 +150,15 @@ def run_preflight(request: PreflightRequest, *, config: Any = None, registry: An
         for a in decodable:
             findings += rules.check_channels(a, entry, resolution.runtime) + rules.check_sample_rate(a, entry)
         if resolution.runtime:
-            settings, found = rules.resolve_job_settings(entry, resolution.runtime, dict(request.settings))
+            settings, found = rules.resolve_job_settings(entry, resolution.runtime, dict(options.settings))
             findings += found
         found, status["artifacts"] = rules.check_artifacts(
-            entry.id, artifact_facts(entry, config, request.allow_unsafe_pickle, statements),
-            require_hashes=request.require_hashes,
-            download=request.download, allow_unsafe_pickle=request.allow_unsafe_pickle)
+            entry.id, artifact_facts(entry, config, options.allow_unsafe_pickle, statements),
+            require_hashes=options.require_hashes, download=options.download,
+            allow_unsafe_pickle=options.allow_unsafe_pickle)
         findings += found
-        found, status["manual_steps"] = _manual_steps(entry, config, request.confirm_manual_steps, status["artifacts"],
-                                                      statements)
+        found, status["manual_steps"] = _manual_steps(entry, config, options.confirm_manual_steps,
+                                                      status["artifacts"], statements)
         findings += found
         if resolution.runtime:
             # Resolving a lock that is not cached takes seconds (and the network): skip it when the job is
@@ -169,7 +172,7 @@ def run_preflight(request: PreflightRequest, *, config: Any = None, registry: An
         found, phase_fix = _phase_fix(registry, request)
         findings += found
 
-    decision, extra = rules.decide(findings, [str(p) for p in inputs], mode, request.dev_override)
+    decision, extra = rules.decide(findings, [str(p) for p in inputs], mode, options.dev_override)
     findings += extra
     report = _report(request, mode, config, decision, findings, audio, entry, resolution, settings, phase_fix,
                      status, time.perf_counter() - started)
@@ -234,13 +237,13 @@ def _audio_facts_with_soundfile(name: str, size: int) -> rules.AudioFacts:
     return facts
 
 
-def _load_registry() -> Any:
+def _load_registry() -> Registry:
     from envmgr.catalog.registry_files import load
 
     return load()  # the same files `stemsep models list` and `separate` read
 
 
-def _find_model(registry: Any, model_id: Optional[str], findings: list[rules.Finding]) -> Any:
+def _find_model(registry: Registry, model_id: Optional[str], findings: list[rules.Finding]) -> Optional[ModelView]:
     model_id = model_id or registry.default_model
     if not model_id:
         findings.append(rules.Finding("E_NO_DEFAULT_MODEL", "no model given and the registry names no default model",
@@ -253,7 +256,7 @@ def _find_model(registry: Any, model_id: Optional[str], findings: list[rules.Fin
         return None
 
 
-def artifact_facts(entry: Any, config: Any, allow_unsafe_pickle: bool = False,
+def artifact_facts(entry: ModelView, config: MachineConfig, allow_unsafe_pickle: bool = False,
                    statements: Statements | None = None) -> list[rules.ArtifactFacts]:
     """Each artifact's state in the model store (hashes only files it has not recorded yet; no network), with
     the user's trust in code and consent to unpickling (`allow_unsafe_pickle`: given on this run, and recorded)."""
@@ -277,7 +280,7 @@ def artifact_facts(entry: Any, config: Any, allow_unsafe_pickle: bool = False,
             else f for f in facts]
 
 
-def _pickle_consent(config: Any, model_id: str, facts: rules.ArtifactFacts, allow: bool,
+def _pickle_consent(config: MachineConfig, model_id: str, facts: rules.ArtifactFacts, allow: bool,
                     statements: Statements) -> dict[str, Any]:
     """Whether the user allowed full unpickling of this checkpoint: on this run (`allow`, then remembered for the
     file's content: the registry's sha256 pin, else the stored file's), or earlier for this very content.
@@ -299,7 +302,7 @@ def _pickle_consent(config: Any, model_id: str, facts: rules.ArtifactFacts, allo
     return {}
 
 
-def trusted_code(config: Any, entry: Any) -> dict[str, str]:
+def trusted_code(config: MachineConfig, entry: ModelView) -> dict[str, str]:
     """filename -> the sha256 the user trusted (`stemsep models trust`), for the model's unpinned code artifacts."""
     from envmgr.preflight import code_trust
 
@@ -312,7 +315,7 @@ def trusted_code(config: Any, entry: Any) -> dict[str, str]:
     return out
 
 
-def _manual_steps(entry: Any, config: Any, confirm: bool, artifact_rows: list[dict[str, Any]],
+def _manual_steps(entry: ModelView, config: MachineConfig, confirm: bool, artifact_rows: list[dict[str, Any]],
                   statements: Statements) -> tuple[list[rules.Finding], list[dict[str, Any]]]:
     from envmgr.preflight.confirmations import confirmed_steps
 
@@ -328,9 +331,9 @@ def _manual_steps(entry: Any, config: Any, confirm: bool, artifact_rows: list[di
     return rules.check_manual_steps(entry, confirmed, artifact_rows)
 
 
-def _phase_fix(registry: Any, request: PreflightRequest) -> tuple[list[rules.Finding], Optional[dict[str, Any]]]:
+def _phase_fix(registry: Registry, request: PreflightRequest) -> tuple[list[rules.Finding], Optional[dict[str, Any]]]:
     ref_id = request.phase_fix_reference
-    reference = registry.view(ref_id) if ref_id in registry else None
+    reference = registry.view(ref_id) if ref_id is not None and ref_id in registry else None
     valid = [m for m in registry.models if registry.view(m).phase_fix.is_valid_reference is True]
     return rules.check_phase_fix(str(ref_id), reference, valid, dict(request.phase_fix_params))
 
@@ -372,7 +375,7 @@ def _distribution_names(requirements: list[str]) -> dict[str, str]:
     return {p: canonicalize_name(Requirement(p).name) for p in requirements}
 
 
-def env_facts(entry: Any, runtime: str, config: Any, *, resolve: bool = True) -> rules.EnvFacts:
+def env_facts(entry: ModelView, runtime: str, config: MachineConfig, *, resolve: bool = True) -> rules.EnvFacts:
     """The model's env: its state, Python and torch (had or would get), the model's pip packages."""
     from envmgr.envs.manager import EnvManager, env_id_for
     from envmgr.envs.request import request_for_model
@@ -383,7 +386,7 @@ def env_facts(entry: Any, runtime: str, config: Any, *, resolve: bool = True) ->
     from envmgr.envs.store import META
     from envmgr.envs.torch_variant import detect_nvidia, variant_problems
 
-    machine = {"nvidia": detect_nvidia(), "rocm": os.path.exists("/dev/kfd")}
+    machine: dict[str, Any] = {"nvidia": detect_nvidia(), "rocm": os.path.exists("/dev/kfd")}
     try:
         req = request_for_model(entry, runtime, config)
     except UnresolvableError as err:
@@ -391,7 +394,7 @@ def env_facts(entry: Any, runtime: str, config: Any, *, resolve: bool = True) ->
     except StemSepError as err:
         return rules.EnvFacts("invalid", error=err, problem=err.message, **machine)
     packages = list(entry.requirements.pip.packages)
-    base = dict(python_spec=req.python, torch_spec=req.torch, torch_backend=req.torch_backend,
+    base: dict[str, Any] = dict(python_spec=req.python, torch_spec=req.torch, torch_backend=req.torch_backend,
                 overrides=tuple(req.overrides), notes=tuple(req.notes),
                 torch_cap_lifted=RUNTIMES[runtime].torch_cap_lifted if req.torch else None, **machine)
     untouched = tuple(rules.PipFacts(p) for p in packages)
@@ -442,18 +445,19 @@ def env_facts(entry: Any, runtime: str, config: Any, *, resolve: bool = True) ->
 
 # ---- the report --------------------------------------------------------------------------------
 
-def _report(request: PreflightRequest, mode: str, config: Any, decision: rules.Decision,
-            findings: list[rules.Finding], audio: list[rules.AudioFacts], entry: Any,
-            resolution: Optional[rules.RuntimeResolution], settings: Any, phase_fix: Optional[dict[str, Any]],
-            status: dict[str, Any], seconds: float) -> dict[str, Any]:
+def _report(request: PreflightRequest, mode: str, config: MachineConfig, decision: rules.Decision,
+            findings: list[rules.Finding], audio: list[rules.AudioFacts], entry: Optional[ModelView],
+            resolution: Optional[rules.RuntimeResolution], settings: Optional[ResolvedSettings],
+            phase_fix: Optional[dict[str, Any]], status: dict[str, Any], seconds: float) -> dict[str, Any]:
+    options = request.options
     blocking = {id(f) for f in decision.blocking}
     blocked_inputs = set(decision.blocked_inputs)
-    source = "cli" if request.enforcement else config.sources.get("enforcement", "default")
+    source = "cli" if options.enforcement else config.sources.get("enforcement", "default")
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "can_proceed": decision.can_proceed,
         "model": entry.id if entry is not None else (request.model_id or None),
-        "enforcement": {"mode": mode, "source": source, "dev_override": request.dev_override,
+        "enforcement": {"mode": mode, "source": source, "dev_override": options.dev_override,
                         "overridden": [f.code for f in decision.overridden]},
         "inputs": [{**a.to_dict(), "state": "blocked" if a.path in blocked_inputs else "ok"} for a in audio],
         "errors": [{**f.to_dict(), "blocking": id(f) in blocking} for f in findings if f.severity == "error"],
@@ -464,9 +468,9 @@ def _report(request: PreflightRequest, mode: str, config: Any, decision: rules.D
             "phase_fix": phase_fix,
             "requirements_status": status,
         },
-        "options": {"require_hashes": request.require_hashes, "download": request.download,
-                    "confirm_manual_steps": request.confirm_manual_steps,
-                    "allow_unsafe_pickle": request.allow_unsafe_pickle, "settings": dict(request.settings)},
+        "options": {"require_hashes": options.require_hashes, "download": options.download,
+                    "confirm_manual_steps": options.confirm_manual_steps,
+                    "allow_unsafe_pickle": options.allow_unsafe_pickle, "settings": dict(options.settings)},
         "seconds": round(seconds, 4),
     }
 

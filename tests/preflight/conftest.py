@@ -127,13 +127,18 @@ Run = Callable[..., Any]
 
 @pytest.fixture
 def run(config: Any, registry: Any, schema_validator: jsonschema.Draft202012Validator) -> Run:
-    """run(inputs, model, **request fields) -> Preflight; every report is validated against the schema."""
+    """run(inputs, model, **request and job option fields) -> Preflight; every report is validated against the
+    schema."""
+    from dataclasses import fields as fields_of
+
+    from envmgr.preflight.options import JobOptions
     from envmgr.preflight.run import PreflightRequest, run_preflight
 
     def call(inputs: list[Path], model: str | None = None, *, registry_: Any = None, config_: Any = None,
              **fields: Any) -> Any:
-        result = run_preflight(PreflightRequest(inputs=inputs, model_id=model, **fields), config=config_ or config,
-                               registry=registry_ if registry_ is not None else registry)
+        options = JobOptions(**{f.name: fields.pop(f.name) for f in fields_of(JobOptions) if f.name in fields})
+        result = run_preflight(PreflightRequest(inputs=inputs, model_id=model, options=options, **fields),
+                               config=config_ or config, registry=registry_ if registry_ is not None else registry)
         errors = sorted(schema_validator.iter_errors(result.report), key=str)
         assert not errors, [f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors[:5]]
         json.dumps(result.report)  # JSON-ready

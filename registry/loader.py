@@ -18,13 +18,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 from registry.errors import ExitCode, StemSepError
 from registry.findings import Finding
 from registry.jsonfile import RegistryReadError, read_json
 from registry.stamps import rule_code_files, stamp
 from registry.validator import RegistryInvalidError, validate_document
+
+if TYPE_CHECKING:  # typed on first access only: pydantic stays out of a warm start
+    from registry.model import ModelEntry
+    from registry.view import ModelView
 
 PACKAGED_REGISTRY = Path(__file__).with_name("models.json")
 MAX_LISTED = 5  # findings quoted in an error message; `registry validate` lists them all
@@ -47,7 +51,7 @@ class UnknownModelError(StemSepError):
         self.suggestions = list(suggestions)
 
 
-class TypedModels(Mapping):
+class TypedModels(Mapping[str, "ModelEntry"]):
     """id -> ModelEntry in file order. Entries of files with a remembered clean verdict are typed on first
     access: a command about one model does not pay for typing all of them."""
 
@@ -59,7 +63,7 @@ class TypedModels(Mapping):
     def add(self, model_id: str, item: Any) -> None:
         self._items[model_id] = item
 
-    def __getitem__(self, model_id: str) -> Any:
+    def __getitem__(self, model_id: str) -> ModelEntry:
         item = self._items[model_id]
         if isinstance(item, dict):
             from registry.model import ModelEntry
@@ -86,13 +90,13 @@ class Registry:
     findings: list[Finding] = field(default_factory=list)  # warnings found while loading
     raw: dict[str, dict] = field(default_factory=dict)  # id -> the model's JSON as read (unknown keys kept)
 
-    def get(self, model_id: str) -> Any:
+    def get(self, model_id: str) -> ModelEntry:
         try:
             return self.models[model_id]
         except KeyError:
             raise UnknownModelError(model_id, self.nearest(model_id)) from None
 
-    def view(self, model_id: str) -> Any:
+    def view(self, model_id: str) -> ModelView:
         """The model for reading: its remembered frozen form (registry.frozen: no pydantic), else the typed
         entry. For code that reads fields and calls the typed classes' `frozen_calls` methods, nothing else."""
         frozen = self.models.frozen.get(model_id)
@@ -116,7 +120,7 @@ class Registry:
     def __contains__(self, model_id: object) -> bool:
         return model_id in self.models
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[ModelEntry]:
         return iter(self.models.values())
 
     def __len__(self) -> int:
@@ -168,7 +172,7 @@ def load_registry(paths: Optional[Sequence[Path]] = None, overlays: Sequence[Pat
             registry.raw[model_id] = data["models"][index]
         if isinstance(data.get("default_model"), str):
             registry.default_model = data["default_model"]
-    if remembered is not None:
+    if remembered is not None and verdict_cache is not None:  # a verdict is only ever read from a cache
         registry.findings = [Finding(**f) for f in remembered["findings"]]
         registry.models.frozen_dir = _frozen_root(verdict_cache) / remembered["frozen"]
     elif verdict_cache is not None:

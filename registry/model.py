@@ -8,7 +8,7 @@ read it as the safe default: nothing allowed, nothing required, no capability cl
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Optional, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Optional, TypeVar, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_serializer, model_validator
 
@@ -23,14 +23,22 @@ def _null_is_empty_list(value: Any) -> Any:
     return [] if value is None else value
 
 
-def Nullable(tp: Any) -> Any:  # noqa: N802 - used like a type
-    """An object field where the legacy file may write null; null reads as the object's defaults."""
-    return Annotated[tp, BeforeValidator(_null_is_empty, json_schema_input_type=Optional[tp])]
+if TYPE_CHECKING:  # a type checker reads `Nullable[X]` as X and `NullableList[X]` as list[X]
+    _T = TypeVar("_T")
+    Nullable = Annotated[_T, "null reads as the object's defaults"]
+    NullableList = Annotated[list[_T], "null reads as empty"]
+else:
+    class Nullable:
+        """`Nullable[X]`: an object field where the legacy file may write null; null reads as X's defaults."""
 
+        def __class_getitem__(cls, tp: Any) -> Any:
+            return Annotated[tp, BeforeValidator(_null_is_empty, json_schema_input_type=Optional[tp])]
 
-def NullableList(tp: Any) -> Any:  # noqa: N802 - used like a type
-    """A list field where the legacy file may write null; null reads as empty."""
-    return Annotated[list[tp], BeforeValidator(_null_is_empty_list, json_schema_input_type=Optional[list[tp]])]
+    class NullableList:
+        """`NullableList[X]`: a list field where the legacy file may write null; null reads as empty."""
+
+        def __class_getitem__(cls, tp: Any) -> Any:
+            return Annotated[list[tp], BeforeValidator(_null_is_empty_list, json_schema_input_type=Optional[list[tp]])]
 
 
 class Base(BaseModel):
@@ -96,7 +104,7 @@ class RecommendedSettings(Base):
 class RuntimeSpec(Base):
     """Where a model may run (seed §3.1). Routing reads only this."""
 
-    allowed: NullableList(RuntimeId) = Field(default_factory=list)
+    allowed: NullableList[RuntimeId] = Field(default_factory=list)
     preferred: Optional[RuntimeId] = None
     blocking_reason: Optional[str] = Field(
         default=None, description="Why the canonical runtimes missing from `allowed` cannot run this model."
@@ -116,7 +124,7 @@ class Compatibility(Base):
     uvr_compatible: Optional[bool] = None
     audio_separator_compatible: Optional[bool] = None
     msst_compatible: Optional[bool] = None
-    known_issues: NullableList(str) = Field(default_factory=list)
+    known_issues: NullableList[str] = Field(default_factory=list)
 
 
 class VersionRange(Base):
@@ -130,17 +138,17 @@ class TorchRequirement(VersionRange):
         description="Whether the model needs torch at all; null: the runtime decides (only stemsep-legacy "
         "has torch-free models, e.g. the built-in DSP default).",
     )
-    cuda: NullableList(str) = Field(default_factory=list, description="Supported CUDA builds, e.g. cu121.")
-    rocm: NullableList(str) = Field(default_factory=list, description="Supported ROCm builds, e.g. rocm6.2.")
+    cuda: NullableList[str] = Field(default_factory=list, description="Supported CUDA builds, e.g. cu121.")
+    rocm: NullableList[str] = Field(default_factory=list, description="Supported ROCm builds, e.g. rocm6.2.")
 
 
 class PipRequirement(Base):
-    packages: NullableList(str) = Field(default_factory=list, description="PEP 508 requirements added to the env.")
+    packages: NullableList[str] = Field(default_factory=list, description="PEP 508 requirements added to the env.")
 
 
 class FilesRequirement(Base):
-    expects: NullableList(str) = Field(default_factory=list)
-    provides: NullableList(str) = Field(default_factory=list)
+    expects: NullableList[str] = Field(default_factory=list)
+    provides: NullableList[str] = Field(default_factory=list)
 
 
 class ManualStep(Base):
@@ -151,11 +159,11 @@ class ManualStep(Base):
 
 
 class Requirements(Base):
-    python: Nullable(VersionRange) = Field(default_factory=VersionRange)
-    torch: Nullable(TorchRequirement) = Field(default_factory=TorchRequirement)
-    pip: Nullable(PipRequirement) = Field(default_factory=PipRequirement)
-    files: Nullable(FilesRequirement) = Field(default_factory=FilesRequirement)
-    manual_steps: NullableList(Union[str, ManualStep]) = Field(default_factory=list)
+    python: Nullable[VersionRange] = Field(default_factory=VersionRange)
+    torch: Nullable[TorchRequirement] = Field(default_factory=TorchRequirement)
+    pip: Nullable[PipRequirement] = Field(default_factory=PipRequirement)
+    files: Nullable[FilesRequirement] = Field(default_factory=FilesRequirement)
+    manual_steps: NullableList[Union[str, ManualStep]] = Field(default_factory=list)
     runtime_pins: dict[RuntimeId, str] = Field(
         default_factory=dict,
         description="Runtime library the recommended settings were checked against, as a PEP 508 pin "
@@ -188,8 +196,8 @@ class SettingsSemantics(Base):
 
     frozen_calls: ClassVar[tuple[str, ...]] = ("overlap_semantics",)
 
-    overlap: Nullable(OverlapSemantics) = Field(default_factory=OverlapSemantics)
-    segment_size: Nullable(SegmentSemantics) = Field(default_factory=SegmentSemantics)
+    overlap: Nullable[OverlapSemantics] = Field(default_factory=OverlapSemantics)
+    segment_size: Nullable[SegmentSemantics] = Field(default_factory=SegmentSemantics)
 
     def overlap_semantics(self) -> OverlapSemantics:
         if "overlap" not in self.model_fields_set:
@@ -210,13 +218,13 @@ class PhaseFixParams(Base):
 
 class PhaseFix(Base):
     is_valid_reference: Optional[bool] = None
-    recommended_params: Nullable(PhaseFixParams) = Field(default_factory=PhaseFixParams)
-    recommended_usage: NullableList(str) = Field(default_factory=list)
+    recommended_params: Nullable[PhaseFixParams] = Field(default_factory=PhaseFixParams)
+    recommended_usage: NullableList[str] = Field(default_factory=list)
 
 
 class Capabilities(Base):
-    stems: NullableList(str) = Field(default_factory=list)
-    roles: NullableList(Role) = Field(default_factory=list)
+    stems: NullableList[str] = Field(default_factory=list)
+    roles: NullableList[Role] = Field(default_factory=list)
     supports_mono: Optional[bool] = None
     supports_stereo: Optional[bool] = None
 
@@ -227,7 +235,7 @@ class Artifact(Base):
     sha256: Optional[str] = None
     size_bytes: Optional[int] = None
     url: Optional[str] = None
-    mirrors: NullableList(str) = Field(default_factory=list, description="Fallback URLs, tried in order after `url`.")
+    mirrors: NullableList[str] = Field(default_factory=list, description="Fallback URLs, tried in order after `url`.")
     model_type: Optional[str] = Field(default=None, description="Code artifacts: the model type this code provides.")
     class_name: Optional[str] = Field(default=None, description="Code artifacts: the model class in the file.")
     unsafe_pickle: bool = Field(
@@ -240,7 +248,7 @@ class Artifacts(Base):
 
     primary: Optional[Artifact] = None
     config: Optional[Artifact] = None
-    additional: NullableList(Artifact) = Field(default_factory=list)
+    additional: NullableList[Artifact] = Field(default_factory=list)
 
     def all(self) -> list[Artifact]:
         return [a for a in (self.primary, self.config) if a is not None] + list(self.additional)
@@ -252,16 +260,16 @@ class ModelEntry(Base):
     architecture: str = "Other"
     type: str = ""
     description: str = ""
-    links: Nullable(Links) = Field(default_factory=Links)
-    recommended_settings: Nullable(RecommendedSettings) = Field(default_factory=RecommendedSettings)
-    runtime: Nullable(RuntimeSpec) = Field(default_factory=RuntimeSpec)
-    compatibility: Nullable(Compatibility) = Field(default_factory=Compatibility)
-    requirements: Nullable(Requirements) = Field(default_factory=Requirements)
-    settings_semantics: Nullable(SettingsSemantics) = Field(default_factory=SettingsSemantics)
-    phase_fix: Nullable(PhaseFix) = Field(default_factory=PhaseFix)
-    capabilities: Nullable(Capabilities) = Field(default_factory=Capabilities)
-    artifacts: Nullable(Artifacts) = Field(default_factory=Artifacts)
-    evidence: NullableList(Evidence) = Field(default_factory=list)
+    links: Nullable[Links] = Field(default_factory=Links)
+    recommended_settings: Nullable[RecommendedSettings] = Field(default_factory=RecommendedSettings)
+    runtime: Nullable[RuntimeSpec] = Field(default_factory=RuntimeSpec)
+    compatibility: Nullable[Compatibility] = Field(default_factory=Compatibility)
+    requirements: Nullable[Requirements] = Field(default_factory=Requirements)
+    settings_semantics: Nullable[SettingsSemantics] = Field(default_factory=SettingsSemantics)
+    phase_fix: Nullable[PhaseFix] = Field(default_factory=PhaseFix)
+    capabilities: Nullable[Capabilities] = Field(default_factory=Capabilities)
+    artifacts: Nullable[Artifacts] = Field(default_factory=Artifacts)
+    evidence: NullableList[Evidence] = Field(default_factory=list)
 
     frozen_calls: ClassVar[tuple[str, ...]] = ("to_json",)
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from registry.errors import ExitCode, StemSepError
 from registry.vocab import RUNTIME_IDS
+
+if TYPE_CHECKING:
+    from registry.view import ModelView
 
 Reason = Literal["user", "preferred", "first_allowed"]
 
@@ -46,7 +49,7 @@ class UnknownRuntimeError(StemSepError):
     code = "E_UNKNOWN_RUNTIME"
 
 
-def choose_runtime(entry: Any, requested: Optional[str] = None) -> RuntimeChoice:
+def choose_runtime(entry: ModelView, requested: Optional[str] = None) -> RuntimeChoice:
     allowed = list(entry.runtime.allowed)
     reason = (entry.runtime.blocking_reason or "").strip()
     if requested is not None and requested not in RUNTIME_IDS:

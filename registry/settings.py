@@ -26,13 +26,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from registry.errors import ExitCode, StemSepError
 from registry.vocab import ARCHITECTURE_FAMILIES, RUNTIME_IDS
+
+if TYPE_CHECKING:
+    from registry.view import ModelView
 
 # The library version a runtime uses when the model pins none (envmgr.envs.runtime_defs pins the same).
 RUNTIME_DEFAULT_VERSIONS: dict[str, Optional[str]] = {
@@ -115,12 +118,12 @@ class SettingsError(StemSepError):
     code = "E_SETTINGS"
 
 
-def family_of(entry: Any) -> str:
+def family_of(entry: ModelView) -> str:
     """The settings family of a model: an exact lookup of its declared `architecture` (never its id or name)."""
     return ARCHITECTURE_FAMILIES.get(entry.architecture, "other")
 
 
-def pinned_version(entry: Any, runtime: str) -> Optional[str]:
+def pinned_version(entry: ModelView, runtime: str) -> Optional[str]:
     """The runtime library version the model's settings are keyed to: its exact pin, else the runtime default."""
     pin = entry.requirements.runtime_pins.get(runtime)
     default = RUNTIME_DEFAULT_VERSIONS.get(runtime)
@@ -178,7 +181,7 @@ def settings_rule(runtime: str, family: str, version: Optional[str]) -> Optional
     return None
 
 
-def native_overlap_meaning(entry: Any, runtime: str) -> Optional[str]:
+def native_overlap_meaning(entry: ModelView, runtime: str) -> Optional[str]:
     """The meaning `overlap` has in `runtime` for this model at its pinned version (None: no table row)."""
     try:
         row = settings_rule(runtime, family_of(entry), pinned_version(entry, runtime))
@@ -253,7 +256,7 @@ def translate_overlap(value: float, source: str, target: str, *, chunk: Optional
                     + ("" if exact else f", rounded (now {back:.4g})"))
 
 
-def segment_to_samples(value: float, unit: str, geo: Geometry, sample_rate: int) -> Optional[int]:
+def segment_to_samples(value: float, unit: Optional[str], geo: Geometry, sample_rate: int) -> Optional[int]:
     if unit == "samples":
         return int(value)
     if unit == "seconds":
@@ -263,7 +266,7 @@ def segment_to_samples(value: float, unit: str, geo: Geometry, sample_rate: int)
     raise ValueError(f"segment unit {unit!r}")
 
 
-def samples_to_segment(samples: int, unit: str, geo: Geometry, sample_rate: int) -> Optional[float]:
+def samples_to_segment(samples: int, unit: Optional[str], geo: Geometry, sample_rate: int) -> Optional[float]:
     """Rounded explicitly: frames to the nearest whole frame (halves up), seconds to 3 decimals."""
     if unit == "samples":
         return samples
@@ -325,7 +328,7 @@ def _set_dotted(out: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def resolve_settings(entry: Any, runtime: str, *, user: Optional[Mapping[str, Any]] = None,
+def resolve_settings(entry: ModelView, runtime: str, *, user: Optional[Mapping[str, Any]] = None,
                      user_meanings: Optional[Mapping[str, str]] = None, geometry: Optional[Geometry] = None,
                      library_version: Optional[str] = None) -> ResolvedSettings:
     """Resolve a model's settings for `runtime` into native parameters with provenance.

@@ -6,7 +6,7 @@ from typing import Literal
 
 # Canonical runtime ids (seed §3.1). Routing only ever picks one of these.
 RuntimeId = Literal["audio-separator", "stemsep-legacy", "msst"]
-RUNTIME_IDS: tuple[str, ...] = ("audio-separator", "stemsep-legacy", "msst")
+RUNTIME_IDS: tuple[RuntimeId, ...] = ("audio-separator", "stemsep-legacy", "msst")
 
 # The Python distribution each runtime pins (None: our own in-repo code, nothing to pin).
 RUNTIME_LIBRARIES: dict[str, str | None] = {"audio-separator": "audio-separator", "msst": "msst",

@@ -31,7 +31,8 @@ class TqdmBridge:
                          **kwargs: Any) -> None:
                 if total is None and iterable is not None and hasattr(iterable, "__len__"):
                     total = len(iterable)
-                self.iterable, self.total, self.n, self._closed = iterable, total, 0, False
+                self.n: float = 0  # tqdm counts in floats too (update(0.5))
+                self.iterable, self.total, self._closed = iterable, total, False
                 bridge._step(self)
 
             def __iter__(self) -> Iterator[Any]:

@@ -205,6 +205,7 @@ class Downloader:
         for i, url in enumerate(urls):
             reason = unusable_reason(url)
             host = _host(url) if not reason else ""
+            error: ArtifactError
             if reason:
                 error = DownloadFailedError(f"{url}: {reason}")
             elif host in self._unreachable:

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from registry.model import Artifact, ModelEntry
+    from registry.view import ArtifactView, ModelView
 
 
-def sources_for(entry: ModelEntry, artifact: Artifact) -> list[str]:
+def sources_for(entry: ModelView, artifact: ArtifactView) -> list[str]:
     urls = [u for u in (artifact.url, *artifact.mirrors) if u]
     if not urls:
         fallback = None

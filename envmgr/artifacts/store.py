@@ -22,7 +22,7 @@ import secrets
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, ContextManager, Iterator, Optional
+from typing import TYPE_CHECKING, Any, ContextManager, Iterator, Optional
 
 from filelock import FileLock, Timeout
 
@@ -44,8 +44,8 @@ from envmgr.artifacts.manifest import Record, new_record, read_manifest, sha256_
 from envmgr.artifacts.safety import check_name, is_regular_file, refuse_symlink
 from envmgr.artifacts.sources import sources_for
 
-if TYPE_CHECKING:  # or their registry.frozen forms: the store only reads them
-    from registry.model import Artifact, ModelEntry
+if TYPE_CHECKING:  # typed entries or their registry.frozen forms: the store only reads them
+    from registry.view import ArtifactView, ModelView
 
 
 class ArtifactState(str, Enum):
@@ -110,13 +110,13 @@ class ArtifactStore:
 
     # -- queries -----------------------------------------------------------------------------------
 
-    def path_for(self, entry: ModelEntry, artifact: Artifact) -> Path:
+    def path_for(self, entry: ModelView, artifact: ArtifactView) -> Path:
         return self.layout.artifact_path(entry.id, artifact.filename)
 
     def model_ids(self) -> list[str]:
         return self.layout.model_ids()
 
-    def status(self, entry: ModelEntry, *, verify: bool = False,
+    def status(self, entry: ModelView, *, verify: bool = False,
                progress: Optional[ProgressCallback] = None) -> list[ArtifactStatus]:
         """State of each of the model's artifacts. Hashes only files not yet recorded (or changed since),
         or all of them with `verify`; what it computes is recorded so the next call is cheap."""
@@ -126,7 +126,7 @@ class ArtifactStore:
 
     # -- downloads ---------------------------------------------------------------------------------
 
-    def ensure(self, entry: ModelEntry, *, require_hashes: bool = False, download: bool = True,
+    def ensure(self, entry: ModelView, *, require_hashes: bool = False, download: bool = True,
                progress: Optional[ProgressCallback] = None) -> dict[str, Path]:
         """Make every artifact of `entry` present and verified; return {filename: path}.
 
@@ -170,7 +170,7 @@ class ArtifactStore:
                 self._ensure_one(entry, a, emit)
         return {a.filename: self.path_for(entry, a) for a in artifacts}
 
-    def _ensure_one(self, entry: ModelEntry, artifact: Artifact, emit: ProgressCallback) -> Path:
+    def _ensure_one(self, entry: ModelView, artifact: ArtifactView, emit: ProgressCallback) -> Path:
         path = self.path_for(entry, artifact)
         with self._locked(entry.id, artifact.filename, emit):
             st = self._inspect(entry, artifact, read_manifest(self.layout, entry.id), False, emit)
@@ -184,7 +184,7 @@ class ArtifactStore:
             if st.state is ArtifactState.HASH_MISMATCH:
                 emit(ArtifactEvent("warning", entry.id, artifact.filename,
                                    message=f"replacing the stored file: {st.detail}"))
-            if artifact.sha256 and self._reuse(entry, artifact, emit):
+            if artifact.sha256 and self._reuse(entry, artifact, artifact.sha256.lower(), emit):
                 return path
             if not st.sources:
                 raise _no_source(entry, st)
@@ -207,9 +207,8 @@ class ArtifactStore:
                            url=fetched.url, message="downloaded"))
         return path
 
-    def _reuse(self, entry: ModelEntry, artifact: Artifact, emit: ProgressCallback) -> bool:
-        """Hardlink a file with the pinned sha256 that another model already holds (no download)."""
-        want = artifact.sha256.lower()
+    def _reuse(self, entry: ModelView, artifact: ArtifactView, want: str, emit: ProgressCallback) -> bool:
+        """Hardlink a file with the pinned sha256 `want` that another model already holds (no download)."""
         for other in self.model_ids():
             if other == entry.id:
                 continue
@@ -230,7 +229,7 @@ class ArtifactStore:
 
     # -- import ------------------------------------------------------------------------------------
 
-    def import_file(self, entry: ModelEntry, artifact: Artifact, source: Path, *, copy: bool = False,
+    def import_file(self, entry: ModelView, artifact: ArtifactView, source: Path, *, copy: bool = False,
                     progress: Optional[ProgressCallback] = None) -> Path:
         """Put a file the user already has into the store: hardlink (or copy) it, verify the pinned sha256."""
         emit = progress if progress is not None else ignore
@@ -263,7 +262,7 @@ class ArtifactStore:
         emit(ArtifactEvent("done", entry.id, artifact.filename, done=size, total=size, message="imported"))
         return path
 
-    def _link_or_copy_in(self, source: Path, path: Path, artifact: Artifact, *, link: bool,
+    def _link_or_copy_in(self, source: Path, path: Path, artifact: ArtifactView, *, link: bool,
                          emit: ProgressCallback) -> str:
         """Install `source` at `path` via a temp name, verified against the pinned sha256; return its sha256."""
         refuse_symlink(path)
@@ -353,9 +352,9 @@ class ArtifactStore:
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _inspect(self, entry: ModelEntry, artifact: Artifact, records: dict[str, Record], verify: bool,
+    def _inspect(self, entry: ModelView, artifact: ArtifactView, records: dict[str, Record], verify: bool,
                  emit: ProgressCallback) -> ArtifactStatus:
-        base = dict(model_id=entry.id, filename=artifact.filename, kind=artifact.kind,
+        base: dict[str, Any] = dict(model_id=entry.id, filename=artifact.filename, kind=artifact.kind,
                     expected_size=artifact.size_bytes,
                     expected_sha256=artifact.sha256.lower() if artifact.sha256 else None,
                     sources=tuple(sources_for(entry, artifact)))
@@ -378,8 +377,8 @@ class ArtifactStore:
         state = ArtifactState.DOWNLOADABLE if base["sources"] else ArtifactState.MISSING
         return ArtifactStatus(state=state, path=path, **base)
 
-    def _inspect_file(self, path: Path, artifact: Artifact, rec: Optional[Record], verify: bool,
-                      emit: ProgressCallback, base: dict) -> ArtifactStatus:
+    def _inspect_file(self, path: Path, artifact: ArtifactView, rec: Optional[Record], verify: bool,
+                      emit: ProgressCallback, base: dict[str, Any]) -> ArtifactStatus:
         size = path.stat().st_size
         if rec is not None and rec.matches_file(path) and not verify:
             sha, source = rec.sha256, rec.source
@@ -440,7 +439,7 @@ def _safe_id(model_id: str) -> bool:
         return False
 
 
-def _no_source(entry: ModelEntry, st: ArtifactStatus) -> NoSourceError:
+def _no_source(entry: ModelView, st: ArtifactStatus) -> NoSourceError:
     flag = {"checkpoint": "--checkpoint ", "config": "--config "}.get(st.kind, f"--file {st.filename}=")
     return NoSourceError(
         f"{entry.id}: {st.filename} is not in the store and the registry gives no URL for it.",

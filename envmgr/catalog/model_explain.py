@@ -7,12 +7,15 @@ them for people.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from registry.routing import choose_runtime
 from registry.settings import SettingsError, pinned_version, resolve_settings, family_of
 from registry.errors import StemSepError
 from registry.vocab import RUNTIME_IDS
+
+if TYPE_CHECKING:  # typed, not a frozen view: this reads pydantic's model_dump
+    from registry.model import ModelEntry
 
 MEANING_WORDS = {
     "divisor": "divisor: chunks step by chunk_size // N",
@@ -23,11 +26,12 @@ MEANING_WORDS = {
 UNIT_WORDS = {"samples": "samples", "frames": "STFT frames (dim_t)", "seconds": "seconds"}
 
 
-def explain_model(entry: Any, *, source: Path, default_model: Optional[str], raw: dict) -> dict[str, Any]:
+def explain_model(entry: ModelEntry, *, source: Path, default_model: Optional[str], raw: dict) -> dict[str, Any]:
     rt = entry.runtime
     try:
         choice = choose_runtime(entry)
-        default_runtime = {"runtime": choice.runtime, "reason": choice.reason, "explanation": choice.explain()}
+        default_runtime: dict[str, Optional[str]] = {"runtime": choice.runtime, "reason": choice.reason,
+                                                     "explanation": choice.explain()}
     except StemSepError as err:
         default_runtime = {"runtime": None, "reason": None, "explanation": str(err)}
     runtimes = []
@@ -65,7 +69,7 @@ def explain_model(entry: Any, *, source: Path, default_model: Optional[str], raw
     }
 
 
-def _requirements(entry: Any) -> list[str]:
+def _requirements(entry: ModelEntry) -> list[str]:
     req = entry.requirements
     lines = []
     if req.python.min or req.python.max:
@@ -89,7 +93,7 @@ def _requirements(entry: Any) -> list[str]:
     return lines
 
 
-def _manual_steps(entry: Any) -> list[dict[str, Any]]:
+def _manual_steps(entry: ModelEntry) -> list[dict[str, Any]]:
     code = {a.filename: a for a in entry.artifacts.all() if a.kind == "code"}
     steps = []
     for step in entry.requirements.manual_steps:
@@ -104,7 +108,7 @@ def _manual_steps(entry: Any) -> list[dict[str, Any]]:
     return steps
 
 
-def _artifacts(entry: Any) -> list[dict[str, Any]]:
+def _artifacts(entry: ModelEntry) -> list[dict[str, Any]]:
     out = []
     a = entry.artifacts
     slots = [("primary", a.primary), ("config", a.config)] + [("additional", x) for x in a.additional]
@@ -115,7 +119,7 @@ def _artifacts(entry: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _phase_fix(entry: Any) -> dict[str, Any]:
+def _phase_fix(entry: ModelEntry) -> dict[str, Any]:
     pf = entry.phase_fix
     params = {k: v for k, v in pf.recommended_params.model_dump(include={"lowHz", "highHz", "highFreqWeight"}).items()
               if v is not None}
@@ -123,7 +127,7 @@ def _phase_fix(entry: Any) -> dict[str, Any]:
             "recommended_usage": list(pf.recommended_usage)}
 
 
-def _settings(entry: Any) -> dict[str, Any]:
+def _settings(entry: ModelEntry) -> dict[str, Any]:
     rec = entry.recommended_settings
     semantics = entry.settings_semantics
     recommended = {k: v for k, v in rec.model_dump(include={"segment_size", "overlap", "batch_size", "tta",

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 from registry.errors import ExitCode, StemSepError
 from registry.stamps import rule_code_files, stamp
 
 VERDICT_NAME = "registry-verdict.json"  # the loader's remembered clean validation (registry.loader)
 from registry.vocab import ARCHITECTURE_FAMILIES, ROLES, RUNTIME_IDS
+
+if TYPE_CHECKING:  # the loader types the registry: only a rebuild of the index loads it
+    from registry.loader import Registry
 
 INDEX_FORMAT = 1
 INDEX_NAME = "model-index.json"
@@ -28,7 +31,7 @@ def index_key(paths: Sequence[Path], overlays: Sequence[Path]) -> dict[str, Any]
             "code": stamp([Path(__file__), *rule_code_files()])}
 
 
-def build_rows(registry: Any) -> list[dict[str, Any]]:
+def build_rows(registry: Registry) -> list[dict[str, Any]]:
     rows = []
     for entry in registry.models.values():
         rows.append({

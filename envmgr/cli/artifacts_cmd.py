@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import typer
 
 from registry.errors import ExitCode, StemSepError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 _JSON = typer.Option(False, "--json", help="JSON output: one event per line on stdout, then a summary.")
 _REGISTRY = typer.Option(None, "--registry", help="Extra registry file overlaid on the packaged one; repeatable.")
@@ -258,7 +261,7 @@ def _emit(data: dict[str, Any]) -> None:
     typer.echo(json.dumps(data, default=str))
 
 
-def _size(n: Optional[int]) -> str:
+def _size(n: Optional[float]) -> str:
     if n is None:
         return "-"
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -273,9 +276,9 @@ class _Renderer:
 
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
-        self.tasks: dict[tuple[str, str], Any] = {}
+        self.tasks: dict[tuple[str, str], TaskID] = {}
         self.done: set[tuple[str, str]] = set()
-        self.progress = None
+        self.progress: Optional[Progress] = None  # rich bars, while rendering for people
 
     def __enter__(self) -> "_Renderer":
         if not self.as_json:
@@ -297,22 +300,22 @@ class _Renderer:
         if self.as_json:
             _emit(event.to_dict())
             return
+        bars = self._bars()
         key = (event.model_id, event.filename)
         label = f"{event.model_id}/{event.filename}"
         if key not in self.tasks and event.kind in ("start", "progress", "verify", "done"):
-            self.tasks[key] = self.progress.add_task(label, total=event.total)
-        task = self.tasks.get(key)
-        if event.kind in ("start", "progress"):
-            self.progress.update(task, completed=event.done, total=event.total, description=label)
+            self.tasks[key] = bars.add_task(label, total=event.total)
+        if event.kind in ("start", "progress"):  # these kinds have their bar (added above)
+            bars.update(self.tasks[key], completed=event.done, total=event.total, description=label)
         elif event.kind == "verify":
-            self.progress.update(task, completed=event.done, total=event.total, description=f"{label} (hashing)")
+            bars.update(self.tasks[key], completed=event.done, total=event.total, description=f"{label} (hashing)")
         elif event.kind == "done":
             self.done.add(key)
-            self.progress.update(task, completed=event.done, total=event.total or event.done,
-                                 description=f"{label} [green]{event.message}[/]")
+            bars.update(self.tasks[key], completed=event.done, total=event.total or event.done,
+                        description=f"{label} [green]{event.message}[/]")
         else:  # retry, fallback, waiting, warning
             style = "red" if event.kind == "fallback" else "yellow"
-            self.progress.console.print(f"[{style}]{event.kind}[/] {label}: {event.message}")
+            bars.console.print(f"[{style}]{event.kind}[/] {label}: {event.message}")
 
     def failed(self, model_id: str, err: StemSepError) -> None:
         """Mark the model's bars; the error itself is reported once, at the end."""
@@ -321,7 +324,11 @@ class _Renderer:
             return
         for (model, filename), task in self.tasks.items():
             if model == model_id and (model, filename) not in self.done:
-                self.progress.update(task, description=f"{model}/{filename} [red]failed[/]")
+                self._bars().update(task, description=f"{model}/{filename} [red]failed[/]")
+
+    def _bars(self) -> Progress:
+        assert self.progress is not None, "bars exist only inside the renderer's `with` block"
+        return self.progress
 
 
 def _print_download_summary(results: list[dict[str, Any]]) -> None:

@@ -48,7 +48,7 @@ class Lock:
         """Locked distribution name -> version."""
         from packaging.utils import canonicalize_name
 
-        out = {}
+        out: dict[str, str] = {}
         for line in self.text.splitlines():
             req = _entry(line)
             pins = [s.version for s in req.specifier if s.operator in ("==", "===")] if req else []

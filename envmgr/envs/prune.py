@@ -10,8 +10,9 @@ from envmgr.envs.store import EnvRecord
 
 def _recency(record: EnvRecord) -> float:
     """Last use; else when it was built (the metadata, or the dir's mtime for an env without it)."""
-    if record.last_used or record.built_at:
-        return record.last_used or record.built_at
+    recent = record.last_used or record.built_at
+    if recent:
+        return recent
     try:
         return record.path.stat().st_mtime
     except OSError:

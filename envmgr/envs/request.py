@@ -6,7 +6,7 @@ A leaf of the env stage: the lock and the builders read requests; nothing here r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.version import Version
 
@@ -17,6 +17,9 @@ from envmgr.envs.uvtool import Sources
 from envmgr.errors import UnresolvableError
 from registry.errors import ExitCode, StemSepError
 from registry.settings import is_torch_requirement
+
+if TYPE_CHECKING:
+    from registry.view import ModelView
 
 @dataclass(frozen=True)
 class EnvRequest:
@@ -54,8 +57,9 @@ class EnvRequest:
     def from_dict(cls, data: dict[str, Any]) -> "EnvRequest":
         tuples = ("requirements", "overrides", "constraints", "extra_index_urls", "find_links", "notes",
                   "health_modules")
-        return cls(**{k: (tuple(v) if k in tuples else v) for k, v in data.items()
-                      if k in cls.__dataclass_fields__})
+        fields: dict[str, Any] = {k: (tuple(v) if k in tuples else v) for k, v in data.items()
+                                  if k in cls.__dataclass_fields__}
+        return cls(**fields)
 
 
 def version_spec(name: str, min_version: str | None, max_version: str | None) -> str:
@@ -70,8 +74,8 @@ def _higher(a: str | None, b: str | None) -> str | None:
     return max(a, b, key=Version)
 
 
-def request_for_model(entry: Any, runtime: str, config: MachineConfig | None = None) -> EnvRequest:
-    """The env request for running registry `entry` (a ModelEntry) on `runtime`."""
+def request_for_model(entry: ModelView, runtime: str, config: MachineConfig | None = None) -> EnvRequest:
+    """The env request for running registry `entry` (typed or frozen) on `runtime`."""
     config = config or load_config()
     rdef = RUNTIMES.get(runtime)
     if rdef is None:
@@ -104,14 +108,14 @@ def request_for_model(entry: Any, runtime: str, config: MachineConfig | None = N
     overrides = list(config.overrides)
     notes = [f"machine override: {o}" for o in config.overrides]
     machine_torch = [o for o in config.overrides if is_torch_requirement(o)]
-    if with_torch and machine_torch and torch_spec != "torch":
+    if torch_spec is not None and machine_torch and torch_spec != "torch":  # not None: with_torch
         _check_torch_pin(model_id, machine_torch[0], torch_spec)
-    if with_torch and rdef.torch_cap_lifted and not machine_torch:
+    if torch_spec is not None and rdef.torch_cap_lifted and not machine_torch:
         # Replaces the library's own torch cap; keeps the model's range.
         cap_free = torch_spec if torch_spec != "torch" else "torch>=2.0.1"
         overrides.append(cap_free)
         notes.append(f"runtime override: {cap_free} ({rdef.torch_cap_lifted})")
-    elif with_torch and rdef.torch_cap_lifted:
+    elif torch_spec is not None and rdef.torch_cap_lifted:
         notes.append(f"runtime: {rdef.torch_cap_lifted}; the machine override {machine_torch[0]} applies")
 
     python = python_range(rdef.python, model_python_spec(reqs.python.min, reqs.python.max))

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envmgr.preflight.confirmations import record_path
 from envmgr.fsutil import atomic_write_json, read_json
 from registry.errors import ExitCode, StemSepError
+
+if TYPE_CHECKING:
+    from registry.view import ArtifactView, ModelView
 
 
 class CodeTrustError(StemSepError):
@@ -50,12 +53,13 @@ def trusted_sha256(state_dir: Path, model_id: str, filename: str) -> str | None:
     return str(record["sha256"]).lower() if record else None
 
 
-def runs_code(artifact: Any) -> bool:
+def runs_code(artifact: ArtifactView) -> bool:
     """Artifacts whose loading runs code from the file: code, and checkpoints that need full unpickling."""
     return artifact.kind == "code" or bool(getattr(artifact, "unsafe_pickle", False))
 
 
-def trust(state_dir: Path, entry: Any, filename: str, path: Path, expected_sha256: str | None = None) -> dict[str, Any]:
+def trust(state_dir: Path, entry: ModelView, filename: str, path: Path,
+          expected_sha256: str | None = None) -> dict[str, Any]:
     """Record trust in the current content of `path` as the model's code artifact (or unsafe_pickle checkpoint)
     `filename`."""
     artifact = next((a for a in entry.artifacts.all() if a.filename == filename), None)

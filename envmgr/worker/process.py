@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Mapping
 
 TEST_HOOK_ENV = "STEMSEP_WORKER_TEST_HOOK"  # passed through to the worker when set (tests only)
 # What a worker may inherit from the host's environment: locale, temp dirs, device selection, thread
@@ -27,9 +28,9 @@ def spawn_worker(cmd: list[str], code_root: Path) -> subprocess.Popen[bytes]:
                             cwd=code_root, env=worker_env(code_root), start_new_session=True)
 
 
-def worker_env(code_root: Path, base: dict[str, str] | None = None) -> dict[str, str]:
-    base = os.environ if base is None else base
-    env = {k: v for k, v in base.items() if k in _PASS_ENV or k.startswith("LC_")}
+def worker_env(code_root: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    source = os.environ if base is None else base
+    env = {k: v for k, v in source.items() if k in _PASS_ENV or k.startswith("LC_")}
     env.update(PYTHONPATH=str(code_root), PYTHONNOUSERSITE="1", PYTHONIOENCODING="utf-8:backslashreplace",
                PYTHONUNBUFFERED="1")
     return env

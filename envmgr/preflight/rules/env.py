@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -11,6 +11,9 @@ from packaging.version import InvalidVersion, Version
 from registry.errors import StemSepError
 from registry.settings import is_torch_requirement
 from envmgr.preflight.rules.codes import Finding, from_error
+
+if TYPE_CHECKING:
+    from registry.view import ModelView
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class EnvFacts:
     rocm: bool = False
 
 
-def check_env(entry: Any, runtime: str, env: EnvFacts) -> tuple[list[Finding], dict[str, Any]]:
+def check_env(entry: ModelView, runtime: str, env: EnvFacts) -> tuple[list[Finding], dict[str, Any]]:
     findings: list[Finding] = []
     if env.state == "needs_build":
         findings.append(Finding("W_ENV_NEEDS_BUILD", f"the {runtime} env for {entry.id} does not exist yet; it is "
@@ -83,7 +86,7 @@ def _contains(spec: str, version: Optional[str]) -> Optional[bool]:
         return None
 
 
-def _check_python(entry: Any, env: EnvFacts) -> list[Finding]:
+def _check_python(entry: ModelView, env: EnvFacts) -> list[Finding]:
     if env.python_spec and _contains(env.python_spec, env.python) is False:
         where = "the env has" if env.python_seen_in == "env" else "the interpreter found is"
         return [Finding("E_PYTHON_MISMATCH", f"{entry.id} needs Python {env.python_spec}; {where} {env.python}",
@@ -112,7 +115,7 @@ def torch_variant(env: EnvFacts) -> Optional[str]:
     return None  # auto/none without a local label: decided at install time
 
 
-def _check_torch(entry: Any, runtime: str, env: EnvFacts) -> list[Finding]:
+def _check_torch(entry: ModelView, runtime: str, env: EnvFacts) -> list[Finding]:
     if env.torch_spec is None:
         return []
     findings = []
@@ -153,8 +156,9 @@ def _check_torch(entry: Any, runtime: str, env: EnvFacts) -> list[Finding]:
     return findings
 
 
-def _check_pip(entry: Any, env: EnvFacts) -> tuple[list[dict[str, Any]], list[Finding]]:
-    rows, findings = [], []
+def _check_pip(entry: ModelView, env: EnvFacts) -> tuple[list[dict[str, Any]], list[Finding]]:
+    rows: list[dict[str, Any]] = []
+    findings: list[Finding] = []
     if not env.pip:
         return rows, findings
     from packaging.requirements import Requirement  # here: only models with pip pins parse one

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 
 from registry.settings import DEFAULT_SAMPLE_RATE, family_of
 from envmgr.preflight.rules.codes import Finding
+
+if TYPE_CHECKING:
+    from registry.view import ModelView
 
 
 # Containers libsndfile cannot read; ffmpeg converts them (a hint, not a guess: the decode failed).
@@ -84,7 +87,7 @@ def check_input(a: AudioFacts) -> list[Finding]:
     return []
 
 
-def check_channels(a: AudioFacts, entry: Any, runtime: Optional[str]) -> list[Finding]:
+def check_channels(a: AudioFacts, entry: ModelView, runtime: Optional[str]) -> list[Finding]:
     """Mono/stereo input against `capabilities.supports_mono/stereo` and what the runtime does about it."""
     caps = entry.capabilities
     if a.channels == 1 and caps.supports_mono is False:
@@ -107,12 +110,12 @@ def check_channels(a: AudioFacts, entry: Any, runtime: Optional[str]) -> list[Fi
     return []
 
 
-def model_sample_rate(entry: Any) -> Optional[int]:
+def model_sample_rate(entry: ModelView) -> Optional[int]:
     """The rate the model works at: DSP models take any rate; every trained model in the registry is 44.1 kHz."""
     return None if family_of(entry) == "dsp" else DEFAULT_SAMPLE_RATE
 
 
-def check_sample_rate(a: AudioFacts, entry: Any) -> list[Finding]:
+def check_sample_rate(a: AudioFacts, entry: ModelView) -> list[Finding]:
     rate = model_sample_rate(entry)
     if rate is None or not a.sample_rate or a.sample_rate == rate:
         return []

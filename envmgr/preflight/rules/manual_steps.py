@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 
 from envmgr.preflight.rules.codes import Finding
 
+if TYPE_CHECKING:
+    from registry.view import ManualStepView, ModelView
 
-def step_text(step: Any) -> str:
+
+def step_text(step: str | ManualStepView) -> str:
     return step if isinstance(step, str) else step.text
 
 
-def check_manual_steps(entry: Any, confirmed: Iterable[str], artifact_rows: Sequence[Mapping[str, Any]]
+def check_manual_steps(entry: ModelView, confirmed: Iterable[str], artifact_rows: Sequence[Mapping[str, Any]]
                        ) -> tuple[list[Finding], list[dict[str, Any]]]:
     """A step is automated when it names one of the model's code artifacts; else it needs your confirmation."""
     code_files = {r["filename"]: r for r in artifact_rows if r["kind"] == "code"}

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 
 from registry.errors import StemSepError
 from registry.routing import RuntimeChoice, RuntimeNotAllowedError, choose_runtime
 from registry.settings import ResolvedSettings, resolve_settings
 from envmgr.preflight.rules.codes import Finding, from_error
+
+if TYPE_CHECKING:
+    from registry.view import ModelView
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class RuntimeResolution:
                 "blocking_reason": self.blocking_reason, "in_allowed": self.in_allowed}
 
 
-def route(entry: Any, requested: Optional[str]) -> tuple[RuntimeResolution, list[Finding]]:
+def route(entry: ModelView, requested: Optional[str]) -> tuple[RuntimeResolution, list[Finding]]:
     """Routing by registry data only (registry.routing); a disallowed request stays the runtime a
     non-enforcing mode would run, with E_RUNTIME_NOT_ALLOWED quoting blocking_reason."""
     allowed = tuple(entry.runtime.allowed)
@@ -44,7 +47,7 @@ def route(entry: Any, requested: Optional[str]) -> tuple[RuntimeResolution, list
     return RuntimeResolution(choice.runtime, choice.reason, allowed, reason_text, True), []
 
 
-def resolve_job_settings(entry: Any, runtime: str, user: Mapping[str, Any]) -> tuple[Optional[ResolvedSettings],
+def resolve_job_settings(entry: ModelView, runtime: str, user: Mapping[str, Any]) -> tuple[Optional[ResolvedSettings],
                                                                                       list[Finding]]:
     """Recommended settings translated to the runtime's native values; user values win and are shown."""
     from registry.settings import SettingsError

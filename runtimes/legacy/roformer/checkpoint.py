@@ -110,7 +110,8 @@ def _pickled_globals(path: Path) -> str | None:
                 data = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
         else:
             data = path.read_bytes()
-        names, strings = [], []
+        names: list[str] = []
+        strings: list[str] = []
         for op, arg, _ in pickletools.genops(data):
             if op.name == "GLOBAL":
                 names.append(str(arg).replace(" ", "."))

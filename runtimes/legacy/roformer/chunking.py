@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-
-Tensor = torch.Tensor
+from torch import Tensor
 
 
 @dataclass(frozen=True)

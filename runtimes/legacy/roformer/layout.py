@@ -38,7 +38,7 @@ def transformers(arch: ArchConfig) -> list[list[TransformerSpec]]:
     """Per depth layer: the transformers in the order msst applies them."""
     out = []
     for i in range(arch.depth):
-        specs = []
+        specs: list[TransformerSpec] = []
         if arch.linear_transformer_depth:
             specs.append(TransformerSpec(f"layers.{i}.{len(specs)}", arch.linear_transformer_depth, True))
         specs.append(TransformerSpec(f"layers.{i}.{len(specs)}", arch.time_transformer_depth, False))

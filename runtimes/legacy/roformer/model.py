@@ -30,12 +30,12 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from runtimes.legacy.roformer import layout
 from runtimes.legacy.roformer.bands import BandLayout
 from runtimes.legacy.roformer.config import ArchConfig
 
-Tensor = torch.Tensor
 _NORM_FLOOR = 1e-24  # msst's F.normalize clamps the norm at 1e-12, i.e. the squared norm at 1e-24
 _LINEAR_ATTN_SCALE = 8.0  # msst's LinearAttention attends with a fixed scale of 8
 _ROTARY_THETA = 10000.0
@@ -386,6 +386,7 @@ class Roformer:
             _into(mask[:, lo:hi], torch.mul(o[:, :half], o[:, half:].sigmoid_(), out=mask[:, lo:hi] if ws.enabled else None))  # GLU
         if self.gather is None:
             return mask
+        assert self.cover is not None  # set together with gather (bands.py: mel layouts)
         # Mel bands overlap: each bin's mask is the mean over the bands that cover it.
         full = ws.take("mask_full", (rows, self.cover.shape[0]), mask).zero_()
         return full.index_add_(1, self.gather, mask).div_(self.cover)

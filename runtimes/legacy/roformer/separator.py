@@ -250,7 +250,8 @@ class RoformerModelType:
             raise RoformerError(f"model {job.model_id} names no checkpoint and config (artifacts.primary, artifacts.config)",
                                 hint="a Roformer needs both files; add them to the model's registry entry")
         settings = dict(job.settings)
-        native = settings.get("inference") if isinstance(settings.get("inference"), dict) else {}
+        inference = settings.get("inference")
+        native = inference if isinstance(inference, dict) else {}
         overrides = {k: native.get(k, settings.get(k)) for k in ("chunk_size", "num_overlap", "batch_size")}
         overrides["use_amp"] = settings.get("use_amp")
         allow_unsafe = bool(primary.get("unsafe_pickle")) and settings.get("allow_unsafe_pickle") is True

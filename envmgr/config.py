@@ -139,35 +139,6 @@ def config_file_path(home: Path | None = None) -> Path:
     return _Dirs(home).config / CONFIG_FILE_NAME
 
 
-def config_dir() -> Path:
-    """Where config.toml and the user's registry overlays (`registries/`) live."""
-    return _Dirs(_home_from_env()).config
-
-
-def directory(name: str) -> Path:
-    """Where one of the configured dirs (cache_dir, state_dir, model_store, ...) is, decided exactly as
-    `load_config` decides it but without reading the other keys: for callers that need one dir fast
-    (`stemsep models list` caches its index in cache_dir)."""
-    key = KEYS[name]
-    if key.kind != "path":
-        raise ValueError(f"{name} is not a directory key")
-    home = _home_from_env()
-    path = _Dirs(home).config / CONFIG_FILE_NAME
-    value, _ = _layered(key, _Dirs(home), _read_file(path), path)
-    return value
-
-
-def _layered(key: Key, dirs: _Dirs, file_values: dict[str, Any], path: Path) -> tuple[Any, str]:
-    """One key's value and where it came from, CLI flags aside: default < config file < STEMSEP_<KEY>."""
-    value, source = key.default(dirs), "STEMSEP_HOME" if dirs.home and key.kind == "path" else "default"
-    if key.name in file_values:
-        value, source = _coerce(key, file_values[key.name], origin=f"{path}", base=path.parent), f"config file {path}"
-    var = env_var(key.name)
-    if var in os.environ:
-        value, source = _coerce(key, os.environ[var], origin=var, base=Path.cwd()), f"env {var}"
-    return value, source
-
-
 def load_config(**cli_overrides: Any) -> MachineConfig:
     """Effective machine configuration. CLI flags come in as keyword arguments; None means "not given"."""
     unknown = sorted(set(cli_overrides) - set(KEYS))
@@ -176,11 +147,19 @@ def load_config(**cli_overrides: Any) -> MachineConfig:
     home = _home_from_env()
     dirs = _Dirs(home)
     path = dirs.config / CONFIG_FILE_NAME
-    file_values = _read_file(path)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for key in KEYS.values():
-        values[key.name], sources[key.name] = _layered(key, dirs, file_values, path)
+        values[key.name] = key.default(dirs)
+        sources[key.name] = "STEMSEP_HOME" if home and key.kind == "path" else "default"
+    for name, raw in _read_file(path).items():
+        values[name] = _coerce(KEYS[name], raw, origin=f"{path}", base=path.parent)
+        sources[name] = f"config file {path}"
+    for key in KEYS.values():
+        var = env_var(key.name)
+        if var in os.environ:
+            values[key.name] = _coerce(key, os.environ[var], origin=var, base=Path.cwd())
+            sources[key.name] = f"env {var}"
     for name, raw in cli_overrides.items():
         if raw is None:
             continue

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
+from envmgr.errors import UsageError
 from envmgr.preflight import rules
 from envmgr.preflight.consent import PickleConsent, Statements, record_statements
+from envmgr.preflight.options import JobOptions
 from registry.errors import ExitCode, StemSepError
 
 if TYPE_CHECKING:  # imported where used: a preflight start is latency-tuned
@@ -60,13 +62,7 @@ class PreflightRequest:
     inputs: Sequence[Path]
     model_id: Optional[str] = None
     runtime: Optional[str] = None
-    enforcement: Optional[str] = None  # None: the machine config's (default strict)
-    dev_override: bool = False
-    confirm_manual_steps: bool = False
-    allow_unsafe_pickle: bool = False  # consent to full unpickling of the checkpoints the registry marks so
-    require_hashes: bool = False
-    download: bool = True
-    settings: Mapping[str, Any] = field(default_factory=dict)  # user overrides (native meaning): overlap...
+    options: JobOptions = field(default_factory=JobOptions)  # what the user asked besides inputs and model
     phase_fix_reference: Optional[str] = None
     phase_fix_params: Mapping[str, float] = field(default_factory=dict)
 
@@ -126,11 +122,11 @@ def run_preflight(request: PreflightRequest, *, config: Optional[MachineConfig] 
     from envmgr.config import load_config
 
     started = time.perf_counter()
+    options = request.options
     config = config or load_config()
-    mode = (request.enforcement or config.enforcement).lower()
+    mode = (options.enforcement or config.enforcement).lower()
     if mode not in rules.MODES:
-        raise StemSepError(f"unknown enforcement mode {request.enforcement!r}", code="E_USAGE",
-                           exit_code=ExitCode.USAGE, hint="use strict, soft or report")
+        raise UsageError(f"unknown enforcement mode {options.enforcement!r}", hint="use strict, soft or report")
     findings: list[rules.Finding] = []
     statements = Statements()  # what the user stated on this run: recorded once the decision is made
     inputs = _absolute_unique(request.inputs)
@@ -154,15 +150,15 @@ def run_preflight(request: PreflightRequest, *, config: Optional[MachineConfig] 
         for a in decodable:
             findings += rules.check_channels(a, entry, resolution.runtime) + rules.check_sample_rate(a, entry)
         if resolution.runtime:
-            settings, found = rules.resolve_job_settings(entry, resolution.runtime, dict(request.settings))
+            settings, found = rules.resolve_job_settings(entry, resolution.runtime, dict(options.settings))
             findings += found
         found, status["artifacts"] = rules.check_artifacts(
-            entry.id, artifact_facts(entry, config, request.allow_unsafe_pickle, statements),
-            require_hashes=request.require_hashes,
-            download=request.download, allow_unsafe_pickle=request.allow_unsafe_pickle)
+            entry.id, artifact_facts(entry, config, options.allow_unsafe_pickle, statements),
+            require_hashes=options.require_hashes, download=options.download,
+            allow_unsafe_pickle=options.allow_unsafe_pickle)
         findings += found
-        found, status["manual_steps"] = _manual_steps(entry, config, request.confirm_manual_steps, status["artifacts"],
-                                                      statements)
+        found, status["manual_steps"] = _manual_steps(entry, config, options.confirm_manual_steps,
+                                                      status["artifacts"], statements)
         findings += found
         if resolution.runtime:
             # Resolving a lock that is not cached takes seconds (and the network): skip it when the job is
@@ -176,7 +172,7 @@ def run_preflight(request: PreflightRequest, *, config: Optional[MachineConfig] 
         found, phase_fix = _phase_fix(registry, request)
         findings += found
 
-    decision, extra = rules.decide(findings, [str(p) for p in inputs], mode, request.dev_override)
+    decision, extra = rules.decide(findings, [str(p) for p in inputs], mode, options.dev_override)
     findings += extra
     report = _report(request, mode, config, decision, findings, audio, entry, resolution, settings, phase_fix,
                      status, time.perf_counter() - started)
@@ -453,14 +449,15 @@ def _report(request: PreflightRequest, mode: str, config: MachineConfig, decisio
             findings: list[rules.Finding], audio: list[rules.AudioFacts], entry: Optional[ModelView],
             resolution: Optional[rules.RuntimeResolution], settings: Optional[ResolvedSettings],
             phase_fix: Optional[dict[str, Any]], status: dict[str, Any], seconds: float) -> dict[str, Any]:
+    options = request.options
     blocking = {id(f) for f in decision.blocking}
     blocked_inputs = set(decision.blocked_inputs)
-    source = "cli" if request.enforcement else config.sources.get("enforcement", "default")
+    source = "cli" if options.enforcement else config.sources.get("enforcement", "default")
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "can_proceed": decision.can_proceed,
         "model": entry.id if entry is not None else (request.model_id or None),
-        "enforcement": {"mode": mode, "source": source, "dev_override": request.dev_override,
+        "enforcement": {"mode": mode, "source": source, "dev_override": options.dev_override,
                         "overridden": [f.code for f in decision.overridden]},
         "inputs": [{**a.to_dict(), "state": "blocked" if a.path in blocked_inputs else "ok"} for a in audio],
         "errors": [{**f.to_dict(), "blocking": id(f) in blocking} for f in findings if f.severity == "error"],
@@ -471,9 +468,9 @@ def _report(request: PreflightRequest, mode: str, config: MachineConfig, decisio
             "phase_fix": phase_fix,
             "requirements_status": status,
         },
-        "options": {"require_hashes": request.require_hashes, "download": request.download,
-                    "confirm_manual_steps": request.confirm_manual_steps,
-                    "allow_unsafe_pickle": request.allow_unsafe_pickle, "settings": dict(request.settings)},
+        "options": {"require_hashes": options.require_hashes, "download": options.download,
+                    "confirm_manual_steps": options.confirm_manual_steps,
+                    "allow_unsafe_pickle": options.allow_unsafe_pickle, "settings": dict(options.settings)},
         "seconds": round(seconds, 4),
     }
 

@@ -49,3 +49,24 @@ class UnknownEnvError(StemSepError):
 
     exit_code = ExitCode.USAGE
     code = "E_UNKNOWN_ENV"
+
+
+class UsageError(StemSepError):
+    """Bad arguments or options that typer's own parsing lets through (its usage errors exit 2 as well)."""
+
+    exit_code = ExitCode.USAGE
+    code = "E_USAGE"
+
+
+class Cancelled(StemSepError):
+    """Ctrl-C (SIGINT) stopped the command: every command ends with this one error and exit 130."""
+
+    exit_code = ExitCode.CANCELLED
+    code = "E_CANCELLED"
+
+
+class InternalError(StemSepError):
+    """A bug: an exception nobody anticipated (envmgr/cli/outcome.py logs its traceback and names the file)."""
+
+    exit_code = ExitCode.INTERNAL
+    code = "E_INTERNAL"

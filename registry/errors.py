@@ -1,11 +1,14 @@
 """Errors every host module raises: what went wrong, why, what to do, and a distinct exit code.
 
-The exit codes are part of the CLI contract (README "Exit codes"); apps driving `stemsep` rely on them.
+The exit codes are part of the CLI contract (README "Exit codes", docs/errors.md); apps driving `stemsep`
+rely on them. HOST_CODES is the one table of the host's and the registry's error codes; the worker's codes
+are declared in runtimes/protocol.py and preflight's findings in envmgr/preflight/rules/codes.py.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import NamedTuple
 
 
 class ExitCode(IntEnum):
@@ -22,7 +25,8 @@ class ExitCode(IntEnum):
     TIMEOUT = 10  # worker silent / job took too long
     JOB = 11  # the worker reported a job error (model load, inference)
     INPUT = 12  # input audio missing or undecodable
-    CANCELLED = 130  # Ctrl-C
+    INTERNAL = 70  # a bug: an unexpected exception (EX_SOFTWARE in sysexits.h); the traceback went to a log file
+    CANCELLED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
 
 class StemSepError(Exception):
@@ -53,3 +57,82 @@ class StemSepError(Exception):
         if self.hint:
             parts.append(f"What to do: {self.hint}")
         return "\n".join(parts)
+
+
+class HostCode(NamedTuple):
+    exit_code: ExitCode | None  # None: the error passes on the exit code of what it reports (the summary says which)
+    summary: str
+
+
+# Every code the host (envmgr/) and the registry (registry/) raise, with the exit code it is raised with.
+# tests/worker/test_host_error_codes.py reads every `E_...` in their source and checks it against this table
+# (or against preflight's findings and the worker's codes, for codes that are theirs), and this table against
+# docs/errors.md.
+HOST_CODES: dict[str, HostCode] = {
+    # usage: what the user typed
+    "E_USAGE": HostCode(ExitCode.USAGE, "bad arguments or options (the hint says which values are accepted)"),
+    "E_BAD_FILTER": HostCode(ExitCode.USAGE, "a `models list` filter names an unknown field or value"),
+    "E_UNKNOWN_MODEL": HostCode(ExitCode.USAGE, "no model has this id (nearest ids suggested)"),
+    "E_UNKNOWN_RUNTIME": HostCode(ExitCode.USAGE, "`--runtime` names no canonical runtime"),
+    "E_UNKNOWN_ENV": HostCode(ExitCode.USAGE, "no env in the store has this id, or the id prefix matches several"),
+    "E_OUTPUT": HostCode(ExitCode.USAGE, "an unknown `--format`, or the output dir cannot be created"),
+    "E_OUTPUT_COLLISION": HostCode(ExitCode.USAGE, "two inputs would write the same stem files"),
+    "E_ARTIFACT_NOT_DECLARED": HostCode(ExitCode.USAGE, "`models import` names a file the model does not declare"),
+    "E_ARTIFACT_IMPORT_SOURCE": HostCode(ExitCode.USAGE, "`models import` was given a path that is not a regular "
+                                                         "file"),
+    "E_CODE_TRUST": HostCode(ExitCode.USAGE, "`models trust` names a file that runs no code, or one not in the store"),
+    # registry and configuration content
+    "E_CONFIG": HostCode(ExitCode.INVALID, "a bad key or value in config.toml, a STEMSEP_* variable or a flag"),
+    "E_REGISTRY_INVALID": HostCode(ExitCode.INVALID, "registry content breaks the schema or a semantic rule"),
+    "E_REGISTRY_UNREADABLE": HostCode(ExitCode.USAGE, "a registry file is missing, unreadable or not JSON"),
+    "E_DUPLICATE_MODEL_ID": HostCode(ExitCode.INVALID, "two registry files define the same model id"),
+    # preflight and routing
+    "E_PREFLIGHT_BLOCKED": HostCode(ExitCode.PREFLIGHT_BLOCKED,
+                                    "preflight blocked the job; `separate` exits with the blocking findings' own "
+                                    "exit code when they all agree (docs/preflight.md)"),
+    "E_RUNTIME_NOT_ALLOWED": HostCode(ExitCode.PREFLIGHT_BLOCKED, "the model does not allow the requested runtime"),
+    "E_NO_RUNTIME": HostCode(ExitCode.PREFLIGHT_BLOCKED, "the model's registry entry allows no runtime"),
+    "E_SETTINGS": HostCode(ExitCode.PREFLIGHT_BLOCKED, "a setting cannot be translated for the chosen runtime"),
+    # envs
+    "E_UNRESOLVABLE": HostCode(ExitCode.UNRESOLVABLE, "the env's requirements conflict (the packages are named)"),
+    "E_ENV_BUILD": HostCode(ExitCode.ENV_BUILD, "the env could not be built: index unreachable, install or "
+                                                "health check failed"),
+    "E_NO_INTERPRETER": HostCode(ExitCode.NO_INTERPRETER, "no Python satisfies the env's range (what was found "
+                                                          "is listed)"),
+    "E_STORE": HostCode(ExitCode.STORE, "a state dir cannot be written: read-only, full, not a directory"),
+    "E_STORE_DISK_SPACE": HostCode(ExitCode.STORE, "not enough free space in the model store for a download"),
+    # model store
+    "E_ARTIFACT": HostCode(ExitCode.ARTIFACT, "a model file could not be fetched or verified"),
+    "E_ARTIFACT_NO_SOURCE": HostCode(ExitCode.ARTIFACT, "the registry gives the file no URL: import it yourself"),
+    "E_ARTIFACT_HASH_REQUIRED": HostCode(ExitCode.ARTIFACT, "`--require-hashes` and the registry pins no sha256"),
+    "E_ARTIFACT_SHA256_MISMATCH": HostCode(ExitCode.ARTIFACT, "the file's sha256 is not the pinned one"),
+    "E_ARTIFACT_SIZE_MISMATCH": HostCode(ExitCode.ARTIFACT, "the file's size is not the registry's"),
+    "E_ARTIFACT_HTML_PAGE": HostCode(ExitCode.ARTIFACT, "the URL served a web page, not the file"),
+    "E_ARTIFACT_DOWNLOAD_FAILED": HostCode(ExitCode.ARTIFACT, "a download failed after retries; for several models, "
+                                                              "their own exit code when they all agree"),
+    "E_ARTIFACT_UNSAFE_PATH": HostCode(ExitCode.ARTIFACT, "a file name would escape the model's store dir"),
+    "E_ARTIFACT_OFFLINE": HostCode(ExitCode.ARTIFACT, "a download is needed but the machine is offline"),
+    "E_ARTIFACT_MISSING": HostCode(ExitCode.ARTIFACT, "a model file is not in the store and downloads are off"),
+    "E_ARTIFACT_BUSY": HostCode(ExitCode.ARTIFACT, "another process is downloading or importing into the "
+                                                        "model's folder"),
+    "E_CODE_TRUST_MISMATCH": HostCode(ExitCode.ARTIFACT, "`models trust`: the file is not the one reviewed or pinned"),
+    # worker
+    "E_WORKER": HostCode(ExitCode.WORKER, "the worker failed"),
+    "E_WORKER_START": HostCode(ExitCode.WORKER, "the env's interpreter could not be run"),
+    "E_WORKER_CRASHED": HostCode(ExitCode.WORKER, "the worker exited mid-job (names the signal or exit "
+                                                          "code; SIGKILL hints at memory)"),
+    "E_WORKER_TIMEOUT": HostCode(ExitCode.TIMEOUT, "the worker took too long"),
+    "E_HANDSHAKE_TIMEOUT": HostCode(ExitCode.TIMEOUT, "no `hello` within 30 s or no `ready` within 600 s"),
+    "E_WORKER_SILENT": HostCode(ExitCode.TIMEOUT, "no line at all (not even a heartbeat) for 30 s "
+                                                           "during a job: the worker is frozen"),
+    "E_JOB_TIMEOUT": HostCode(ExitCode.TIMEOUT, "the job ran past `--job-timeout`"),
+    "E_JOB": HostCode(ExitCode.JOB, "the worker reported a job error (its own code replaces this one)"),
+    # jobs
+    "E_INPUT": HostCode(ExitCode.INPUT, "an input cannot be separated (the `E_INPUT_*` codes of preflight and "
+                                          "the worker say why)"),
+    "E_BATCH": HostCode(None, "some inputs of a batch failed (each is named); exits with the first failure's code"),
+    # every command
+    "E_CANCELLED": HostCode(ExitCode.CANCELLED, "Ctrl-C (SIGINT) stopped the command"),
+    "E_INTERNAL": HostCode(ExitCode.INTERNAL, "a bug in stemsep: an unexpected exception; the message names the "
+                                              "log file that holds its traceback"),
+}

@@ -8,12 +8,13 @@ inside the commands so `stemsep models list` starts fast.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from envmgr.cli.outcome import exit_event
+from envmgr.errors import UsageError
 from registry.errors import ExitCode, StemSepError
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def download(
     as_json: bool = _JSON,
 ) -> None:
     """Download the models' artifacts into the store: resumable, retried, mirrors in order, sha256 verified."""
-    with _exit_event(as_json):
+    with exit_event(_emit if as_json else None):  # --json: the stream ends with `exit`, as separate's does
         _download(ids, all_for_runtime, require_hashes, retries, timeout, registry, as_json)
 
 
@@ -55,10 +56,10 @@ def _download(ids, all_for_runtime, require_hashes, retries, timeout, registry, 
     from registry.vocab import RUNTIME_IDS
 
     if not ids and not all_for_runtime:
-        raise _usage("Name the models to download, or pass --all-for-runtime RUNTIME.",
-                     hint="e.g. `stemsep models download bs-roformer-viperx-1297`")
+        raise UsageError("Name the models to download, or pass --all-for-runtime RUNTIME.",
+                         hint="e.g. `stemsep models download bs-roformer-viperx-1297`")
     if all_for_runtime and all_for_runtime not in RUNTIME_IDS:
-        raise _usage(f"Unknown runtime {all_for_runtime!r}.", hint=f"One of: {', '.join(RUNTIME_IDS)}.")
+        raise UsageError(f"Unknown runtime {all_for_runtime!r}.", hint=f"One of: {', '.join(RUNTIME_IDS)}.")
     config, models, get = _setup(registry)
     entries = [get(i) for i in dict.fromkeys(ids or [])]
     if all_for_runtime:
@@ -106,7 +107,7 @@ def import_files(
     as_json: bool = _JSON,
 ) -> None:
     """Put files you already have into the store (hardlink, else copy), verifying pinned sha256 and size."""
-    with _exit_event(as_json):
+    with exit_event(_emit if as_json else None):
         _import(model_id, checkpoint, config_file, files, copy, registry, as_json)
 
 
@@ -127,7 +128,7 @@ def _import(model_id, checkpoint, config_file, files, copy, registry, as_json) -
             raise _not_declared(entry, f"--file {spec}")
         pairs.append((artifact, Path(path)))
     if not pairs:
-        raise _usage("Nothing to import.", hint="Pass --checkpoint PATH, --config PATH or --file FILENAME=PATH.")
+        raise UsageError("Nothing to import.", hint="Pass --checkpoint PATH, --config PATH or --file FILENAME=PATH.")
     with _store(config) as store, _Renderer(as_json) as render:
         done = {a.filename: str(store.import_file(entry, a, p, copy=copy, progress=render)) for a, p in pairs}
     if as_json:
@@ -204,10 +205,6 @@ def _store(config, settings=None):
     return ArtifactStore(config.model_store, settings=settings or DownloadSettings())
 
 
-def _usage(message: str, hint: str = "") -> StemSepError:
-    return StemSepError(message, hint=hint, code="E_USAGE", exit_code=ExitCode.USAGE)
-
-
 def _not_declared(entry, flag: str) -> StemSepError:
     declared = ", ".join(f"{a.filename} ({a.kind})" for a in entry.artifacts.all()) or "none"
     return StemSepError(
@@ -236,25 +233,6 @@ def _raise_failures(failures: list[tuple[str, StemSepError]], total: int) -> Non
         "and interrupted downloads resume.",
         code="E_ARTIFACT_DOWNLOAD_FAILED",
         exit_code=ExitCode(codes.pop()) if len(codes) == 1 else ExitCode.ARTIFACT)
-
-
-@contextmanager
-def _exit_event(as_json: bool) -> Iterator[None]:
-    """With --json, end the event stream with an `exit` event, as `stemsep separate --json` does; Ctrl-C
-    becomes a clean exit 130."""
-    try:
-        try:
-            yield
-        except KeyboardInterrupt:
-            raise StemSepError("Interrupted.", why="Ctrl-C (or SIGINT) stopped the command.",
-                               hint="Run it again: finished files are kept and interrupted downloads resume.",
-                               code="E_CANCELLED", exit_code=ExitCode.CANCELLED) from None
-    except StemSepError as err:
-        if as_json:
-            _emit({"type": "exit", **err.to_dict()})
-        raise
-    if as_json:
-        _emit({"type": "exit", "exit_code": 0})
 
 
 def _emit(data: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import typer
 
+from envmgr.errors import UsageError
 from registry.errors import ExitCode, StemSepError
 
 app = typer.Typer(no_args_is_help=True, help="Managed environments: list, inspect, lock, remove, prune, config.")
@@ -307,8 +308,7 @@ def env_rm(env_ids: list[str] = typer.Argument(None, help="Env ids (or unique pr
     """Remove envs (shared package files stay in uv's cache)."""
     manager = _manager()
     if not env_ids and not all_envs:
-        raise StemSepError("no env given", code="E_USAGE", exit_code=ExitCode.USAGE,
-                           hint="name env ids (see `stemsep env list`) or pass --all")
+        raise UsageError("no env given", hint="name env ids (see `stemsep env list`) or pass --all")
     ids = [r.id for r in manager.store.records()] if all_envs else [_resolve_id(manager, e) for e in env_ids]
     for env_id in ids:
         manager.store.remove(env_id)
@@ -338,8 +338,8 @@ def env_prune(
         try:
             cap = parse_size(max_size)
         except ValueError as exc:
-            raise StemSepError(f"bad --max-size {max_size!r}", code="E_USAGE", exit_code=ExitCode.USAGE,
-                               why=str(exc), hint="write a size such as 500M or 20G") from exc
+            raise UsageError(f"bad --max-size {max_size!r}", why=str(exc),
+                             hint="write a size such as 500M or 20G") from exc
     chosen = choose_prunable(manager.store.records(), unused=unused, older_than_days=older_than, max_size=cap)
     if not dry_run:
         for item in chosen:

@@ -1,4 +1,5 @@
-"""The `stemsep` command: assembles the command groups and turns StemSepError into exit codes.
+"""The `stemsep` command: assembles the command groups; envmgr/cli/outcome.py turns how a command ended into
+its exit code.
 
 Each command group lives in its own module and imports heavy things inside its functions only, so
 `stemsep models list` starts fast (the host never imports torch or numpy for it).
@@ -6,15 +7,29 @@ Each command group lives in its own module and imports heavy things inside its f
 
 from __future__ import annotations
 
-import sys
+from typing import TYPE_CHECKING, Any
 
 import typer
+from typer.core import TyperGroup
 
 from envmgr.cli import artifacts_cmd, env_cmd, models_cmd, preflight_cmd, registry_cmd, separate_cmd, trust_cmd
-from envmgr.cli.outcome import report_error
-from registry.errors import StemSepError
+from envmgr.cli.outcome import error_handler
+
+if TYPE_CHECKING:
+    from typer._click.core import Context
+
+
+class _Stemsep(TyperGroup):
+    """The root group. Its commands run inside error_handler here, not only in run(): typer turns Ctrl-C
+    inside a command into a silent exit 130 before run() could see it."""
+
+    def invoke(self, ctx: Context) -> Any:
+        with error_handler():
+            return super().invoke(ctx)
+
 
 app = typer.Typer(
+    cls=_Stemsep,
     name="stemsep",
     help="Run music-source-separation models, each in the environment it needs.",
     no_args_is_help=True,
@@ -32,11 +47,8 @@ preflight_cmd.register(app)  # `stemsep preflight`
 
 
 def run() -> None:
-    try:
+    with error_handler():
         app()
-    except StemSepError as err:
-        report_error(err)
-        sys.exit(int(err.exit_code))
 
 
 if __name__ == "__main__":

@@ -21,15 +21,15 @@ def validate(
     rules: bool = typer.Option(False, "--rules", help="List the semantic rules and exit."),
 ) -> None:
     """Validate registry files and print every finding with its JSON path and a fix."""
-    from registry.errors import ExitCode, StemSepError
+    from envmgr.errors import UsageError
+    from registry.errors import ExitCode
     from registry.vocab import MODES
 
     if rules:
         _print_rules(as_json)
         return
     if mode not in MODES:
-        raise StemSepError(f"unknown mode {mode!r}", hint="use --mode strict or --mode compat",
-                           code="E_USAGE", exit_code=ExitCode.USAGE)
+        raise UsageError(f"unknown mode {mode!r}", hint="use --mode strict or --mode compat")
     from registry.validator import validate_files
 
     overlays: list[Path] = []

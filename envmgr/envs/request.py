@@ -101,7 +101,8 @@ def request_for_model(entry: ModelView, runtime: str, config: MachineConfig | No
             Requirement(text)
         except InvalidRequirement as exc:
             raise StemSepError(f"model {model_id}: bad pip requirement {text!r}", why=str(exc),
-                               hint="fix requirements.pip.packages in the registry (PEP 508)") from exc
+                               hint="fix requirements.pip.packages in the registry (PEP 508)",
+                               code="E_REGISTRY_INVALID", exit_code=ExitCode.INVALID) from exc
         if text not in requirements:
             requirements.append(text)
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from envmgr.config import MachineConfig
 from envmgr.envs.request import EnvRequest, request_for_model
-from registry.errors import ExitCode, StemSepError
+from envmgr.errors import UsageError
+from registry.errors import StemSepError
 
 
 @dataclass
@@ -47,8 +48,7 @@ def plan_setup(model_ids: list[str], *, runtime: str | None, all_models: bool, c
     elif registry.default_model:
         entries = [registry.get(registry.default_model)]
     else:
-        raise StemSepError("no model selected and the registry has no default model", code="E_USAGE",
-                           exit_code=ExitCode.USAGE, hint="name models, or pass --all")
+        raise UsageError("no model selected and the registry has no default model", hint="name models, or pass --all")
     groups: dict[EnvRequest, Group] = {}
     skipped = []
     for entry in entries:

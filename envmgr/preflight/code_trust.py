@@ -78,11 +78,13 @@ def trust(state_dir: Path, entry: ModelView, filename: str, path: Path,
     if expected_sha256 and expected_sha256.lower() != sha:
         raise CodeTrustError(f"{path} has sha256 {sha}, not the {expected_sha256.lower()} you reviewed",
                              why="the file in the store is not the one you meant to trust; nothing was recorded",
-                             hint="check the file, then trust it again", exit_code=ExitCode.ARTIFACT)
+                             hint="check the file, then trust it again", code="E_CODE_TRUST_MISMATCH",
+                             exit_code=ExitCode.ARTIFACT)
     if artifact.sha256 and artifact.sha256.lower() != sha:
         raise CodeTrustError(f"{path} has sha256 {sha}, but the registry pins {artifact.sha256.lower()}",
                              why="a pinned file runs only with its pinned content; trust cannot override it",
-                             hint=f"download it again: `stemsep models download {entry.id}`", exit_code=ExitCode.ARTIFACT)
+                             hint=f"download it again: `stemsep models download {entry.id}`",
+                             code="E_CODE_TRUST_MISMATCH", exit_code=ExitCode.ARTIFACT)
     return record(state_dir, entry.id, filename, sha, path)
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from envmgr.worker.code_copy import WorkerCode
 from envmgr.worker.process import signal_group, spawn_worker
+from envmgr.errors import Cancelled  # one Ctrl-C error for every command; jobs/ catch it from here
 from registry.errors import ExitCode, StemSepError
 from runtimes import protocol as p
 
@@ -60,11 +61,6 @@ class JobFailed(StemSepError):
     def __init__(self, message: str, *, traceback: str | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.traceback = traceback
-
-
-class Cancelled(StemSepError):
-    exit_code = ExitCode.CANCELLED
-    code = p.E_CANCELLED
 
 
 def exit_code_for(code: str) -> ExitCode:

@@ -67,8 +67,8 @@ def user_settings(overlap: Optional[float], segment_size: Optional[int], batch_s
     """The settings the user gave explicitly (they override the registry's recommendations)."""
     given = {"overlap": overlap, "segment_size": segment_size, "batch_size": batch_size}
     out = {k: v for k, v in given.items() if v is not None}
-    if isinstance(out.get("overlap"), float) and out["overlap"].is_integer() and out["overlap"] >= 1:
-        out["overlap"] = int(out["overlap"])  # `--overlap 4` is the divisor 4, not 4.0
+    if isinstance(overlap, float) and overlap.is_integer() and overlap >= 1:
+        out["overlap"] = int(overlap)  # `--overlap 4` is the divisor 4, not 4.0
     return out
 
 

@@ -62,7 +62,7 @@ def separate(
 
         # Every model passes preflight before any of them starts.
         plans = [plan_separation(list(inputs), one, runtime, output_dir, fmt.lower(), options, config=config, emit=emit)
-                 for one in dict.fromkeys(model or [None])]
+                 for one in (dict.fromkeys(model) if model else [None])]
         timeouts = Timeouts(job=job_timeout)
         if as_json:
             run_separation(plans, _json_emit, config=config, timeouts=timeouts, early=early)

@@ -23,7 +23,11 @@ from envmgr.worker.client import Cancelled, Timeouts, WorkerClient
 from registry.errors import ExitCode, StemSepError
 
 if TYPE_CHECKING:
+    from envmgr.config import MachineConfig
+    from envmgr.preflight.run import Preflight
     from envmgr.worker.prewarm import EarlyWorker
+    from registry.loader import Registry
+    from registry.view import ModelView
 
 Emit = Callable[[dict[str, Any]], None]
 DEFAULT_OUTPUT_DIR = Path("separated")  # relative to the current dir, like demucs' `separated/`
@@ -50,7 +54,7 @@ class BatchFailed(StemSepError):
 class Plan:
     """Everything a run needs, decided before anything starts (what preflight will produce)."""
 
-    model: Any  # registry.model.ModelEntry, or its registry.frozen form: read only
+    model: ModelView  # the typed entry or its registry.frozen form: read only
     runtime: str
     runtime_reason: str
     settings: dict[str, Any]
@@ -59,7 +63,7 @@ class Plan:
     output_dir: Path
     output_format: str
     warnings: tuple[str, ...] = ()
-    preflight: Any = None  # envmgr.preflight.run.Preflight: the report the job was allowed by
+    preflight: Preflight | None = None  # the report the job was allowed by
     skipped: tuple[tuple[Path, StemSepError], ...] = ()  # inputs preflight blocked; the others run
     download: bool = True  # fetch downloadable artifacts before the env is built
     trusted_code: dict[str, str] = field(default_factory=dict)  # code filename -> sha256 the user trusted
@@ -92,7 +96,8 @@ class Outcome:
 
 def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: str | None = None,
                     output_dir: Path | None = None, output_format: str = "wav", options: JobOptions | None = None,
-                    *, registry: Any = None, config: Any = None, emit: Emit | None = None) -> Plan:
+                    *, registry: Registry | None = None, config: MachineConfig | None = None,
+                    emit: Emit | None = None) -> Plan:
     """Run preflight; raise PreflightBlocked (nothing started) unless it says the job can proceed.
     `options`: what the user asked of the job (enforcement, consents, hashes, downloads, setting overrides).
     `emit` receives the report as a `preflight` event either way. The job's settings carry
@@ -112,7 +117,8 @@ def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: st
     if emit is not None:
         emit({"type": "preflight", "report": checked.report})
     checked.raise_if_blocked()
-    assert checked.runtime is not None and checked.runtime.runtime and checked.settings is not None
+    assert checked.entry is not None and checked.runtime is not None and checked.runtime.runtime
+    assert checked.settings is not None  # a job preflight lets through has its model, runtime and settings
     skipped = tuple(checked.skipped_inputs())
     out = (output_dir or DEFAULT_OUTPUT_DIR).expanduser().absolute()
     native = checked.settings.native()
@@ -140,7 +146,7 @@ def _check_output_names(plan: Plan) -> None:
 
 
 
-def fetch_artifacts(plan: Plan, emit: Emit, config: Any) -> Plan:
+def fetch_artifacts(plan: Plan, emit: Emit, config: MachineConfig) -> Plan:
     """The model's files from the store, downloading what preflight found downloadable (`plan.download`).
     Preflight already enforced --require-hashes (or let it through in a lenient mode)."""
     if not plan.model.artifacts.all():
@@ -153,8 +159,9 @@ def fetch_artifacts(plan: Plan, emit: Emit, config: Any) -> Plan:
     return replace(plan, artifacts={name: str(path) for name, path in paths.items()})
 
 
-def run_separation(plan: Plan | Sequence[Plan], emit: Emit, *, config: Any = None, timeouts: Timeouts = Timeouts(),
-                   on_stderr: Callable[[str], None] | None = None, early: EarlyWorker | None = None) -> list[Outcome]:
+def run_separation(plan: Plan | Sequence[Plan], emit: Emit, *, config: MachineConfig | None = None,
+                   timeouts: Timeouts = Timeouts(), on_stderr: Callable[[str], None] | None = None,
+                   early: EarlyWorker | None = None) -> list[Outcome]:
     """Run every input of `plan` through one worker; given several plans (one per model: `-m A -m B`), run
     them one after another, each in its own env, with one summary at the end. Consecutive models in the
     same env and runtime share the worker (a model's own code loads beside the library's classes).
@@ -218,8 +225,10 @@ class _Worker:
             if self.early is not None:  # only a run's first worker can have been started early
                 self.early.remember(self.client.command(), code.root)
                 prewarm, self.early = self.early.outcome, None
-            self.emit({"type": "worker", "pid": self.client.pid, "protocol": self.client.hello["protocol"],
-                       "python": self.client.hello["python"], "versions": ready["versions"],
+            hello = self.client.hello
+            assert hello is not None  # start() returns after the handshake
+            self.emit({"type": "worker", "pid": self.client.pid, "protocol": hello["protocol"],
+                       "python": hello["python"], "versions": ready["versions"],
                        "device": ready["device"], "prestarted": prewarm == "adopted", "prewarm": prewarm})
         return self.client
 
@@ -229,7 +238,7 @@ class _Worker:
         self.client = self.key = None
 
 
-def _run_plan(plan: Plan, emit: Emit, config: Any, worker: _Worker) -> list[Outcome]:
+def _run_plan(plan: Plan, emit: Emit, config: MachineConfig, worker: _Worker) -> list[Outcome]:
     """One model: its artifacts, its env, the batch's worker for that env for all its inputs."""
     from envmgr.envs.manager import EnvManager
     from envmgr.envs.request import request_for_model

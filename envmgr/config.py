@@ -80,7 +80,8 @@ KEYS: dict[str, Key] = {k.name: k for k in (
     Key("offline", "bool", "Never touch the network: resolve and install only from caches and find-links.",
         lambda d: False),
     Key("env_store", "path", "Where managed envs live.", lambda d: d.data / "envs"),
-    Key("cache_dir", "path", "StemSep's caches (resolved locks, interpreter lookups).", lambda d: d.cache),
+    Key("cache_dir", "path", "StemSep's caches (resolved locks, interpreter lookups, the registry's verdict and "
+        "listing index).", lambda d: d.cache),
     Key("uv_cache_dir", "path", "uv's package cache; keep it on the env store's filesystem so envs hardlink "
         "into it.", lambda d: d.cache / "uv"),
     Key("model_store", "path", "Where model files (checkpoints, configs, code artifacts) are kept.",
@@ -139,6 +140,35 @@ def config_file_path(home: Path | None = None) -> Path:
     return _Dirs(home).config / CONFIG_FILE_NAME
 
 
+def config_dir() -> Path:
+    """Where config.toml and the user's registry overlays (`registries/`) live."""
+    return _Dirs(_home_from_env()).config
+
+
+def directory(name: str) -> Path:
+    """Where one of the configured dirs (cache_dir, state_dir, model_store, ...) is, decided exactly as
+    `load_config` decides it but without reading the other keys: for callers that need one dir fast
+    (`stemsep models list` caches its index in cache_dir)."""
+    key = KEYS[name]
+    if key.kind != "path":
+        raise ValueError(f"{name} is not a directory key")
+    home = _home_from_env()
+    path = _Dirs(home).config / CONFIG_FILE_NAME
+    value, _ = _layered(key, _Dirs(home), _read_file(path), path)
+    return value
+
+
+def _layered(key: Key, dirs: _Dirs, file_values: dict[str, Any], path: Path) -> tuple[Any, str]:
+    """One key's value and where it came from, CLI flags aside: default < config file < STEMSEP_<KEY>."""
+    value, source = key.default(dirs), "STEMSEP_HOME" if dirs.home and key.kind == "path" else "default"
+    if key.name in file_values:
+        value, source = _coerce(key, file_values[key.name], origin=f"{path}", base=path.parent), f"config file {path}"
+    var = env_var(key.name)
+    if var in os.environ:
+        value, source = _coerce(key, os.environ[var], origin=var, base=Path.cwd()), f"env {var}"
+    return value, source
+
+
 def load_config(**cli_overrides: Any) -> MachineConfig:
     """Effective machine configuration. CLI flags come in as keyword arguments; None means "not given"."""
     unknown = sorted(set(cli_overrides) - set(KEYS))
@@ -147,19 +177,11 @@ def load_config(**cli_overrides: Any) -> MachineConfig:
     home = _home_from_env()
     dirs = _Dirs(home)
     path = dirs.config / CONFIG_FILE_NAME
+    file_values = _read_file(path)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for key in KEYS.values():
-        values[key.name] = key.default(dirs)
-        sources[key.name] = "STEMSEP_HOME" if home and key.kind == "path" else "default"
-    for name, raw in _read_file(path).items():
-        values[name] = _coerce(KEYS[name], raw, origin=f"{path}", base=path.parent)
-        sources[name] = f"config file {path}"
-    for key in KEYS.values():
-        var = env_var(key.name)
-        if var in os.environ:
-            values[key.name] = _coerce(key, os.environ[var], origin=var, base=Path.cwd())
-            sources[key.name] = f"env {var}"
+        values[key.name], sources[key.name] = _layered(key, dirs, file_values, path)
     for name, raw in cli_overrides.items():
         if raw is None:
             continue
@@ -179,10 +201,6 @@ def _home_from_env() -> Path | None:
 
 
 def _read_file(path: Path) -> dict[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on 3.10 only
-        import tomli as tomllib
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -190,6 +208,10 @@ def _read_file(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read the config file {path}", why=str(exc),
                           hint="fix its permissions or remove it") from exc
+    if sys.version_info >= (3, 11):  # imported only when there is a file: `models list` reads the cache dir here
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

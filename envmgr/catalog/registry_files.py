@@ -3,8 +3,8 @@
 Kept tiny and free of heavy imports (`stemsep models list` runs through here): the packaged registry
 (or `STEMSEP_REGISTRY`, os.pathsep-separated files that replace it, e.g. a fork of the data or a test
 fixture), then the user's overlays in `<config dir>/registries/*.json`, then `--registry` files.
-Dirs follow envmgr.config: `$STEMSEP_HOME/config` and `/cache` when STEMSEP_HOME is set, else the
-platform's dirs; `STEMSEP_CACHE_DIR` moves the cache.
+The config dir and the cache dir (the remembered verdict, the listing index) are envmgr.config's, decided
+there once for every command (STEMSEP_HOME, STEMSEP_CACHE_DIR, `cache_dir` in config.toml, platformdirs).
 """
 
 from __future__ import annotations
@@ -13,34 +13,8 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from envmgr.config import config_dir, directory
 from registry.loader import PACKAGED_REGISTRY, overlay_files
-
-APP_NAME = "stemsep"
-
-
-def _home() -> Path | None:
-    home = os.environ.get("STEMSEP_HOME")
-    return Path(home).expanduser() if home else None
-
-
-def config_dir() -> Path:
-    home = _home()
-    if home:
-        return home / "config"
-    import platformdirs
-
-    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
-
-
-def cache_dir() -> Path:
-    if os.environ.get("STEMSEP_CACHE_DIR"):
-        return Path(os.environ["STEMSEP_CACHE_DIR"]).expanduser()
-    home = _home()
-    if home:
-        return home / "cache"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
 
 
 def base_registry_files() -> list[Path]:
@@ -61,7 +35,7 @@ def load(extra: Sequence[Path] = ()) -> Any:
     from registry.loader import load_registry
 
     base, overlays = registry_files(extra)
-    return load_registry(base, overlays, verdict_cache=cache_dir() / VERDICT_NAME)
+    return load_registry(base, overlays, verdict_cache=directory("cache_dir") / VERDICT_NAME)
 
 
 def registry_files(extra: Sequence[Path] = ()) -> tuple[list[Path], list[Path]]:

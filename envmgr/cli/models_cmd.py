@@ -32,10 +32,11 @@ def list_models(
 ) -> None:
     """List models, one row each (filters combine)."""
     from envmgr.catalog.model_index import filter_rows, load_rows
-    from envmgr.catalog.registry_files import cache_dir, registry_files
+    from envmgr.catalog.registry_files import registry_files
+    from envmgr.config import directory
 
     paths, overlays = registry_files(registry or ())
-    rows = filter_rows(load_rows(paths, overlays, cache_dir()), role=role, runtime=runtime, arch=arch, stem=stem,
+    rows = filter_rows(load_rows(paths, overlays, directory("cache_dir")), role=role, runtime=runtime, arch=arch, stem=stem,
                        phase_fix_reference=phase_fix_reference)
     if as_json:
         import json

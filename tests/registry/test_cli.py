@@ -98,6 +98,16 @@ def test_list_works_with_an_unwritable_cache(home, tmp_path):
     assert len(rows(result)) == 7
 
 
+def test_list_caches_in_the_cache_dir_of_config_toml(home, tmp_path, monkeypatch):
+    monkeypatch.delenv("STEMSEP_CACHE_DIR", raising=False)
+    elsewhere = tmp_path / "elsewhere"
+    (home / "config").mkdir()
+    (home / "config" / "config.toml").write_text(f"cache_dir = {str(elsewhere)!r}\n")
+    assert len(rows(stemsep("models", "list", "--json", home=home))) == 7
+    assert (elsewhere / "model-index.json").is_file() and (elsewhere / "registry-verdict.json").is_file()
+    assert not (home / "cache").exists()  # one cache dir: the one every other command uses too
+
+
 def test_list_includes_user_registry_files(home, tmp_path):
     folder = home / "config" / "registries"
     folder.mkdir(parents=True)

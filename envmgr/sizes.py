@@ -1,4 +1,4 @@
-"""Disk usage the way `du` counts it: allocated blocks, each hardlinked file once."""
+"""Disk usage the way `du` counts it (allocated blocks, each hardlinked file once), and sizes for people."""
 
 from __future__ import annotations
 
@@ -25,14 +25,16 @@ def disk_usage(paths: list[Path] | tuple[Path, ...], seen: set[tuple[int, int]] 
     return total
 
 
-def human(size: int | float | None) -> str:
+def human(size: int | float | None, unknown: str = "-") -> str:
+    """`639.3 MiB`, `12 B`, `1,536.0 GiB`: the one way sizes are shown to people; `unknown` for None."""
     if size is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(size) < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
+        return unknown
+    value = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if abs(value) < 1024:
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{value:,.1f} GiB"
 
 
 def parse_size(text: str) -> int:

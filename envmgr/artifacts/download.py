@@ -37,6 +37,7 @@ from envmgr.artifacts.events import ArtifactEvent, ProgressCallback
 from envmgr.artifacts.layout import make_dir, store_error
 from envmgr.artifacts.safety import open_for_append
 from envmgr.artifacts.sources import unusable_reason
+from envmgr.sizes import human
 
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*$", re.IGNORECASE)
@@ -416,15 +417,11 @@ def check_space(folder: Path, need: int, margin: int) -> None:
     free = shutil.disk_usage(existing).free
     if free - need < margin:
         raise InsufficientSpaceError(
-            f"Not enough free space in {folder}: the download needs {_mib(need)}, {_mib(free)} are free "
-            f"(keeping {_mib(margin)} spare).",
+            f"Not enough free space in {folder}: the download needs {human(need)}, {human(free)} are free "
+            f"(keeping {human(margin)} spare).",
             why="Downloads check the space before they start so they do not fill the disk halfway.",
             hint="Free some space, or point STEMSEP_MODEL_STORE at a bigger disk.",
         )
-
-
-def _mib(n: int) -> str:
-    return f"{n / (1 << 20):,.1f} MiB"
 
 
 def _size_error(target: Target, url: str, got: int, more: bool = False) -> SizeMismatchError:

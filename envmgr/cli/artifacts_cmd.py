@@ -15,6 +15,7 @@ import typer
 
 from envmgr.cli.outcome import exit_event
 from envmgr.errors import UsageError
+from envmgr.sizes import human
 from registry.errors import ExitCode, StemSepError
 
 if TYPE_CHECKING:
@@ -183,7 +184,7 @@ def remove(
         return
     for r in reports:
         what = "interrupted downloads" if partial else "files"
-        typer.echo(f"{r.model_id}: removed {len(r.files)} {what} ({_size(r.bytes)})" if r.files
+        typer.echo(f"{r.model_id}: removed {len(r.files)} {what} ({human(r.bytes)})" if r.files
                    else f"{r.model_id}: nothing stored")
 
 
@@ -237,16 +238,6 @@ def _raise_failures(failures: list[tuple[str, StemSepError]], total: int) -> Non
 
 def _emit(data: dict[str, Any]) -> None:
     typer.echo(json.dumps(data, default=str))
-
-
-def _size(n: Optional[float]) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 class _Renderer:
@@ -327,7 +318,7 @@ def _print_status(root: Path, rows, orphans: list[str], entries) -> None:
     for col in ("model", "artifact", "kind", "state", "size", "sha256"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        size = _size(r.size) if r.state.value != "partial" else f"{_size(r.size)} of {_size(r.expected_size)}"
+        size = human(r.size) if r.state.value != "partial" else f"{human(r.size)} of {human(r.expected_size)}"
         sha = (r.sha256 or r.expected_sha256 or "")[:12]
         sha += "" if not sha else (" (pinned)" if r.expected_sha256 else " (unpinned)")
         state = f"[{colour[r.state.value]}]{r.state.value}[/]" + (f"\n{r.detail}" if r.detail else "")

@@ -85,7 +85,7 @@ def render(report: dict[str, Any]) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from envmgr.preflight.rules import human_size
+    from envmgr.sizes import human
 
     console = Console(highlight=False)
     resolved, status = report["resolved"], report["resolved"]["requirements_status"]
@@ -131,7 +131,7 @@ def render(report: dict[str, Any]) -> None:
                                        f"code: {a['trust']}" if a["trust"] else "",
                                        f"full unpickling: {'not allowed' if consent == 'missing' else 'allowed'}"
                                        if consent else "",
-                                       human_size(a["size"] or a["expected_size"])) if x)
+                                       human(a["size"] or a["expected_size"], unknown="")) if x)
         table.add_row("artifact", _state(a["state"]), Text(f"{a['filename']}  ({extra})"))
     for step in status["manual_steps"]:
         by = f" by {step['automated_by']}" if step["automated_by"] else ""

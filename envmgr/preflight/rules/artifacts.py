@@ -7,6 +7,7 @@ from typing import Any, Optional, Sequence
 
 
 from envmgr.preflight.rules.codes import Finding
+from envmgr.sizes import human
 
 
 @dataclass(frozen=True)
@@ -29,18 +30,6 @@ class ArtifactFacts:
     # "recorded" (an earlier consent for this very content), None (not allowed)
     pickle_consent: Optional[str] = None
     pickle_consent_note: str = ""  # e.g. why the flag's consent could not be remembered
-
-
-def human_size(n: Optional[int]) -> str:
-    """`639.3 MiB`; empty when unknown."""
-    if n is None:
-        return ""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return ""
 
 
 def check_artifacts(model_id: str, artifacts: Sequence[ArtifactFacts], *, require_hashes: bool,
@@ -74,7 +63,7 @@ def check_artifacts(model_id: str, artifacts: Sequence[ArtifactFacts], *, requir
                     "downloaded again", a.detail)
             else:
                 verb = "resumed" if a.state == "partial" else "downloaded"
-                size = f" ({human_size(a.expected_size)})" if a.expected_size is not None else ""
+                size = f" ({human(a.expected_size)})" if a.expected_size is not None else ""
                 add("W_ARTIFACT_DOWNLOAD", f"{model_id}: {a.filename}{size} is {verb} before the job starts", f"from {a.sources[0]}" if a.sources else "",
                     f"to fetch it ahead of time: `stemsep models download {model_id}`")
         elif a.state == "hash_mismatch":

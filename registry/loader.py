@@ -7,7 +7,7 @@ read in compat mode (curation findings only warn), and may not reuse an id.
 
 The semantic rules cost more than everything else a load does (~0.1 s for 115 models), and the files
 rarely change: with `verdict_cache`, a clean verdict is remembered per (files' stamps, modes, rule
-code), and later loads of the same files only parse the typed model. The verdict also keeps every entry
+code, installed pydantic: `verdict_key`), and later loads of the same files only parse the typed model. The verdict also keeps every entry
 frozen (registry.frozen): `Registry.view` reads a model without importing pydantic at all.
 """
 
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 from registry.errors import ExitCode, StemSepError
 from registry.findings import Finding
 from registry.jsonfile import RegistryReadError, read_json
-from registry.stamps import rule_code_files, stamp
+from registry.stamps import installed_version, rule_code_files, stamp
 from registry.validator import RegistryInvalidError, validate_document
 
 if TYPE_CHECKING:  # typed on first access only: pydantic stays out of a warm start
@@ -34,7 +34,7 @@ PACKAGED_REGISTRY = Path(__file__).with_name("models.json")
 MAX_LISTED = 5  # findings quoted in an error message; `registry validate` lists them all
 
 __all__ = ["PACKAGED_REGISTRY", "Registry", "RegistryInvalidError", "RegistryReadError", "UnknownModelError",
-           "load_registry", "overlay_files"]
+           "load_registry", "overlay_files", "verdict_key"]
 
 
 class UnknownModelError(StemSepError):
@@ -143,7 +143,7 @@ def load_registry(paths: Optional[Sequence[Path]] = None, overlays: Sequence[Pat
     """
     base = [Path(p) for p in paths] if paths else [PACKAGED_REGISTRY]
     files = [(p, mode) for p in base] + [(Path(p), overlay_mode) for p in overlays]
-    key = {"files": stamp(p for p, _m in files), "modes": [m for _p, m in files], "code": stamp(rule_code_files())}
+    key = verdict_key(files)
     remembered = _read_verdict(verdict_cache, key)
     documents = [(path, file_mode, read_json(path)) for path, file_mode in files]
     known = {m["id"] for _p, _m, data in documents if isinstance(data, dict) and isinstance(data.get("models"), list)
@@ -178,6 +178,14 @@ def load_registry(paths: Optional[Sequence[Path]] = None, overlays: Sequence[Pat
     elif verdict_cache is not None:
         _write_verdict(verdict_cache, key, registry)
     return registry
+
+
+def verdict_key(files: Sequence[tuple[Path, str]], pydantic: Optional[list[Any]] = None) -> dict[str, Any]:
+    """What a remembered verdict holds for: the files (stamps) and their modes, the rule code, and the installed
+    pydantic (it types the entries and runs part of the validation; `pydantic`: as `installed_version` gives it,
+    default the one installed)."""
+    return {"files": stamp(p for p, _m in files), "modes": [m for _p, m in files], "code": stamp(rule_code_files()),
+            "pydantic": pydantic if pydantic is not None else installed_version("pydantic")}
 
 
 def _read_verdict(cache: Optional[Path], key: dict) -> Optional[dict]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 _CODE_DIR = Path(__file__).resolve().parent
 
@@ -22,6 +22,26 @@ def stamp(paths: Iterable[Path]) -> list[list[Any]]:
         except OSError:
             out.append([str(path), None, None])  # a missing file: the uncached path reports it
     return out
+
+
+def installed_version(package: str) -> Optional[list[Any]]:
+    """What identifies the installed `package` (an import name that is also its distribution's, e.g. pydantic):
+    the version in the name of its dist-info folder beside it (`pydantic-2.14.4.dist-info`), else its
+    `__init__`'s stamp; None when it is not installed. Found without importing the package or
+    importlib.metadata: either would cost the warm start more than the cache saves (scripts/bench/README.md)."""
+    from importlib.util import find_spec
+
+    spec = find_spec(package)
+    if spec is None or not spec.origin:
+        return None
+    origin = Path(spec.origin)
+    prefix, suffix = f"{package.replace('-', '_')}-", ".dist-info"
+    try:
+        versions = sorted(e.name[len(prefix):-len(suffix)] for e in os.scandir(origin.parent.parent)
+                          if e.name.startswith(prefix) and e.name.endswith(suffix))
+    except OSError:
+        versions = []
+    return versions if versions else stamp([origin])
 
 
 def rule_code_files() -> list[Path]:

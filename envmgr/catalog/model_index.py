@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 from registry.errors import ExitCode, StemSepError
-from registry.stamps import rule_code_files, stamp
+from registry.stamps import installed_version, rule_code_files, stamp
 
 VERDICT_NAME = "registry-verdict.json"  # the loader's remembered clean validation (registry.loader)
 from registry.vocab import ARCHITECTURE_FAMILIES, ROLES, RUNTIME_IDS
@@ -26,9 +26,10 @@ INDEX_NAME = "model-index.json"
 
 
 def index_key(paths: Sequence[Path], overlays: Sequence[Path]) -> dict[str, Any]:
-    """The registry files' and the deriving code's stamps: any change rebuilds the index."""
+    """The registry files' and the deriving code's stamps, and the installed pydantic (it types the rows'
+    entries): any change rebuilds the index."""
     return {"format": INDEX_FORMAT, "base": stamp(paths), "overlays": stamp(overlays),
-            "code": stamp([Path(__file__), *rule_code_files()])}
+            "code": stamp([Path(__file__), *rule_code_files()]), "pydantic": installed_version("pydantic")}
 
 
 def build_rows(registry: Registry) -> list[dict[str, Any]]:

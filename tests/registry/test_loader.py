@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 
 import pytest
 
 from registry.errors import ExitCode
 from registry.jsonfile import RegistryReadError
-from registry.loader import RegistryInvalidError, UnknownModelError, load_registry, overlay_files
+from registry.loader import RegistryInvalidError, UnknownModelError, load_registry, overlay_files, verdict_key
+from registry.stamps import installed_version
 from tests.registry.conftest import VALID
 from tests.registry.rule_cases import valid_doc
 
@@ -154,3 +156,21 @@ def test_remembered_verdict_never_hides_a_later_invalid_edit(tmp_path):
     path.write_text(json.dumps(doc) + "\n")
     with pytest.raises(RegistryInvalidError):
         load_registry([path], verdict_cache=verdict)
+
+
+def test_a_verdict_remembered_under_another_pydantic_is_not_trusted(tmp_path):
+    """pydantic types the entries and runs part of the validation: its version is part of the verdict's key."""
+    path, verdict = tmp_path / "models.json", tmp_path / "cache" / "verdict.json"
+    path.write_text(json.dumps(valid_doc()))
+    files = [(path, "strict")]
+    assert installed_version("pydantic") == [importlib.metadata.version("pydantic")]
+    assert verdict_key(files, ["2.14.4"]) != verdict_key(files, ["2.15.0"])
+    assert verdict_key(files) == verdict_key(files, installed_version("pydantic"))
+
+    load_registry([path], verdict_cache=verdict)
+    assert load_registry([path], verdict_cache=verdict).models.frozen_dir is not None  # served by the verdict
+    stored = json.loads(verdict.read_text())
+    stored["key"] = verdict_key(files, ["0.0.1"])  # the same files, validated by another pydantic
+    verdict.write_text(json.dumps(stored))
+    assert load_registry([path], verdict_cache=verdict).models.frozen_dir is None  # validated again
+    assert json.loads(verdict.read_text())["key"] == verdict_key(files)  # and remembered for this one

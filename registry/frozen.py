@@ -1,6 +1,6 @@
 """Registry entries frozen for reading: what a typed entry answers, without pydantic.
 
-Typing an entry with registry.model costs ~0.2 s of imports and class building, most of what a
+Typing an entry with registry.model costs imports and class building (scripts/bench/README.md), most of what a
 `stemsep separate` or `stemsep preflight` start spends before its work. So once the loader has validated
 a set of registry files, it remembers every entry frozen (registry.loader), and commands that only read
 one model (`Registry.view`) get a `Frozen` instead of a `ModelEntry`. A `Frozen` holds every field the typed

@@ -5,10 +5,10 @@ typed model and checked by the semantic rules; any error-level finding -> `Regis
 (exit 1). Overlays are the user's own files (`<config dir>/registries/*.json`): they add models, are
 read in compat mode (curation findings only warn), and may not reuse an id.
 
-The semantic rules cost more than everything else a load does (~0.1 s for 115 models), and the files
-rarely change: with `verdict_cache`, a clean verdict is remembered per (files' stamps, modes, rule
-code, installed pydantic: `verdict_key`), and later loads of the same files only parse the typed model. The verdict also keeps every entry
-frozen (registry.frozen): `Registry.view` reads a model without importing pydantic at all.
+The semantic rules cost more than everything else a load does (scripts/bench/README.md), and the files rarely change:
+with `verdict_cache`, a clean verdict is remembered per (files' stamps, modes, rule code, installed
+pydantic: `verdict_key`), and later loads of the same files only parse the typed model. The verdict also
+keeps every entry frozen (registry.frozen): `Registry.view` reads a model without importing pydantic.
 """
 
 from __future__ import annotations

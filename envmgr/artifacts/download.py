@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 from urllib.parse import urlsplit
 
-if TYPE_CHECKING:  # imported when a download starts: httpx costs ~60 ms that preflight/separate need not pay
+if TYPE_CHECKING:  # imported when a download starts: httpx's import costs start-up time preflight/separate need not pay
     import httpx
 
 from envmgr.artifacts.errors import (

@@ -1,8 +1,9 @@
 """The listing index: one small row per model, derived from the validated typed registry and cached.
 
-`stemsep models list` runs often and must start fast; validating the registry needs pydantic (~0.2 s
-to import and build). So the rows are cached in `<cache dir>/model-index.json`, keyed by the registry
-files' paths, sizes and mtimes and by the code that derives the rows. A warm list reads only that JSON:
+`stemsep models list` runs often and must start fast; validating the registry needs pydantic, whose
+import and class building would cost most of that start (scripts/bench/README.md). So the rows are
+cached in `<cache dir>/model-index.json`, keyed by the registry files' paths, sizes and mtimes, by the
+code that derives the rows and by the installed pydantic. A warm list reads only that JSON:
 no pydantic, no numpy. Any change to a registry file or to this code rebuilds it (with full validation).
 """
 

@@ -48,8 +48,8 @@ def list_models(
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
-    """A plain aligned table. Not rich: importing and laying out a rich Table costs ~0.2 s, more than
-    the whole budget of a warm `models list`."""
+    """A plain aligned table. Not rich: importing and laying out a rich Table costs more than the whole
+    budget of a warm `models list` (scripts/bench/README.md)."""
     import shutil
 
     if not rows:

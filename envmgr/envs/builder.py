@@ -45,7 +45,8 @@ def build_with_uv(uv_bin: str, target: Path, lock_file: Path, lock: Lock, req: "
 
         def sync(lock_path: Path) -> None:
             # Every pin and hash is in the lock, so a warm cache needs no index: try offline first (an
-            # online sync revalidates each index page, ~0.25 s on this machine), then online for the rest.
+            # online sync revalidates each index page, slow even with a warm cache: scripts/bench/README.md),
+            # then online for the rest.
             if not config.offline and uvtool.run([*base, str(lock_path), *req.sources.uv_args(offline=True)],
                                                  env=env).returncode == 0:
                 return

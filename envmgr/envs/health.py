@@ -85,9 +85,9 @@ def probe(env_dir: Path, modules: tuple[str, ...], timeout: float = 300) -> dict
 class ImportCheck:
     """The probe, started while the last (largest) packages are still being installed.
 
-    A first import compiles bytecode (~0.4 s for numpy); started once everything but torch is in place,
-    it overlaps torch's install, then waits for `finish()` to look at the complete install (versions,
-    torch build) in the same process. `finish()` gives None when the early import failed for any
+    A first import compiles bytecode (slow for numpy: scripts/bench/README.md); started once everything
+    but torch is in place, it overlaps torch's install, then waits for `finish()` to look at the complete
+    install (versions, torch build) in the same process. `finish()` gives None when the early import failed for any
     reason (say, the runtime module needs torch at import) or the probe did not run: the caller then
     probes the finished env from scratch, as without it."""
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 
 # packaging and filelock are imported where used: a warm `separate` reads a cached lock and needs neither
-# (~40 ms of its start).
+# (their imports cost start-up time: scripts/bench/README.md).
 
 _NET_ERRORS = ("Failed to fetch", "error sending request", "Connection refused", "tcp connect error",
                "dns error", "failed to lookup address", "Could not connect", "timed out", "network")

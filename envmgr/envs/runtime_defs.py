@@ -62,7 +62,7 @@ class RuntimeDef:
         return str(req)
 
     def health_imports(self, with_torch: bool) -> tuple[str, ...]:
-        # torch itself is never imported by the health check (1-3 s); its version file is read instead,
+        # torch itself is never imported by the health check (it takes seconds); its version file is read instead,
         # and the worker's `ready` handshake imports it for real.
         return self.health_modules + (self.torch_health_modules if with_torch else ())
 

@@ -1,8 +1,8 @@
 """What an input file is (format, sample rate, channels, frames) and whether its codec decodes: libsndfile
 called through ctypes, so the host never imports numpy.
 
-`soundfile` answers the same questions with the same library, but imports numpy first (~80 ms of every
-`stemsep separate` and `stemsep preflight`; scripts/bench/separate_latency.py). The library is the one
+`soundfile` answers the same questions with the same library, but imports numpy first, start-up time every
+`stemsep separate` and `stemsep preflight` would pay (scripts/bench/README.md). The library is the one
 soundfile itself loads: the copy its wheel bundles (`_soundfile_data`), else the system's libsndfile.
 Where neither loads, `read_info` says so (LibraryMissing) and the caller uses soundfile instead.
 The format codes and names are libsndfile's public API (sndfile.h), named as soundfile names them.

@@ -366,7 +366,7 @@ def installed_versions(python: Path, names: Sequence[str], timeout: float = 60) 
 
 def _distribution_names(requirements: list[str]) -> dict[str, str]:
     """Requirement -> its distribution's canonical name. Most models pin nothing: then packaging's
-    requirement parser (~15 ms to import) stays unimported."""
+    requirement parser (slow to import: scripts/bench/README.md) stays unimported."""
     if not requirements:
         return {}
     from packaging.requirements import Requirement

@@ -78,8 +78,8 @@ def exit_code_for(code: str) -> ExitCode:
 
 @dataclass(frozen=True)
 class Timeouts:
-    hello: float = 30.0  # spawn -> hello: nothing heavy is imported before it (measured ~0.02 s)
-    ready: float = 600.0  # hello -> ready: heavy imports (torch: ~1 s warm, minutes on a cold network disk)
+    hello: float = 30.0  # spawn -> hello: nothing heavy is imported before it (scripts/bench/README.md)
+    ready: float = 600.0  # hello -> ready: heavy imports (torch: minutes on a cold network disk)
     silence: float = 30.0  # no line at all during a job; the worker sends a heartbeat every `heartbeat` s
     job: float | None = None  # whole job; None: no limit (a long song on CPU with a big model takes long)
     heartbeat: float = 2.0

@@ -1,10 +1,10 @@
 """Start the worker a `stemsep separate` will most likely need before the host has planned anything.
 
-A fresh `stemsep separate` process spends ~0.4 s on imports and planning (registry types, preflight,
-the input probe) before it knows which env to start a worker in, and the worker then pays its own
-imports. So the host remembers, per set of model arguments (`-m`, `--runtime`), the worker command it
-started last, and the next run with the same arguments starts that command first thing: the worker's
-imports overlap the host's planning (scripts/bench/separate_latency.py measures both ways).
+A fresh `stemsep separate` process spends a good part of its start on imports and planning (registry
+types, preflight, the input probe; figures in scripts/bench/README.md) before it knows which env to start
+a worker in, and the worker then pays its own imports. So the host remembers, per set of model arguments
+(`-m`, `--runtime`), the worker command it started last, and the next run with the same arguments starts
+that command first thing: the worker's imports overlap the host's planning (scripts/bench/separate_latency.py measures both ways).
 
 Nothing is trusted from the memory: planning runs exactly as before, and the early worker is adopted
 only when the plan starts the very same command (env python, runtime, worker code hash, protocol)

@@ -35,13 +35,9 @@ def installed_version(package: str) -> Optional[list[Any]]:
     if spec is None or not spec.origin:
         return None
     origin = Path(spec.origin)
-    prefix, suffix = f"{package.replace('-', '_')}-", ".dist-info"
-    try:
-        versions = sorted(e.name[len(prefix):-len(suffix)] for e in os.scandir(origin.parent.parent)
-                          if e.name.startswith(prefix) and e.name.endswith(suffix))
-    except OSError:
-        versions = []
-    return versions if versions else stamp([origin])
+    dist = package.replace("-", "_")
+    folders = sorted(origin.parent.parent.glob(f"{dist}-*.dist-info"))  # several: a stale one was left
+    return [folder.stem[len(dist) + 1:] for folder in folders] or stamp([origin])
 
 
 def rule_code_files() -> list[Path]:

@@ -1,5 +1,5 @@
 """Settings semantics: what `overlap` and `segment_size` mean in each runtime, and the translation into
-the runtime's native parameters (DESIGN §4).
+the runtime's native parameters (docs/DESIGN.md §4).
 
 The registry stores each recommended value once, with a declared meaning (`settings_semantics`). At
 resolve time the value is translated into the meaning the chosen runtime's pinned library version
@@ -50,7 +50,8 @@ _MSST_CHUNKED = frozenset({"roformer", "mdx23c", "scnet", "bandit", "apollo", "o
 
 @dataclass(frozen=True)
 class SettingsRule:
-    """One row of the DESIGN §4 table: how a runtime (at some library versions) reads the settings of a family."""
+    """One row of the docs/DESIGN.md §4 table: how a runtime (at some library versions) reads the settings of a
+    family."""
 
     runtime: str
     families: frozenset[str]

@@ -26,7 +26,7 @@ Role = Literal[
 ]
 ROLES: tuple[str, ...] = Role.__args__  # type: ignore[attr-defined]
 
-# What a value of `overlap` means (DESIGN §4). Every recommended overlap declares one of these.
+# What a value of `overlap` means (docs/DESIGN.md §4). Every recommended overlap declares one of these.
 #   divisor: integer N >= 1, hop = chunk_size // N
 #            (msst `inference.num_overlap`; audio-separator MDX23C always, Roformer since 0.47.0)
 #   ratio:   0 <= r < 1, hop = int((1 - r) * chunk_size)   (MDX-Net ONNX, Demucs in audio-separator)
@@ -65,7 +65,7 @@ MODES: tuple[str, ...] = ("strict", "compat")
 # Where a recorded fact came from (`evidence[].kind`).
 EvidenceKind = Literal["guide", "config", "homepage", "library", "measured", "legacy"]
 
-# Architecture names the registry uses, and the family whose settings semantics apply (DESIGN §4).
+# Architecture names the registry uses, and the family whose settings semantics apply (docs/DESIGN.md §4).
 # An exact lookup of the declared `architecture` field: never a substring test on ids or names.
 ARCHITECTURE_FAMILIES: dict[str, str] = {
     "BS-Roformer": "roformer",

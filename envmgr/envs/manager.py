@@ -1,6 +1,6 @@
 """Managed envs: a model's needs -> an env request -> a lock -> an env id -> a built, healthy env.
 
-The env id is a hash of the resolved lock plus the interpreter and platform (DESIGN §5), so identical
+The env id is a hash of the resolved lock plus the interpreter and platform (docs/DESIGN.md §5), so identical
 requirement sets share one env and conflicting ones get their own. Building is safe under concurrency
 and crashes: per-env file lock (check, lock, check again), build in a temp dir, health check, marker
 written last, atomic rename; anything without the marker is never used and is rebuilt.

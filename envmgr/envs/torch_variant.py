@@ -1,6 +1,6 @@
 """Which torch build an env must hold, and whether the one it holds is that build.
 
-uv's --torch-backend picks an index but does not lock the variant (DESIGN §5), so the build is checked
+uv's --torch-backend picks an index but does not lock the variant (docs/DESIGN.md §5), so the build is checked
 after install from torch's own version file: the local label of a pinned version (`+cpu`) and
 `torch.version.cuda` / `torch.version.hip` against the backend.
 """

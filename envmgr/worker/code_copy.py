@@ -1,6 +1,6 @@
 """The copy of `runtimes/` that a worker runs: content-hashed, so host and worker code always match.
 
-A managed env never sees the host's packages (DESIGN §5). Instead the host copies the `runtimes`
+A managed env never sees the host's packages (docs/DESIGN.md §5). Instead the host copies the `runtimes`
 package into `<cache_dir>/worker-code/<hash>/runtimes/` and puts that dir first on the worker's path.
 The hash covers every file's relative path and bytes, so an edited or upgraded StemSep gets a new
 copy, and the same code is copied once however many envs use it. Copies are made in a temp dir and

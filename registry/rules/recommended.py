@@ -1,4 +1,4 @@
-"""Recommended settings and their declared meanings (seed §3.4, DESIGN §4)."""
+"""Recommended settings and their declared meanings (seed §3.4, docs/DESIGN.md §4)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,8 @@ def _finite(value) -> bool:
 
 @model_rule("overlap-native-matches-table", summary="meaning_by_runtime agrees with the settings table",
             strict_only=True,
-            hint="write the runtime's native meaning from registry/settings.py (DESIGN §4) for its pinned version")
+            hint="write the runtime's native meaning from registry/settings.py (docs/DESIGN.md §4) for its pinned "
+            "version")
 def native_matches(entry, ctx: ModelContext):
     for runtime, word in entry.settings_semantics.overlap_semantics().meaning_by_runtime.items():
         if word not in OVERLAP_MEANINGS or runtime not in entry.runtime.allowed:

@@ -1,4 +1,4 @@
-"""Env manager benchmark: ratios measured side by side in one run (DESIGN §5, issue 3).
+"""Env manager benchmark: ratios measured side by side in one run (docs/DESIGN.md §5, issue 3).
 
 1. Warm-cache materialization of torch envs (stemsep-legacy with torch; msst) through
    EnvManager.ensure (venv, hash-checked sync, health check, marker, rename) vs the raw uv floor

@@ -49,7 +49,7 @@ DEFAULT_MODEL = "builtin-center-split"
 AS, MSST, LEGACY = "audio-separator", "msst", "stemsep-legacy"
 CANONICAL = (AS, MSST, LEGACY)
 EVIDENCE_KINDS: tuple[str, ...] = EvidenceKind.__args__  # type: ignore[attr-defined]
-# The runtime library versions every recommended setting here was checked against (DESIGN §4).
+# The runtime library versions every recommended setting here was checked against (docs/DESIGN.md §4).
 AS_PIN = "audio-separator==0.47.1"
 MSST_VERSION = "0.1.0"
 
@@ -63,7 +63,7 @@ MSST_VERSION = "0.1.0"
 #                           No SCNet, BandIt, Apollo, Conformer or Mamba code at all.
 #   msst 0.1.0              the model types of utils/settings.py:build_model_from_config.
 #   stemsep-legacy          our runtime: the built-in DSP model and standard BS-/Mel-Band-Roformer
-#                           loaded from MSST checkpoints + configs (DESIGN §7).
+#                           loaded from MSST checkpoints + configs (docs/DESIGN.md §7).
 # `preferred`: audio-separator when audio-separator 0.47.1 ships the model in its own supported
 # list (models.json / models-scores.json: tested there, offline-capable, one env for every classic
 # arch); otherwise msst, whose code the model's config was written for; otherwise the only runtime
@@ -87,7 +87,7 @@ class Family:
     runtimes: tuple[str, ...]
     model_type: str | None  # MSST model_type for msst/stemsep-legacy (None when neither builds it)
     overlap_meaning: str  # meaning of recommended_settings.overlap (registry/vocab.py OVERLAP_MEANINGS)
-    native: dict[str, str]  # each allowed runtime's native meaning of overlap (DESIGN §4)
+    native: dict[str, str]  # each allowed runtime's native meaning of overlap (docs/DESIGN.md §4)
     blocked: dict[str, str]  # why each excluded canonical runtime cannot run it (keys of WHY_NOT or text)
     msst_extra: str | None = None  # msst's optional-dependency group for this model type
     overlap: float | int | None = None  # default recommended overlap, in `overlap_meaning`

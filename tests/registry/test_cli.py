@@ -196,7 +196,7 @@ def test_validate_defaults_to_the_registry_in_use(home):
 
 
 def test_warm_list_imports_no_pydantic_numpy_or_torch(home):
-    """The startup design (DESIGN §2): a warm `models list` reads the index only."""
+    """The startup design (docs/DESIGN.md §2): a warm `models list` reads the index only."""
     assert stemsep("models", "list", "--json", home=home).returncode == 0  # builds the index
     code = ("import runpy, sys, io, contextlib\n"
             "sys.argv = ['stemsep', 'models', 'list', '--json']\n"

@@ -1,4 +1,4 @@
-"""Settings semantics: the DESIGN §4 table keyed by pinned library version, translation with explicit
+"""Settings semantics: the docs/DESIGN.md §4 table keyed by pinned library version, translation with explicit
 rounding, provenance, and the table checked against the libraries' own code."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def fixture_entry(index: int, **runtime_pins) -> ModelEntry:
     return ModelEntry.model_validate(raw)
 
 
-# runtime, family, library version -> native overlap meaning and parameter (DESIGN §4, measured)
+# runtime, family, library version -> native overlap meaning and parameter (docs/DESIGN.md §4, measured)
 TABLE = [
     ("audio-separator", "roformer", "0.44.0", "seconds", "mdxc_params.overlap"),
     ("audio-separator", "roformer", "0.46.0", "seconds", "mdxc_params.overlap"),

@@ -1,7 +1,7 @@
 """Chunked inference with overlap-add, streaming: memory does not grow with the track's length.
 
 Semantics (msst 0.1.0's `demix`, generic mode, reproduced so results match it exactly):
-- step = chunk_size // num_overlap (num_overlap is a divisor, DESIGN §4); border = chunk_size - step.
+- step = chunk_size // num_overlap (num_overlap is a divisor, docs/DESIGN.md §4); border = chunk_size - step.
   If the track is longer than 2 * border (and border > 0), it is reflect-padded by `border` on both
   sides and the padding is cut from the result.
 - Chunks start at 0, step, 2*step, ... while inside the padded track. A chunk running past the end

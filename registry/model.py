@@ -254,6 +254,28 @@ class Artifacts(Base):
         return [a for a in (self.primary, self.config) if a is not None] + list(self.additional)
 
 
+class UvrModelData(Base):
+    """The parameters UVR's model data gives an MDX-Net or VR model (its `model_data.json` entry, in UVR's own
+    key names). UVR and audio-separator find them by a hash of the model file; the audio-separator adapter
+    writes them under the hash of the file actually on disk, so they do not depend on the file's name."""
+
+    uvr_hash: Optional[str] = Field(
+        default=None, description="The key UVR's model data lists these parameters under: MD5 of the published "
+        "file's last 10,240,000 bytes (all of a smaller file). Evidence only; the file on disk is hashed at run time.")
+    primary_stem: Optional[str] = Field(default=None, description="The stem the model predicts (UVR's spelling).")
+    compensate: Optional[float] = Field(default=None, description="MDX-Net: volume compensation of the primary stem.")
+    mdx_dim_f_set: Optional[int] = Field(default=None, description="MDX-Net: frequency bins the model takes (dim_f).")
+    mdx_dim_t_set: Optional[int] = Field(default=None, description="MDX-Net: log2 of the frames it takes (dim_t = 2**n).")
+    mdx_n_fft_scale_set: Optional[int] = Field(default=None, description="MDX-Net: STFT size (n_fft).")
+    vr_model_param: Optional[str] = Field(default=None, description="VR: the model-param set (a JSON file name "
+                                          "without .json in the library's vr_network/modelparams).")
+    nout: Optional[int] = Field(default=None, description="VR 5.1 models: output channels (with nout_lstm).")
+    nout_lstm: Optional[int] = Field(default=None, description="VR 5.1 models: LSTM width (with nout).")
+    is_karaoke: Optional[bool] = None
+    is_bv_model: Optional[bool] = None
+    is_bv_model_rebalanced: Optional[float] = None
+
+
 class ModelEntry(Base):
     id: str
     name: str = ""
@@ -270,6 +292,8 @@ class ModelEntry(Base):
     capabilities: Nullable[Capabilities] = Field(default_factory=Capabilities)
     artifacts: Nullable[Artifacts] = Field(default_factory=Artifacts)
     evidence: NullableList[Evidence] = Field(default_factory=list)
+    uvr_model_data: Optional[UvrModelData] = Field(
+        default=None, description="MDX-Net and VR models: the parameters UVR's model data gives them.")
 
     frozen_calls: ClassVar[tuple[str, ...]] = ("to_json",)
 

@@ -16,6 +16,7 @@ from registry.rules import (  # noqa: F401
     phase_fix,
     capabilities,
     artifacts,
+    uvr_params,
     evidence,
 )
 from registry.rules.base import RULES, DocumentContext, Hit, ModelContext, Rule

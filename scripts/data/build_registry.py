@@ -561,6 +561,10 @@ def build_entry(mid: str, legacy: dict, facts: dict, shared: dict) -> dict:
                            f"audio-separator ships this model in its supported list as "
                            f"{facts['audio_separator_lists']!r}, so it is preferred"))
     entry["evidence"] = ev
+    if facts.get("uvr_model_data"):  # MDX-Net/VR: UVR's parameters, written by the adapter under the file's hash
+        if not any("uvr_model_data" in field for item in ev for field in item["fields"]):
+            raise BuildError(f"{mid}: uvr_model_data without evidence naming its source")
+        entry["uvr_model_data"] = dict(facts["uvr_model_data"])
     for extra in ("notes",):
         if facts.get(extra):
             entry[extra] = facts[extra]

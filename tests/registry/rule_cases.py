@@ -187,6 +187,9 @@ CASES: list[Case] = [
          _p(VIPERX, ".artifacts.config.unsafe_pickle")),
     Case("artifact-size-positive", _set(VIPERX, "artifacts.primary.size_bytes", 0),
          _p(VIPERX, ".artifacts.primary.size_bytes")),
+    # UVR model data (MDX-Net, VR)
+    Case("uvr-params-present", _del(MDXNET, "uvr_model_data.compensate"), _p(MDXNET, ".uvr_model_data")),
+    Case("uvr-hash-format", _set(VR, "uvr_model_data.uvr_hash", "0FB9249F"), _p(VR, ".uvr_model_data.uvr_hash")),
     # evidence
     Case("evidence-present", _set(VR, "evidence", []), _p(VR, ".evidence")),
     Case("evidence-fields-known", _set(VR, "evidence", [{"fields": ["runtimes"], "kind": "homepage",

@@ -181,6 +181,16 @@ def _invalid_entry() -> Any:
     return ModelEntry.model_validate(dsp("pf-bad", runtime={"preferred": "msst"}))  # the validator never saw it
 
 
+def _uvr_params(t: T, present: bool) -> set[str]:
+    """A user's copy of an MDX-Net entry (read in compat mode, where a missing uvr_model_data only warns)."""
+    entry = t.entry("mdx-net-hq4").to_json()
+    entry["id"] = f"pf-mdx-{str(present).lower()}"
+    entry["artifacts"]["primary"]["filename"] = f"{entry['id']}.onnx"
+    if not present:
+        del entry["uvr_model_data"]
+    return {f.code for f in rules.route(load_with(t.tmp, entry).get(entry["id"]), None)[1]}
+
+
 def _broken(t: T, broken: bool) -> set[str]:
     """A real env in a private store; a crash mid-build leaves it without its marker: broken."""
     from envmgr.config import load_config
@@ -248,6 +258,7 @@ CASES: dict[str, Case] = {
                               lambda t: t.codes(model="builtin-center-split", runtime="stemsep-legacy")),
     "E_REGISTRY_INVALID": (lambda t: {f.code for f in rules.route(_invalid_entry(), None)[1]},
                            lambda t: {f.code for f in rules.route(t.entry("pf-dsp"), None)[1]}),
+    "E_UVR_PARAMS_MISSING": (lambda t: _uvr_params(t, False), lambda t: _uvr_params(t, True)),
     # settings
     "E_SETTINGS": (lambda t: _settings(t, "msst", {"overlap": 0.5}), lambda t: _settings(t, "msst", {"overlap": 2})),
     "W_SETTING_OVERRIDDEN": (lambda t: _settings(t, "audio-separator", {"overlap": 8}),

@@ -46,6 +46,7 @@ _CODES = (
     Code("E_REGISTRY_INVALID", "model", "the model's registry entry contradicts itself (preferred not in allowed)",
          True, ExitCode.INVALID),
     Code("E_RUNTIME_NOT_ALLOWED", "model", "the requested runtime is not in runtime.allowed (quotes blocking_reason)"),
+    Code("E_UVR_PARAMS_MISSING", "model", "an MDX-Net/VR model on a runtime that finds its parameters by file hash, without UVR's parameters in its entry", True),
     # settings
     Code("E_SETTINGS", "settings", "a recommended or given setting cannot be translated for the runtime", True),
     Code("W_SETTING_OVERRIDDEN", "settings", "your value replaces the registry's recommended one"),

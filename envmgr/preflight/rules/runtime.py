@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 from registry.errors import StemSepError
 from registry.routing import RuntimeChoice, RuntimeNotAllowedError, choose_runtime
 from registry.settings import ResolvedSettings, resolve_settings
+from registry.uvr_params import missing_uvr_params
 from envmgr.preflight.rules.codes import Finding, from_error
 
 if TYPE_CHECKING:
@@ -44,7 +45,16 @@ def route(entry: ModelView, requested: Optional[str]) -> tuple[RuntimeResolution
                 [from_error(err, subject=requested)])
     except StemSepError as err:
         return RuntimeResolution(None, None, allowed, reason_text, False), [from_error(err, subject=requested)]
-    return RuntimeResolution(choice.runtime, choice.reason, allowed, reason_text, True), []
+    resolution = RuntimeResolution(choice.runtime, choice.reason, allowed, reason_text, True)
+    missing = missing_uvr_params(entry, choice.runtime)  # the load would fail after a yes (registry.uvr_params)
+    if missing:
+        return resolution, [Finding("E_UVR_PARAMS_MISSING", f"{entry.id} cannot load on {choice.runtime}: its entry "
+                                    f"lacks UVR's parameters {', '.join(missing)}",
+                                    why=f"{choice.runtime} finds an {entry.architecture} model's parameters by the "
+                                    "hash of its file in UVR's model data, which the registry entry must supply",
+                                    hint="add uvr_model_data from UVR's model_data.json to the entry (stemsep registry "
+                                    "validate names the keys)", subject=choice.runtime)]
+    return resolution, []
 
 
 def resolve_job_settings(entry: ModelView, runtime: str, user: Mapping[str, Any]) -> tuple[Optional[ResolvedSettings],

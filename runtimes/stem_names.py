@@ -12,10 +12,15 @@ def declared_stems(model: Mapping[str, Any]) -> list[str]:
 
 
 def registry_spelling(name: str, declared: list[str]) -> str:
+    """The declared stem `name` is (UVR writes "No Noise" for the registry's no_noise), else `name`."""
     for stem in declared:
-        if stem.lower() == name.lower():
+        if _spelling_key(stem) == _spelling_key(name):
             return stem
     return name
+
+
+def _spelling_key(name: str) -> str:
+    return "_".join(name.lower().replace("-", " ").replace("_", " ").split())
 
 
 def residual_stem(produced: list[str], declared: list[str]) -> str | None:

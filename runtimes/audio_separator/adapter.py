@@ -7,6 +7,10 @@ that lists exactly them (the library's documented way for custom models), and th
 function is replaced on our instance by one that refuses: a file it would fetch is an error that names
 it, never a network request.
 
+MDX-Net and VR models have no config file: the library looks their parameters up by a hash of the
+model file in UVR's model data. We write that data ourselves: the registry's `uvr_model_data` under the
+hash of the file on disk (uvr_data.py), so they load offline and under any file name.
+
 ffmpeg (the library checks for it at start and pydub needs it) comes from the env's `imageio-ffmpeg`
 wheel: a link named `ffmpeg` in a per-worker temp dir is put first on PATH.
 
@@ -41,6 +45,7 @@ from typing import Any, Iterator
 
 from runtimes import protocol as p
 from runtimes.adapter import Adapter, Job, JobContext, RuntimeInfo, StemArray, StemFile
+from runtimes.audio_separator.uvr_data import write_model_data
 from runtimes.errors import JobError
 from runtimes.stem_names import declared_stems, registry_spelling
 from runtimes.tqdm_bridge import TqdmBridge
@@ -53,8 +58,6 @@ ARCH_LISTS = {"BS-Roformer": "roformer_download_list", "Mel-Roformer": "roformer
 # Every list audio-separator 0.47 reads from download_checks.json (a missing one is a KeyError there).
 ALL_LISTS = ("vr_download_list", "mdx_download_list", "mdx_download_vip_list", "demucs_download_list",
              "mdx23c_download_list", "mdx23c_download_vip_list", "roformer_download_list")
-# Parameter data the library downloads for hash-identified (MDX-Net, VR) models when it is absent.
-HASH_DATA_FILES = ("vr_model_data.json", "mdx_model_data.json")
 ARCH_PARAMS = ("mdx_params", "vr_params", "demucs_params", "mdxc_params")
 
 
@@ -71,6 +74,7 @@ class AudioSeparatorAdapter(Adapter):
         self.tmp = Path(tempfile.mkdtemp(prefix="stemsep-audio-separator-"))
         self._key: str | None = None
         self._separator: Any = None
+        self._notes: list[str] = []  # warnings about the loaded model, repeated for each of its jobs
 
     def load(self) -> RuntimeInfo:
         os.environ.pop("AUDIO_SEPARATOR_MODEL_DIR", None)  # it would override our model dir
@@ -90,6 +94,8 @@ class AudioSeparatorAdapter(Adapter):
     def separate(self, ctx: JobContext) -> list[StemArray | StemFile]:
         job = ctx.job
         separator = self._load(ctx)
+        for note in self._notes:
+            ctx.warn(note)
         mix, rate = ctx.read_input()
         import soundfile as sf
 
@@ -137,6 +143,7 @@ class AudioSeparatorAdapter(Adapter):
         if key == self._key:
             return self._separator
         self._separator = self._key = None  # free the previous model first
+        self._notes = []
         from audio_separator.separator import Separator
 
         primary, model_dir = self._model_dir(job)
@@ -203,11 +210,9 @@ class AudioSeparatorAdapter(Adapter):
                 raise JobError(p.E_MODEL_LOAD, f"{job.model_id} (Demucs) has no YAML artifact naming its parts")
             checks[listing][f"Demucs v4: {job.model_id}"] = {n: n for n in job.artifacts}
             name = yaml_name
-        else:
+        else:  # MDX-Net, VR: parameters by the file's hash, which we write (uvr_data.py)
             checks[listing][friendly] = name
-            for data in HASH_DATA_FILES:  # absent: the library falls back to its packaged parameters
-                if not (model_dir / data).exists():
-                    (model_dir / data).write_text("{}")
+            self._notes = write_model_data(model_dir, job.model, job.model_id, job.artifact(name))
         (model_dir / "download_checks.json").write_text(json.dumps(checks))
         return name, model_dir
 

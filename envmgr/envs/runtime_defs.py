@@ -1,6 +1,7 @@
 """What each canonical runtime needs in its env: pinned library, torch, health-check modules, Python range.
 
-This is the one place that knows the runtime libraries' packaging. Facts from their wheels' metadata:
+This is the one place that knows the runtime libraries' packaging; what each can run (its capability facts)
+lives in registry/capabilities.py, where the validator can read it, and is reached here as `.capabilities`. Facts from their wheels' metadata:
 - audio-separator 0.47.1: extras `cpu` (onnxruntime) and `gpu` (onnxruntime-gpu, CUDA); declares torch
   itself; shells out to `ffmpeg`, which `imageio-ffmpeg` ships inside the env.
 - msst 0.1.0: Requires-Python <3.14; BS-/Mel-Roformer code needs the `bs-roformer` and `mel-band-roformer`
@@ -13,6 +14,8 @@ This is the one place that knows the runtime libraries' packaging. Facts from th
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from registry.capabilities import CAPABILITIES, RuntimeCapabilities
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,12 @@ class RuntimeDef:
     health_modules: tuple[str, ...] = ()
     torch_health_modules: tuple[str, ...] = ()  # checked as well when the env has torch
     torch_cap_lifted: str | None = None  # why the library's own torch cap is overridden, if it is
+
+    @property
+    def capabilities(self) -> RuntimeCapabilities:
+        """What this runtime version can run: architectures, model types, files, channel layouts, config keys
+        (registry/capabilities.py: the validator, routing and preflight read the same facts)."""
+        return CAPABILITIES[self.id]
 
     def needs_torch(self, model_torch_required: bool | None) -> bool:
         if self.torch is True:

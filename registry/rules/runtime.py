@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from registry.capabilities import cannot_run, capable_runtimes
 from registry.rules.base import Hit, ModelContext, model_rule, repeats
 from registry.vocab import RUNTIME_IDS
 
@@ -74,3 +75,17 @@ def compat_msst(entry, ctx: ModelContext):
 def msst_model_type(entry, ctx: ModelContext):
     if "msst" in entry.runtime.allowed and not (entry.runtime.model_type or "").strip():
         yield Hit(("runtime", "model_type"), "msst is allowed but no model_type says which model class to build")
+
+
+@model_rule("runtime-capable", summary="every runtime in runtime.allowed can run the model (registry/capabilities.py)",
+            strict_only=True,
+            hint="remove the runtime from runtime.allowed and say why in blocking_reason, or allow one that can run it "
+                 "(`stemsep models show` names them)")
+def runtime_capable(entry, ctx: ModelContext):
+    for i, runtime in enumerate(entry.runtime.allowed):
+        reasons = cannot_run(entry, runtime)
+        if reasons:
+            able = [r for r in capable_runtimes(entry, RUNTIME_IDS) if r != runtime]
+            yield Hit(("runtime", "allowed", i), "; ".join(reasons),
+                      hint=f"remove {runtime} from runtime.allowed (say why in blocking_reason)"
+                      + (f"; {', '.join(able)} can run it" if able else "; no runtime here can run it"))

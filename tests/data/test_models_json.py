@@ -120,7 +120,9 @@ def test_standard_roformers_run_in_audio_separator_msst_and_stemsep_legacy(model
                 and m["runtime"]["allowed"]]
     assert len(standard) >= 60
     for m in standard:
-        if len(m["runtime"]["allowed"]) == 1:  # msst-only Roformers carry their specific reason
+        if m["capabilities"].get("supports_stereo") is False:  # a mono Roformer: only our runtime runs it
+            assert m["runtime"]["allowed"] == [LEGACY] and "msst:" in m["runtime"]["blocking_reason"], m["id"]
+        elif len(m["runtime"]["allowed"]) == 1:  # msst-only Roformers carry their specific reason
             assert m["runtime"]["allowed"] == [MSST] and "audio-separator:" in m["runtime"]["blocking_reason"]
         else:
             assert set(m["runtime"]["allowed"]) == {AS, MSST, LEGACY}, m["id"]
@@ -185,12 +187,19 @@ def test_hyperace_v2_models_share_one_code_file(models):
 
 
 def test_guide_named_msst_only_models(models):
-    for mid in ("anvuew-dereverb-room", "lew-apollo-vocal", "lew-apollo-universal"):
+    for mid in ("lew-apollo-vocal", "lew-apollo-universal"):
         m = models[mid]
         assert m["runtime"]["allowed"] == [MSST], mid
         assert "audio-separator:" in m["runtime"]["blocking_reason"], mid
-    room = models["anvuew-dereverb-room"]["capabilities"]
-    assert room["supports_mono"] is True and room["supports_stereo"] is False
+
+
+def test_mono_roformer_runs_on_stemsep_legacy_only(models):
+    """The guide names anvuew's room dereverb MSST-only, but msst 0.1.0 feeds every model two channels: a mono
+    BS-Roformer fails there (registry/capabilities.py); stemsep-legacy runs it, channel by channel."""
+    room = models["anvuew-dereverb-room"]
+    assert room["capabilities"]["supports_mono"] is True and room["capabilities"]["supports_stereo"] is False
+    assert room["runtime"]["allowed"] == [LEGACY] and room["runtime"]["preferred"] == LEGACY
+    assert "msst:" in room["runtime"]["blocking_reason"] and "audio-separator:" in room["runtime"]["blocking_reason"]
 
 
 # --- phase fix ---------------------------------------------------------------------------------

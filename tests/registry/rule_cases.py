@@ -30,6 +30,7 @@ class Case:
     rule: str
     change: Callable[[dict], Any]
     path: str
+    also: tuple[str, ...] = ()  # rules the change breaks as well, by nature (no change breaks this one alone)
 
 
 def m(doc: dict, index: int) -> dict:
@@ -67,8 +68,8 @@ def _dup_last_model_id(doc: dict) -> None:
     m(doc, CATALOG)["id"] = m(doc, VR)["id"]
 
 
-def _dup_primary(doc: dict) -> None:
-    m(doc, VR)["artifacts"]["primary"]["filename"] = m(doc, MDXNET)["artifacts"]["primary"]["filename"]
+def _dup_primary(doc: dict) -> None:  # two checkpoints of one format: only the name is wrong
+    m(doc, HYPERACE)["artifacts"]["primary"]["filename"] = m(doc, VIPERX)["artifacts"]["primary"]["filename"]
 
 
 def _p(index: int, tail: str) -> str:
@@ -81,7 +82,7 @@ CASES: list[Case] = [
     Case("name-present", _set(VR, "name", "  "), _p(VR, ".name")),
     Case("architecture-known", _set(HYPERACE, "architecture", "BS Roformer"), _p(HYPERACE, ".architecture")),
     Case("id-unique", _dup_last_model_id, _p(CATALOG, ".id")),
-    Case("primary-filename-duplicate", _dup_primary, _p(VR, ".artifacts.primary.filename")),
+    Case("primary-filename-duplicate", _dup_primary, _p(HYPERACE, ".artifacts.primary.filename")),
     Case("default-model-exists", lambda d: d.update(default_model="no-such-model"), "$.default_model"),
     # runtime
     Case("runtime-allowed-nonempty", _both(_set(MDXNET, "runtime.allowed", []), _del(MDXNET, "runtime.preferred"),
@@ -100,6 +101,8 @@ CASES: list[Case] = [
     Case("compatibility-msst", _set(VIPERX, "compatibility.msst_compatible", False),
          _p(VIPERX, ".compatibility.msst_compatible")),
     Case("runtime-model-type", _set(DEMUCS, "runtime.model_type", None), _p(DEMUCS, ".runtime.model_type")),
+    # a mono Roformer: msst 0.1.0 (and audio-separator) always feed it two channels
+    Case("runtime-capable", _set(VIPERX, "capabilities.supports_stereo", False), _p(VIPERX, ".runtime.allowed[1]")),
     # requirements
     Case("python-version-valid", _set(VIPERX, "requirements.python.min", "three"),
          _p(VIPERX, ".requirements.python.min")),
@@ -136,11 +139,19 @@ CASES: list[Case] = [
          _p(VIPERX, ".settings_semantics.overlap.meaning")),
     Case("overlap-value-fits-meaning", _set(DEMUCS, "recommended_settings.overlap", 4),
          _p(DEMUCS, ".recommended_settings.overlap")),
+    Case("overlap-divisor-integer", _set(VIPERX, "recommended_settings.overlap", 4.0),
+         _p(VIPERX, ".recommended_settings.overlap")),
+    # ratio 0.25 is a hop of 0.75 of the chunk: msst's nearest divisor is 1, no overlap at all
+    Case("overlap-keeps-overlap", _set(DEMUCS, "recommended_settings.overlap", 0.25),
+         _p(DEMUCS, ".recommended_settings.overlap")),
+    # audio-separator's MDX-Net chunk is hop_length * (segment_size - 1): one frame is no chunk
+    Case("recommended-native-range", _set(MDXNET, "recommended_settings.segment_size", 1),
+         _p(MDXNET, ".recommended_settings.segment_size")),
     Case("overlap-native-matches-table", _set(DEMUCS, "settings_semantics.overlap.meaning_by_runtime.msst", "ratio"),
          _p(DEMUCS, ".settings_semantics.overlap.meaning_by_runtime.msst")),
     Case("settings-table-covers", _both(_set(VR, "runtime.allowed", ["audio-separator", "msst"]),
                                         _set(VR, "runtime.model_type", "vr")),
-         _p(VR, ".runtime.allowed[1]")),
+         _p(VR, ".runtime.allowed[1]"), also=("runtime-capable",)),  # msst has no VR code, so no settings either
     Case("recommended-settings-range", _set(VIPERX, "recommended_settings.batch_size", 0),
          _p(VIPERX, ".recommended_settings.batch_size")),
     Case("recommended-bit-depth", _set(VIPERX, "recommended_settings.bit_depth", 20),
@@ -162,9 +173,9 @@ CASES: list[Case] = [
          _p(DEMUCS, ".capabilities.stems[1]")),
     Case("capabilities-roles-unique", _set(DEMUCS, "capabilities.roles", ["separation", "separation"]),
          _p(DEMUCS, ".capabilities.roles[1]")),
-    Case("capabilities-channels", _both(_set(DEMUCS, "capabilities.supports_stereo", False),
-                                        _set(DEMUCS, "capabilities.supports_mono", False)),
-         _p(DEMUCS, ".capabilities")),
+    Case("capabilities-channels", _both(_set(DSP, "capabilities.supports_stereo", False),
+                                        _set(DSP, "capabilities.supports_mono", False)),
+         _p(DSP, ".capabilities")),
     # artifacts
     Case("artifact-filename-bare", _set(VIPERX, "artifacts.config.filename", "../configs/viperx.yaml"),
          _p(VIPERX, ".artifacts.config.filename")),

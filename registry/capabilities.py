@@ -1,0 +1,140 @@
+"""What each runtime version can really run: architectures, model types, file formats, channel layouts,
+config keys. Data read in the libraries' code (audio-separator 0.47.1, msst 0.1.0) and ours.
+
+One table, read by the validator (an entry may not allow a runtime these facts exclude: registry/rules/
+runtime_capabilities.py), by routing and `models show` (to say why a runtime cannot run a model), by
+preflight (the same facts against the model's actual config file once it is in the model store, and the
+env's torch/torchvision pair where an architecture needs it) and by envmgr's runtime definitions.
+Looked up by the entry's declared `architecture`, `runtime.model_type`, `capabilities` and artifacts:
+never by a model's id or name. Works on typed and frozen entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+from registry.vocab import ARCHITECTURE_FAMILIES
+
+# Checkpoint files torch.load reads (the suffix says nothing to it); ONNX files need onnxruntime/onnx2torch.
+TORCH_FILES = (".ckpt", ".pth", ".pt", ".th", ".chpt", ".bin")
+ONNX_FILES = (".onnx",)
+# Needs an architecture may put on the env (preflight checks them against the env's installed packages).
+NEEDS_TORCHVISION_FOR_TORCH = "torchvision-built-for-env-torch"
+
+
+@dataclass(frozen=True)
+class ArchCapability:
+    """How one runtime version runs one architecture (a registry `architecture` value)."""
+
+    files: tuple[str, ...]  # model-file suffixes its loader reads
+    mono_models: bool  # runs a model whose network takes one channel (Roformer `model.stereo: false`)
+    mono_why: str = ""  # why not, in plain words (shown by routing, `models show`, preflight)
+    model_types: tuple[str, ...] = ()  # MSST model types its own code builds; empty: it does not read model_type
+    config_keys: tuple[str, ...] = ()  # dotted keys of the model's config it reads without a default
+    # Keys it needs that a model's config may lack, with the value the adapter writes into a derived copy
+    # of the config (the original file is never modified); preflight reports the adaptation.
+    adapted_keys: Mapping[str, Any] = field(default_factory=dict)
+    needs: tuple[str, ...] = ()  # env needs (NEEDS_*), checked by preflight against the env
+
+
+@dataclass(frozen=True)
+class RuntimeCapabilities:
+    runtime: str
+    label: str  # the runtime and the library version these facts were read in, e.g. "msst 0.1.0"
+    architectures: Mapping[str, ArchCapability]
+
+    def arch(self, architecture: str) -> Optional[ArchCapability]:
+        return self.architectures.get(architecture)
+
+
+# msst 0.1.0 utils/settings.py build_model_from_config.
+MSST_MODEL_TYPES = (
+    "mdx23c", "htdemucs", "segm_models", "torchseg", "mel_band_roformer", "mel_band_conformer",
+    "mel_band_roformer_experimental", "bs_roformer", "bs_conformer", "bs_roformer_experimental", "bs_mamba2",
+    "swin_upernet", "bandit", "bandit_v2", "scnet_unofficial", "scnet", "scnet_tran", "apollo",
+    "experimental_mdx23c_stht", "scnet_masked", "conformer", "moises_light",
+)
+_MSST_MONO_WHY = ("its demix always feeds two channels (utils/model_utils.py repeats a mono mix), which a "
+                  "one-channel Roformer refuses")
+_AS_MONO_WHY = ("it makes every mix stereo (common_separator.prepare_mix), and a one-channel Roformer refuses "
+                "two channels")
+# audio-separator 0.47.1 reads training.target_instrument with ml_collections' ConfigDict, which raises on a
+# missing key ("Failed to instantiate Roformer model: 'target_instrument'"); null means "every instrument".
+def _as_mdxc(files: tuple[str, ...], mono: bool, why: str = "") -> ArchCapability:
+    return ArchCapability(files, mono, why, config_keys=("training.instruments",),
+                          adapted_keys={"training.target_instrument": None})
+
+
+def _msst(*model_types: str) -> ArchCapability:
+    return ArchCapability(TORCH_FILES, False, _MSST_MONO_WHY, model_types=model_types or MSST_MODEL_TYPES)
+
+
+CAPABILITIES: dict[str, RuntimeCapabilities] = {c.runtime: c for c in (
+    RuntimeCapabilities("audio-separator", "audio-separator 0.47.1", {
+        "BS-Roformer": _as_mdxc(TORCH_FILES, False, _AS_MONO_WHY),
+        "Mel-Roformer": _as_mdxc(TORCH_FILES, False, _AS_MONO_WHY),
+        "MDX23C": _as_mdxc(TORCH_FILES, True),
+        # mdx_separator imports onnx2torch, which imports torchvision: a torchvision built for another torch
+        # fails to load ("operator torchvision::nms does not exist").
+        "MDX-Net": ArchCapability(ONNX_FILES, True, needs=(NEEDS_TORCHVISION_FOR_TORCH,)),
+        "VR": ArchCapability((".pth",), True),
+        "Demucs": ArchCapability(TORCH_FILES, True),
+    }),
+    RuntimeCapabilities("msst", "msst 0.1.0", {
+        "BS-Roformer": _msst(), "Mel-Roformer": _msst(), "MDX23C": _msst(), "Demucs": _msst(),
+        "SCNet": _msst(), "BandIt": _msst(), "Apollo": _msst(), "Other": _msst(),
+    }),
+    # Our own code (runtimes/legacy): standard BS-/Mel-Roformer from MSST checkpoints and configs, and the DSP
+    # models. A one-channel Roformer runs each input channel on its own (runtimes/legacy/roformer/separator.py).
+    RuntimeCapabilities("stemsep-legacy", "stemsep-legacy", {
+        "BS-Roformer": ArchCapability(TORCH_FILES, True, model_types=("bs_roformer",)),
+        "Mel-Roformer": ArchCapability(TORCH_FILES, True, model_types=("mel_band_roformer",)),
+        "DSP": ArchCapability((), True, model_types=("dsp_center_split",)),
+    }),
+)}
+
+
+def is_mono_model(entry: Any) -> bool:
+    """The registry says the model's network takes one channel (`supports_stereo: false`)."""
+    return getattr(getattr(entry, "capabilities", None), "supports_stereo", None) is False
+
+
+def cannot_run(entry: Any, runtime: str, *, mono: Optional[bool] = None) -> tuple[str, ...]:
+    """Why `runtime`'s capability facts exclude `entry` (empty: nothing known against it). `mono` overrides
+    the registry's channel layout with what the model's config file says, once preflight has read it."""
+    caps = CAPABILITIES.get(runtime)
+    if caps is None:
+        return ()
+    arch_name = str(getattr(entry, "architecture", "") or "")
+    if arch_name not in ARCHITECTURE_FAMILIES:
+        return ()  # an unknown architecture is the rule architecture-known's finding, not a capability
+    arch = caps.arch(arch_name)
+    if arch is None:
+        return (f"{caps.label} has no code for {arch_name or 'this'} models",)
+    reasons = []
+    model_type = getattr(getattr(entry, "runtime", None), "model_type", None)
+    if arch.model_types and model_type and model_type not in arch.model_types and not _ships_code(entry, model_type):
+        reasons.append(f"{caps.label} does not build model type {model_type} (it builds {', '.join(arch.model_types)})")
+    suffix = _model_file_suffix(entry)
+    if arch.files and suffix is not None and suffix not in arch.files:
+        reasons.append(f"{caps.label} cannot read {suffix} files for {arch_name} models "
+                       f"(it reads {', '.join(arch.files)})")
+    if (is_mono_model(entry) if mono is None else mono) and not arch.mono_models:
+        reasons.append(f"{caps.label} cannot run mono {arch_name} models: {arch.mono_why}")
+    return tuple(reasons)
+
+
+def capable_runtimes(entry: Any, runtimes: Any) -> list[str]:
+    return [r for r in runtimes if not cannot_run(entry, r)]
+
+
+def _ships_code(entry: Any, model_type: str) -> bool:
+    return any(getattr(a, "kind", None) == "code" and getattr(a, "model_type", None) == model_type
+               for a in entry.artifacts.all())
+
+
+def _model_file_suffix(entry: Any) -> Optional[str]:
+    primary = getattr(getattr(entry, "artifacts", None), "primary", None)
+    name = str(getattr(primary, "filename", "") or "")
+    return ("." + name.rsplit(".", 1)[-1].lower()) if "." in name else None

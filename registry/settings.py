@@ -20,12 +20,17 @@ The table was read in the libraries' own code (wheels from PyPI):
   type; chunk_size from `inference.chunk_size`, else `audio.chunk_size`; htdemucs uses
   training.samplerate * training.segment instead.
 - stemsep-legacy: our Roformer mirrors msst (divisor, `inference.num_overlap`); the DSP model has none.
+
+Each row also says what the runtime accepts for each native parameter (`NativeRange`, from the same code);
+resolution turns a whole-number float into an int for an integer parameter, refuses a translation that would
+round to no overlap (`OverlapLostError`), and lists every other value outside the range as a `RangeProblem`
+(preflight's E_SETTING_RANGE), never clamping it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from packaging.specifiers import SpecifierSet
@@ -49,6 +54,34 @@ _MSST_CHUNKED = frozenset({"roformer", "mdx23c", "scnet", "bandit", "apollo", "o
 
 
 @dataclass(frozen=True)
+class NativeRange:
+    """The values a runtime accepts for one native parameter, as read in its code. Preflight checks every
+    translated value against it (E_SETTING_RANGE), so a value the runtime would refuse, or silently change,
+    is caught before the job starts."""
+
+    integer: bool = False  # an int is required: 4.0 fails there, or a fraction is cut off silently
+    low: Optional[float] = None
+    low_open: bool = False  # `low` itself is refused
+    high: Optional[float] = None
+    high_open: bool = False
+    hop: bool = False  # overlap: the hop it gives must be at least one sample (checked when the chunk is known)
+    source: str = ""
+
+    def describe(self) -> str:
+        words = ["an integer" if self.integer else "a number"]
+        if self.low is not None:
+            words.append(f"{'>' if self.low_open else '>='} {_plain(self.low)}")
+        if self.high is not None:
+            words.append(f"{'<' if self.high_open else '<='} {_plain(self.high)}")
+        text = " ".join(words[:2]) + (f" and {words[2]}" if len(words) > 2 else "")
+        return text + (" that leaves a hop of at least one sample" if self.hop else "")
+
+
+def _plain(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+@dataclass(frozen=True)
 class SettingsRule:
     """One row of the docs/DESIGN.md §4 table: how a runtime (at some library versions) reads the settings of a
     family."""
@@ -64,6 +97,7 @@ class SettingsRule:
     params: Mapping[str, str] = field(default_factory=dict)  # other settings: name -> native parameter
     extra_when_segment: Mapping[str, Any] = field(default_factory=dict)  # set along with segment_param
     source: str = ""
+    accepts: Mapping[str, NativeRange] = field(default_factory=dict)  # setting name -> what the runtime takes
 
     def applies(self, runtime: str, family: str, version: Optional[str]) -> bool:
         if runtime != self.runtime or family not in self.families:
@@ -73,40 +107,74 @@ class SettingsRule:
         return version is not None and Version(version) in SpecifierSet(self.versions)
 
 
+# What each runtime accepts, read in its code (same library versions as the table). A divisor must be an int:
+# audio-separator's `chunk_size // 4.0` is a float that `range()` refuses, msst and stemsep-legacy refuse a
+# non-Integral num_overlap.
+_BATCH = NativeRange(integer=True, low=1, source="batch_size: chunks per batch, a positive integer in every runtime")
+_AS_DIVISOR = NativeRange(integer=True, low=1, hop=True, source="audio-separator 0.47.1 mdxc_separator.py: "
+                          "overlap <= 0 is refused and step = chunk_size // overlap must be > 0")
+_AS_SECONDS = NativeRange(low=0, low_open=True, hop=True, source="audio-separator 0.44.0-0.46.0 mdxc_separator.py: "
+                          "a desired step int(overlap * sample_rate) of 0 becomes the whole chunk (no overlap)")
+_AS_FRAMES = NativeRange(integer=True, low=2, source="audio-separator: chunk = hop_length * (segment_size - 1) "
+                         "must be at least one hop")
+_AS_MDX_RATIO = NativeRange(low=0, high=1, high_open=True, hop=True, source="audio-separator mdx_separator.py: "
+                            "step = int((1 - overlap) * chunk_size) must be > 0; below 0 chunks leave gaps")
+_AS_DEMUCS_RATIO = NativeRange(low=0, high=1, high_open=True, hop=True, source="audio-separator demucs apply.py: "
+                               "stride = int((1 - overlap) * segment) must be > 0; below 0 chunks leave gaps")
+_AS_DEMUCS_SEGMENT = NativeRange(integer=True, low=1, source="audio-separator demucs apply.py demucs_segments: "
+                                 "int(segment_size) cuts a fraction off")
+_AS_SHIFTS = NativeRange(integer=True, low=0, source="audio-separator demucs apply.py: shifts, an integer >= 0")
+_MSST_DIVISOR = NativeRange(integer=True, low=1, hop=True, source="msst 0.1.0 demix: num_overlap must be an "
+                            "Integral >= 1 and at most chunk_size")
+_MSST_SAMPLES = NativeRange(integer=True, low=1, source="msst 0.1.0 demix: chunk_size must be a positive integer")
+_MSST_SECONDS = NativeRange(low=0, low_open=True, source="msst 0.1.0 demix (htdemucs): round(samplerate * "
+                            "segment) must be >= 1")
+_LEGACY_DIVISOR = NativeRange(integer=True, low=1, hop=True, source="runtimes/legacy/roformer/config.py: "
+                              "num_overlap an integer >= 1, at most chunk_size")
+_LEGACY_SAMPLES = NativeRange(integer=True, low=1, source="runtimes/legacy/roformer/config.py: chunk_size an "
+                              "integer >= 1")
+
 _AS_MDXC_PARAMS = {"batch_size": "mdxc_params.batch_size"}
 _AS_MDXC_SEGMENT = {"mdxc_params.override_model_segment_size": True}
 
 SETTINGS_TABLE: tuple[SettingsRule, ...] = (
     SettingsRule("audio-separator", frozenset({"roformer"}), ">=0.47.0", "divisor", "mdxc_params.overlap",
                  "YAML inference.num_overlap, else 8", "mdxc_params.segment_size", "frames", _AS_MDXC_PARAMS,
-                 _AS_MDXC_SEGMENT, "audio-separator 0.47.1 mdxc_separator.py: step = chunk_size // overlap"),
+                 _AS_MDXC_SEGMENT, "audio-separator 0.47.1 mdxc_separator.py: step = chunk_size // overlap",
+                 {"overlap": _AS_DIVISOR, "segment_size": _AS_FRAMES, "batch_size": _BATCH}),
     SettingsRule("audio-separator", frozenset({"roformer"}), "<0.47.0", "seconds", "mdxc_params.overlap",
                  "8", "mdxc_params.segment_size", "frames", _AS_MDXC_PARAMS, _AS_MDXC_SEGMENT,
                  "audio-separator 0.44.0-0.46.0 mdxc_separator.py: desired_step = int(overlap * sample_rate), "
-                 "clamped to chunk_size"),
+                 "clamped to chunk_size", {"overlap": _AS_SECONDS, "segment_size": _AS_FRAMES, "batch_size": _BATCH}),
     SettingsRule("audio-separator", frozenset({"mdx23c"}), "", "divisor", "mdxc_params.overlap",
                  "8 (0.47+: YAML inference.num_overlap first)", "mdxc_params.segment_size", "frames",
                  _AS_MDXC_PARAMS, _AS_MDXC_SEGMENT,
-                 "audio-separator mdxc_separator.py: hop_size = chunk_size // overlap"),
+                 "audio-separator mdxc_separator.py: hop_size = chunk_size // overlap",
+                 {"overlap": _AS_DIVISOR, "segment_size": _AS_FRAMES, "batch_size": _BATCH}),
     SettingsRule("audio-separator", frozenset({"mdx_net"}), "", "ratio", "mdx_params.overlap", "0.25",
                  "mdx_params.segment_size", "frames", {"batch_size": "mdx_params.batch_size"}, {},
-                 "audio-separator mdx_separator.py: step = int((1 - overlap) * chunk_size)"),
+                 "audio-separator mdx_separator.py: step = int((1 - overlap) * chunk_size)",
+                 {"overlap": _AS_MDX_RATIO, "segment_size": _AS_FRAMES, "batch_size": _BATCH}),
     SettingsRule("audio-separator", frozenset({"demucs"}), "", "ratio", "demucs_params.overlap", "0.25",
                  "demucs_params.segment_size", "seconds", {"shifts": "demucs_params.shifts"},
                  {"demucs_params.segments_enabled": True},
-                 "audio-separator demucs apply.py: stride = int((1 - overlap) * segment)"),
+                 "audio-separator demucs apply.py: stride = int((1 - overlap) * segment)",
+                 {"overlap": _AS_DEMUCS_RATIO, "segment_size": _AS_DEMUCS_SEGMENT, "shifts": _AS_SHIFTS}),
     SettingsRule("audio-separator", frozenset({"vr"}), "", "none", None, "-", None, None,
                  {"batch_size": "vr_params.batch_size", "tta": "vr_params.enable_tta"}, {},
-                 "audio-separator vr_separator.py: window_size and aggression, no overlap"),
+                 "audio-separator vr_separator.py: window_size and aggression, no overlap", {"batch_size": _BATCH}),
     SettingsRule("msst", _MSST_CHUNKED, "", "divisor", "inference.num_overlap", "YAML inference.num_overlap",
                  "inference.chunk_size", "samples", {"batch_size": "inference.batch_size", "tta": "use_tta"}, {},
-                 "msst 0.1.0 utils/model_utils.py demix: step = chunk_size // num_overlap"),
+                 "msst 0.1.0 utils/model_utils.py demix: step = chunk_size // num_overlap",
+                 {"overlap": _MSST_DIVISOR, "segment_size": _MSST_SAMPLES, "batch_size": _BATCH}),
     SettingsRule("msst", frozenset({"demucs"}), "", "divisor", "inference.num_overlap", "YAML inference.num_overlap",
                  "training.segment", "seconds", {"batch_size": "inference.batch_size", "tta": "use_tta"}, {},
-                 "msst 0.1.0 demix (htdemucs): chunk = samplerate * segment, step = chunk // num_overlap"),
+                 "msst 0.1.0 demix (htdemucs): chunk = samplerate * segment, step = chunk // num_overlap",
+                 {"overlap": _MSST_DIVISOR, "segment_size": _MSST_SECONDS, "batch_size": _BATCH}),
     SettingsRule("stemsep-legacy", frozenset({"roformer"}), "", "divisor", "inference.num_overlap",
                  "YAML inference.num_overlap", "inference.chunk_size", "samples",
-                 {"batch_size": "inference.batch_size"}, {}, "runtimes/legacy mirrors msst's demix"),
+                 {"batch_size": "inference.batch_size"}, {}, "runtimes/legacy mirrors msst's demix",
+                 {"overlap": _LEGACY_DIVISOR, "segment_size": _LEGACY_SAMPLES, "batch_size": _BATCH}),
     SettingsRule("stemsep-legacy", frozenset({"dsp"}), "", "none", None, "-", None, None, {}, {},
                  "runtimes/legacy DSP model: whole-file STFT, no chunks"),
 )
@@ -239,9 +307,12 @@ def translate_overlap(value: float, source: str, target: str, *, chunk: Optional
                       sample_rate: int = DEFAULT_SAMPLE_RATE) -> tuple[Optional[float], str]:
     """Translate an overlap `value` from meaning `source` to meaning `target` -> (native value, note).
 
-    The native value is None when the translation needs a chunk length that is not known.
+    The native value is None when the translation needs a chunk length that is not known. A divisor is
+    always an int (4.0 -> 4: every runtime fails on a float divisor).
     """
     if source == target:
+        if target == "divisor" and type(value) is float and value.is_integer():  # 4.0: runtimes need an int
+            return int(value), f"{value} ({target}) is the integer {int(value)}: passed as an int"
         return value, f"{value} ({target}) passed as is"
     if "none" in (source, target):
         return None, f"{source} overlap cannot be expressed as {target}"
@@ -297,6 +368,7 @@ class ResolvedSettings:
     family: str
     rule_source: str
     settings: dict[str, ResolvedSetting]
+    problems: tuple[RangeProblem, ...] = ()  # native values the runtime would refuse or silently change
 
     def native(self) -> dict[str, Any]:
         """Nested native parameters for the job message, e.g. {"inference": {"num_overlap": 4}}.
@@ -378,7 +450,8 @@ def resolve_settings(entry: ModelView, runtime: str, *, user: Optional[Mapping[s
             resolved[name] = ResolvedSetting(name, param, None, None, "runtime_default", value,
                                              note="" if param or value is None
                                              else f"{runtime} has no {name} for this model; recommendation unused")
-    return ResolvedSettings(runtime, version, family, row.source, resolved)
+    resolved, problems = _fit_native_ranges(row, resolved, chunk, rate)
+    return ResolvedSettings(runtime, version, family, row.source, resolved, problems)
 
 
 def _resolve_segment(row: SettingsRule, recommended: Optional[int], unit: str, user: Mapping[str, Any],
@@ -436,8 +509,7 @@ def _resolve_overlap(row: SettingsRule, recommended: Optional[float], meaning: O
     if native is None:
         return ResolvedSetting("overlap", row.overlap_param, None, native_meaning, "runtime_default", value, src,
                                note=f"{note}; runtime default applies: {row.overlap_default}")
-    if native_meaning == "divisor" and native > (chunk or native):
-        native = chunk
+    _refuse_lost_overlap(row, value, src, native, provenance, chunk, rate)
     return ResolvedSetting("overlap", row.overlap_param, native, native_meaning, provenance, value, src, note)
 
 
@@ -456,3 +528,147 @@ def _check_overlap_value(value: Any, meaning: str, provenance: str) -> None:
         where = "your --overlap" if provenance == "user" else "the registry's recommended overlap"
         raise SettingsError(f"overlap {value!r} is not a valid {meaning}", why=f"{where} must be {what}",
                             hint="pass a value in the runtime's native meaning, or name its meaning")
+
+
+# ---- what the runtime accepts ------------------------------------------------------------------
+
+class OverlapLostError(SettingsError):
+    """A translated overlap would round to no overlap at all, which the value asked for did not mean."""
+
+
+def _no_overlap(value: float, meaning: str, chunk: Optional[int], rate: int) -> bool:
+    fraction = hop_fraction(value, meaning, chunk, rate)
+    return fraction is not None and fraction >= 1 - 1e-9
+
+
+# The largest hop fraction that still rounds to some overlap in a meaning (overlap_from_fraction's rounding):
+# divisor: round_half_up(1 / f) >= 2 while f <= 2/3; ratio: round(1 - f, 4) >= 0.0001 while f <= 0.99995.
+_LAST_OVERLAPPING_FRACTION = {"divisor": 2 / 3, "ratio": 0.99995}
+_LEAST_OVERLAP = {"divisor": 2, "ratio": 0.0001}  # the least overlap each meaning can express
+_NO_OVERLAP = {"divisor": 1, "ratio": 0}
+
+
+def _refuse_lost_overlap(row: SettingsRule, value: float, src: str, native: float, provenance: str,
+                         chunk: Optional[int], rate: int) -> None:
+    """Refuse a translation that rounds to no overlap (divisor 1, ratio 0) from a value that asked for some.
+
+    A value that itself means no overlap (ratio 0, divisor 1, a hop of a whole chunk in seconds) keeps that
+    meaning and passes: the user or the registry said so explicitly.
+    """
+    target = row.overlap_meaning
+    if src == target or not _no_overlap(native, target, chunk, rate) or _no_overlap(value, src, chunk, rate):
+        return
+    least = _LEAST_OVERLAP.get(target)
+    last = _LAST_OVERLAPPING_FRACTION.get(target)
+    options = []
+    if last is not None:
+        if src == "ratio":
+            options.append(f"a ratio of at least {math.ceil((1 - last) * 10000) / 10000}")
+        elif src == "seconds" and chunk:
+            options.append(f"at most {math.floor(last * chunk / rate * 10000) / 10000} seconds")
+        elif src == "divisor":
+            options.append(f"a divisor of at least {math.ceil(1 / last)}")
+    explicit = _NO_OVERLAP.get(src)
+    where = "--overlap" if provenance == "user" else "recommended_settings.overlap in the registry"
+    hint = f"use {' or '.join(options) or 'a value with more overlap'} in {where}"
+    if least is not None:
+        hint += f" ({row.runtime}'s least overlap is {target} {least})"
+    hint += (f", or {src} {explicit} to mean no overlap" if explicit is not None else "")
+    if least is not None:
+        hint += f"; or pass {row.runtime}'s own value: --overlap {least} or more"
+    raise OverlapLostError(
+        f"overlap {value} ({src}) would become {target} {_plain(native)} on {row.runtime}: no overlap at all",
+        why=f"{row.runtime} reads overlap as a {target} ({row.source}); {value} as a {src} is a hop of "
+        f"{hop_fraction(value, src, chunk, rate):.4g} of the chunk, and the nearest {target} steps by the whole "
+        "chunk, so chunks would no longer overlap", hint=hint)
+
+
+@dataclass(frozen=True)
+class RangeProblem:
+    """A native value the runtime would refuse or silently change, with the nearest valid values."""
+
+    name: str  # registry name: overlap, segment_size, batch_size, shifts
+    param: str
+    value: Any
+    provenance: str
+    message: str
+    why: str
+    hint: str
+
+
+def _fit_native_ranges(row: SettingsRule, resolved: dict[str, ResolvedSetting], chunk: Optional[int],
+                       rate: int) -> tuple[dict[str, ResolvedSetting], tuple[RangeProblem, ...]]:
+    """Integers written as floats (4.0) become ints, with a note; values outside what the runtime accepts
+    become problems. Nothing else changes: a value is never clamped silently."""
+    out = dict(resolved)
+    problems = []
+    for name, item in resolved.items():
+        accepts = row.accepts.get(name)
+        if accepts is None or item.param is None or item.value is None:
+            continue
+        if accepts.integer and type(item.value) is float and item.value.is_integer():
+            note = f"{item.value} is the integer {int(item.value)}: passed as an int"
+            item = out[name] = replace(item, value=int(item.value), note=f"{item.note}; {note}" if item.note else note)
+        problem = _range_problem(row, item, accepts, chunk, rate)
+        if problem is not None:
+            problems.append(problem)
+    return out, tuple(problems)
+
+
+def _range_problem(row: SettingsRule, item: ResolvedSetting, accepts: NativeRange, chunk: Optional[int],
+                   rate: int) -> Optional[RangeProblem]:
+    value = item.value
+    nearest: list[Any] = []
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        broken = "it is not a number"
+    elif accepts.low is not None and (value < accepts.low or (accepts.low_open and value == accepts.low)):
+        broken, nearest = "it is too small", [_inside(accepts, accepts.low, accepts.low_open, +1)]
+    elif accepts.high is not None and (value > accepts.high or (accepts.high_open and value == accepts.high)):
+        broken, nearest = "it is too large", [_inside(accepts, accepts.high, accepts.high_open, -1)]
+    elif accepts.integer and not isinstance(value, int):
+        broken, nearest = "it is not an integer", sorted({math.floor(value), math.ceil(value)})
+    elif accepts.hop and chunk and item.meaning and _hop_samples(value, item.meaning, chunk, rate) < 1:
+        broken = (f"it leaves a hop of {_hop_samples(value, item.meaning, chunk, rate)} samples in the model's "
+                  f"chunk of {chunk}")
+        nearest = [_least_hop_value(item.meaning, chunk, rate)]
+    else:
+        return None
+    flag = f"--{item.name.replace('_', '-')}"
+    where = flag if item.provenance == "user" else f"recommended_settings.{item.name} in the registry"
+    translated = (f" (translated from {item.source_value} {item.source_meaning})"
+                  if item.source_meaning and item.source_meaning != item.meaning else "")
+    if nearest:
+        hint = (f"the nearest valid {item.meaning or 'value'}: {' or '.join(_plain(n) for n in nearest)}; "
+                f"use it in {where}" + (f", or pass {flag} {_plain(nearest[0])}" if item.provenance != "user" else ""))
+    else:
+        hint = f"give {accepts.describe()} in {where}"
+    return RangeProblem(item.name, item.param, value, item.provenance,
+                        f"{item.name} {_plain(value)}{translated} is not a value {row.runtime} accepts for "
+                        f"{item.param}", why=f"{item.param} must be {accepts.describe()}, and {broken} ({accepts.source})", hint=hint)
+
+
+def _inside(accepts: NativeRange, bound: float, is_open: bool, direction: int) -> float:
+    """The valid value nearest an exceeded bound: the bound itself, or the next integer / 4-decimal step inside."""
+    if accepts.integer:
+        return int(bound) + (direction if is_open else 0)
+    return round(bound + direction * 0.0001, 4) if is_open else bound
+
+
+def _hop_samples(value: float, meaning: str, chunk: int, rate: int) -> int:
+    """The hop in samples, computed as the runtimes compute it."""
+    if meaning == "divisor":
+        return int(chunk // value)
+    if meaning == "ratio":
+        return int((1 - value) * chunk)
+    if meaning == "seconds":
+        return int(value * rate)
+    raise ValueError(f"overlap meaning {meaning!r} has no hop")
+
+
+def _least_hop_value(meaning: str, chunk: int, rate: int) -> float:
+    """The valid value with the most overlap: a hop of one sample."""
+    if meaning == "divisor":
+        return chunk
+    if meaning == "ratio":
+        return math.floor((1 - 1 / chunk) * 10000) / 10000
+    return math.ceil(10000 / rate) / 10000

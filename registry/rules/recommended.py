@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from registry.rules.base import Hit, ModelContext, model_rule
-from registry.settings import family_of, native_overlap_meaning, pinned_version, settings_rule, SettingsError
+from registry.settings import (OverlapLostError, ResolvedSettings, SettingsError, family_of, native_overlap_meaning,
+                               pinned_version, resolve_settings, settings_rule)
 from registry.vocab import LEGACY_OVERLAP_MEANINGS, OVERLAP_MEANINGS, RUNTIME_IDS
 
 SEMANTICS = ("settings_semantics", "overlap")
@@ -56,6 +57,49 @@ def value_fits(entry, ctx: ModelContext):
         yield Hit(("recommended_settings", "overlap"), f"overlap {value} is not a valid {meaning}")
 
 
+@model_rule("overlap-divisor-integer", summary="a divisor overlap is written as an integer", strict_only=True,
+            hint="write the divisor as an integer (4, not 4.0): the runtimes refuse a float divisor")
+def divisor_integer(entry, ctx: ModelContext):
+    value = entry.recommended_settings.overlap
+    if entry.settings_semantics.overlap_semantics().meaning == "divisor" and type(value) is float \
+            and value.is_integer():
+        yield Hit(("recommended_settings", "overlap"), f"divisor {value} is written as a float; write "
+                  f"{int(value)}")
+
+
+@model_rule("overlap-keeps-overlap", summary="the recommended overlap keeps some overlap in every allowed runtime",
+            strict_only=True, hint="use a value whose translation keeps overlap (the finding names the nearest), "
+            "or the explicit no-overlap value (ratio 0, divisor 1)")
+def keeps_overlap(entry, ctx: ModelContext):
+    for runtime in entry.runtime.allowed:
+        try:
+            resolve_settings(entry, runtime)
+        except OverlapLostError as err:
+            yield Hit(("recommended_settings", "overlap"), f"{err.message} ({err.why})", hint=err.hint)
+        except (SettingsError, ValueError):
+            continue  # the value and table rules report these
+
+
+@model_rule("recommended-native-range", summary="recommended settings translate to values each allowed runtime "
+            "accepts", strict_only=True, hint="use a value inside the runtime's accepted range (registry/settings.py "
+            "NativeRange; the finding names the nearest valid values)")
+def native_range(entry, ctx: ModelContext):
+    for runtime in entry.runtime.allowed:
+        resolved = _resolved(entry, runtime)
+        for problem in resolved.problems if resolved else ():
+            value = getattr(entry.recommended_settings, problem.name, None)
+            if problem.provenance == "registry" and not _below_any_runtime(problem.name, value):
+                yield Hit(("recommended_settings", problem.name), f"{problem.message}: {problem.why}",
+                          hint=problem.hint)
+
+
+def _resolved(entry, runtime: str) -> ResolvedSettings | None:
+    try:
+        return resolve_settings(entry, runtime)
+    except (SettingsError, ValueError):
+        return None  # the value and table rules (and overlap-keeps-overlap) report these
+
+
 def _finite(value) -> bool:
     try:
         return math.isfinite(value)
@@ -97,10 +141,17 @@ def table_covers(entry, ctx: ModelContext):
             hint="segment_size and batch_size >= 1, shifts >= 0")
 def settings_range(entry, ctx: ModelContext):
     rec = entry.recommended_settings
-    for name, low in (("segment_size", 1), ("batch_size", 1), ("shifts", 0)):
+    for name, low in _LOWEST.items():
         value = getattr(rec, name)
-        if value is not None and value < low:
+        if _below_any_runtime(name, value):
             yield Hit(("recommended_settings", name), f"{name} {value} is below {low}")
+
+
+_LOWEST = {"segment_size": 1, "batch_size": 1, "shifts": 0}  # below these no runtime runs (whatever it translates)
+
+
+def _below_any_runtime(name: str, value) -> bool:
+    return name in _LOWEST and value is not None and value < _LOWEST[name]
 
 
 @model_rule("recommended-bit-depth", summary="recommended bit_depth is 16, 24 or 32",

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from registry.model import ModelEntry
-from registry.settings import (Geometry, SettingsError, exact_pin_version, resolve_settings, settings_rule,
-                               translate_overlap)
+from registry.settings import (SETTINGS_TABLE, Geometry, OverlapLostError, SettingsError, exact_pin_version,
+                               resolve_settings, settings_rule, translate_overlap)
 from tests.registry.rule_cases import DEMUCS, HYPERACE, MDXNET, VIPERX, VR, valid_doc
 
 
@@ -70,6 +70,7 @@ def test_no_row_where_the_runtime_cannot_run_the_family(runtime, family, version
     (10.0, "seconds", "divisor", {"chunk": 352800, "sample_rate": 44100}, 1),  # hop clamped to the chunk
     (0.25, "ratio", "seconds", {"chunk": 441000, "sample_rate": 44100}, 7.5),
     (4, "divisor", "divisor", {}, 4),
+    (4.0, "divisor", "divisor", {}, 4),  # an int: runtimes refuse a float divisor
 ])
 def test_translate_overlap(value, source, target, kwargs, expected):
     native, note = translate_overlap(value, source, target, **kwargs)
@@ -141,6 +142,86 @@ def test_user_values_override_in_the_native_meaning_unless_named():
     assert named.settings["overlap"].value == 2
     with pytest.raises(SettingsError, match="not a valid divisor"):
         resolve_settings(entry, "msst", user={"overlap": 0.5})
+
+
+def _with(index: int, **recommended) -> ModelEntry:
+    raw = valid_doc()["models"][index]
+    raw.setdefault("recommended_settings", {}).update(recommended)
+    return ModelEntry.model_validate(raw)
+
+
+@pytest.mark.parametrize("runtime,param", [("audio-separator", "mdxc_params"), ("msst", "inference"),
+                                           ("stemsep-legacy", "inference")])
+def test_a_divisor_written_as_a_float_reaches_the_runtime_as_an_int(runtime, param):
+    """`range(0, n, chunk // 4.0)` and msst's Integral check fail on 4.0 (exit 11 in all three runtimes)."""
+    key = "overlap" if param == "mdxc_params" else "num_overlap"
+    for res in (resolve_settings(_with(VIPERX, overlap=4.0), runtime),
+                resolve_settings(fixture_entry(VIPERX), runtime, user={"overlap": 4.0})):
+        native = res.native()[param][key]
+        assert native == 4 and type(native) is int
+        assert "integer 4" in res.settings["overlap"].note and res.settings["overlap"].source_value == 4.0
+
+
+def test_a_whole_number_for_an_integer_parameter_becomes_an_int():
+    """audio-separator's Demucs takes int(segment_size): 352800 samples are 8.0 s, passed as 8 with a note."""
+    res = resolve_settings(_with(DEMUCS, segment_size=352800), "audio-separator")
+    segment = res.native()["demucs_params"]["segment_size"]
+    assert segment == 8 and type(segment) is int and "integer 8" in res.settings["segment_size"].note
+    cut = _problem(resolve_settings(_with(DEMUCS, segment_size=330750), "audio-separator"), "segment_size")
+    assert "not an integer" in cut.why and "7 or 8" in cut.hint  # 7.5 s would be cut to 7 silently
+
+
+def test_a_ratio_that_rounds_to_no_overlap_is_refused_with_the_nearest_values():
+    demucs = _with(DEMUCS, overlap=0.25)  # hop 0.75 of the chunk: the nearest divisor, 1, is no overlap
+    assert resolve_settings(demucs, "audio-separator").native()["demucs_params"]["overlap"] == 0.25  # its own meaning
+    with pytest.raises(OverlapLostError, match="would become divisor 1 on msst") as err:
+        resolve_settings(demucs, "msst")
+    assert "at least 0.3334" in err.value.hint and "--overlap 2" in err.value.hint and "ratio 0" in err.value.hint
+    assert "recommended_settings.overlap" in err.value.hint
+    viperx = fixture_entry(VIPERX)
+    with pytest.raises(OverlapLostError, match="0.3333"):
+        resolve_settings(viperx, "msst", user={"overlap": 0.3333}, user_meanings={"overlap": "ratio"})
+    assert resolve_settings(viperx, "msst", user={"overlap": 0.3334},
+                            user_meanings={"overlap": "ratio"}).settings["overlap"].value == 2
+    # no overlap asked for explicitly keeps its meaning: ratio 0, a hop of the whole chunk in seconds
+    assert resolve_settings(viperx, "msst", user={"overlap": 0},
+                            user_meanings={"overlap": "ratio"}).settings["overlap"].value == 1
+    assert resolve_settings(viperx, "msst", user={"overlap": 8.0},
+                            user_meanings={"overlap": "seconds"}).settings["overlap"].value == 1
+
+
+def _problem(res, name):
+    (problem,) = [p for p in res.problems if p.name == name]
+    return problem
+
+
+def test_values_outside_what_the_runtime_accepts_are_problems_never_clamped():
+    viperx = fixture_entry(VIPERX)  # msst chunk: 352800 samples
+    res = resolve_settings(viperx, "msst", user={"overlap": 352801})
+    assert res.native()["inference"]["num_overlap"] == 352801  # as given: preflight refuses, nothing is clamped
+    problem = _problem(res, "overlap")
+    assert "hop of 0 samples" in problem.why and "nearest valid divisor: 352800" in problem.hint
+    assert resolve_settings(viperx, "msst", user={"overlap": 352800}).problems == ()
+    frames = _problem(resolve_settings(viperx, "audio-separator", user={"segment_size": 1}), "segment_size")
+    assert "integer >= 2" in frames.why and "nearest valid frames: 2" in frames.hint
+    assert _problem(resolve_settings(viperx, "msst", user={"batch_size": 0}), "batch_size").hint.startswith(
+        "the nearest valid value: 1")
+    mdx = resolve_settings(fixture_entry(MDXNET), "audio-separator", user={"overlap": 0.999999},
+                           geometry=Geometry(hop_length=1024))  # chunk 1024 * 255: int(0.000001 * chunk) = 0
+    assert "nearest valid ratio: 0.9999" in _problem(mdx, "overlap").hint
+    registry = _problem(resolve_settings(_with(MDXNET, segment_size=1), "audio-separator"), "segment_size")
+    assert registry.provenance == "registry" and "recommended_settings.segment_size" in registry.hint
+
+
+def test_every_native_parameter_has_its_accepted_range():
+    """The ranges live next to the meanings (one place): a row that passes a parameter says what it accepts."""
+    for row in SETTINGS_TABLE:
+        passed = {name for name in row.params if name != "tta"}
+        passed |= {"overlap"} if row.overlap_param else set()
+        passed |= {"segment_size"} if row.segment_param else set()
+        assert passed <= set(row.accepts), (row.runtime, sorted(row.families))
+        if row.overlap_meaning == "divisor":
+            assert row.accepts["overlap"].integer and row.accepts["overlap"].hop
 
 
 def test_runtime_default_when_nothing_is_recommended():
@@ -252,3 +333,14 @@ def test_msst_divides_chunk_size_by_num_overlap(library_sources):
     source = (library_sources[("msst", "0.1.0")] / "msst/utils/model_utils.py").read_text(encoding="utf-8")
     assert "num_overlap = config.inference.num_overlap" in source
     assert "step = chunk_size // num_overlap" in source
+    # the accepted range (settings_rule(...).accepts): an Integral num_overlap >= 1, at most chunk_size
+    assert "not isinstance(num_overlap, Integral)" in source and "num_overlap < 1" in source
+    assert "if num_overlap > chunk_size:" in source
+
+
+def test_audio_separator_divisor_range_matches_its_code(library_sources):
+    source = (library_sources[("audio-separator", "0.47.1")] / MDXC).read_text(encoding="utf-8")
+    assert "if overlap <= 0:" in source and "step = chunk_size // self.overlap" in source
+    assert "if step <= 0:" in source  # a divisor above the chunk is refused; a float one fails in range()
+    old = (library_sources[("audio-separator", "0.46.0")] / MDXC).read_text(encoding="utf-8")
+    assert "step = chunk_size if desired_step <= 0" in old  # a seconds hop under one sample: no overlap

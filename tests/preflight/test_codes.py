@@ -261,6 +261,10 @@ CASES: dict[str, Case] = {
     "E_UVR_PARAMS_MISSING": (lambda t: _uvr_params(t, False), lambda t: _uvr_params(t, True)),
     # settings
     "E_SETTINGS": (lambda t: _settings(t, "msst", {"overlap": 0.5}), lambda t: _settings(t, "msst", {"overlap": 2})),
+    "E_SETTING_RANGE": (lambda t: _settings(t, "msst", {"segment_size": 8, "overlap": 9})  # step 8 // 9 = 0
+                        & _settings(t, "audio-separator", {"segment_size": 1}),  # chunk = hop * (1 - 1) = 0
+                        lambda t: _settings(t, "msst", {"segment_size": 8, "overlap": 8})
+                        | _settings(t, "audio-separator", {"segment_size": 2})),
     "W_SETTING_OVERRIDDEN": (lambda t: _settings(t, "audio-separator", {"overlap": 8}),
                              lambda t: _settings(t, "audio-separator", {})),
     "W_SETTING_IGNORED": (lambda t: t.codes(settings={"overlap": 4}), lambda t: t.codes()),

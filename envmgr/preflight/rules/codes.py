@@ -49,6 +49,8 @@ _CODES = (
     Code("E_UVR_PARAMS_MISSING", "model", "an MDX-Net/VR model on a runtime that finds its parameters by file hash, without UVR's parameters in its entry", True),
     # settings
     Code("E_SETTINGS", "settings", "a recommended or given setting cannot be translated for the runtime", True),
+    Code("E_SETTING_RANGE", "settings", "a translated setting is outside what the runtime accepts (nearest valid "
+         "values given)", True),
     Code("W_SETTING_OVERRIDDEN", "settings", "your value replaces the registry's recommended one"),
     Code("W_SETTING_IGNORED", "settings", "the runtime has no such parameter for this model; your value is unused"),
     # artifacts

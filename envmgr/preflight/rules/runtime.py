@@ -66,7 +66,8 @@ def resolve_job_settings(entry: ModelView, runtime: str, user: Mapping[str, Any]
         resolved = resolve_settings(entry, runtime, user=user)
     except SettingsError as err:
         return None, [from_error(err, "E_SETTINGS")]
-    findings = []
+    findings = [Finding("E_SETTING_RANGE", p.message, why=p.why, hint=p.hint, subject=p.name)
+                for p in resolved.problems]  # the runtime would refuse the value, or silently change it
     for name in user:
         item = resolved.settings.get(name)
         if item is None or item.provenance != "user" or item.param is None or item.value is None:

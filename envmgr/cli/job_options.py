@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 import typer
@@ -21,6 +22,22 @@ if TYPE_CHECKING:
 Command = TypeVar("Command", bound=Callable[..., Any])
 
 SHARED: Any = object()  # the default that marks a command's `options` parameter
+
+
+def overlap_number(text: str) -> int | float:
+    """`--overlap` as written: `4` is the int 4, `4.0` stays a float, so that settings resolution can say it
+    read a divisor 4.0 as 4 (registry.settings), and a ratio or seconds keeps its fraction."""
+    try:
+        value: int | float = int(text)
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            raise typer.BadParameter(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise typer.BadParameter(f"{text} is not a number >= 0")
+    return value
+
 
 # name -> (type, typer option), in the order the help lists them
 _OPTIONS: dict[str, tuple[Any, Any]] = {
@@ -40,8 +57,9 @@ _OPTIONS: dict[str, tuple[Any, Any]] = {
         False, "--require-hashes", help="Refuse artifacts without a sha256 in the registry.")),
     "no_download": (bool, typer.Option(
         False, "--no-download", help="Never download: artifacts must be in the model store.")),
-    "overlap": (Optional[float], typer.Option(
-        None, "--overlap", min=0.0, help="Overlap in the runtime's native meaning (divisor, ratio or seconds; "
+    "overlap": (Optional[float], typer.Option(  # int or float as written: see overlap_number
+        None, "--overlap", parser=overlap_number, metavar="NUMBER",
+        help="Overlap in the runtime's native meaning (divisor, ratio or seconds; "
         "`stemsep models show` says which). Default: the registry's recommendation.", show_default=False)),
     "segment_size": (Optional[int], typer.Option(
         None, "--segment-size", min=1, help="Segment/chunk size in the runtime's native unit. Default: the "
@@ -66,10 +84,7 @@ def job_options(*, enforcement: Optional[str], dev_override: bool, confirm_manua
 def user_settings(overlap: Optional[float], segment_size: Optional[int], batch_size: Optional[int]) -> dict[str, Any]:
     """The settings the user gave explicitly (they override the registry's recommendations)."""
     given = {"overlap": overlap, "segment_size": segment_size, "batch_size": batch_size}
-    out = {k: v for k, v in given.items() if v is not None}
-    if isinstance(overlap, float) and overlap.is_integer() and overlap >= 1:
-        out["overlap"] = int(overlap)  # `--overlap 4` is the divisor 4, not 4.0
-    return out
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def with_job_options(command: Command) -> Command:

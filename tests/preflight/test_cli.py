@@ -159,6 +159,19 @@ def test_recommended_settings_apply_unless_overridden(cli: Any) -> None:
     assert (overlap["value"], overlap["provenance"]) == (4, "registry")
 
 
+def test_overlap_is_read_as_written_and_a_float_divisor_becomes_an_int(cli: Any) -> None:
+    """`--overlap 4.0` for a divisor reaches the runtime as the int 4 (a float divisor crashes all three),
+    with a note; a value no runtime accepts is refused by the option itself."""
+    proc = cli("preflight", cli.song, "-m", "bs-roformer-viperx-1297", "--runtime", "msst", "--json",
+               "--no-download", "--overlap", "4.0")
+    resolved = json.loads(proc.stdout)["resolved"]["settings"]
+    overlap = resolved["settings"]["overlap"]
+    assert (overlap["source_value"], overlap["value"]) == (4.0, 4) and "integer 4" in overlap["note"]
+    assert '"num_overlap": 4}' in json.dumps(resolved["native"])  # an int in the job message, not 4.0
+    proc = cli("preflight", cli.song, "-m", "bs-roformer-viperx-1297", "--overlap", "-1")
+    assert proc.returncode == 2 and "not a number >= 0" in proc.stderr
+
+
 def test_batch_skips_inputs_preflight_blocks_and_runs_the_rest(cli: Any, tmp_path: Path) -> None:
     """An input-level policy error (mono into a stereo-only model on a runtime that does not upmix) blocks
     that input only: the other input is separated and the batch exits with the blocked input's code."""

@@ -588,7 +588,7 @@ class RangeProblem:
     """A native value the runtime would refuse or silently change, with the nearest valid values."""
 
     name: str  # registry name: overlap, segment_size, batch_size, shifts
-    param: str
+    param: Optional[str]  # the native parameter (settings without one are never checked)
     value: Any
     provenance: str
     message: str

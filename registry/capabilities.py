@@ -30,6 +30,7 @@ class ArchCapability:
     files: tuple[str, ...]  # model-file suffixes its loader reads
     mono_models: bool  # runs a model whose network takes one channel (Roformer `model.stereo: false`)
     mono_why: str = ""  # why not, in plain words (shown by routing, `models show`, preflight)
+    splits_channels: bool = False  # a mono model given stereo runs each channel on its own (stereo stems)
     model_types: tuple[str, ...] = ()  # MSST model types its own code builds; empty: it does not read model_type
     config_keys: tuple[str, ...] = ()  # dotted keys of the model's config it reads without a default
     # Keys it needs that a model's config may lack, with the value the adapter writes into a derived copy
@@ -83,13 +84,13 @@ CAPABILITIES: dict[str, RuntimeCapabilities] = {c.runtime: c for c in (
     }),
     RuntimeCapabilities("msst", "msst 0.1.0", {
         "BS-Roformer": _msst(), "Mel-Roformer": _msst(), "MDX23C": _msst(), "Demucs": _msst(),
-        "SCNet": _msst(), "BandIt": _msst(), "Apollo": _msst(), "Other": _msst(),
+        "SCNet": _msst(), "BandIt": _msst(), "Apollo": _msst(),
     }),
     # Our own code (runtimes/legacy): standard BS-/Mel-Roformer from MSST checkpoints and configs, and the DSP
     # models. A one-channel Roformer runs each input channel on its own (runtimes/legacy/roformer/separator.py).
     RuntimeCapabilities("stemsep-legacy", "stemsep-legacy", {
-        "BS-Roformer": ArchCapability(TORCH_FILES, True, model_types=("bs_roformer",)),
-        "Mel-Roformer": ArchCapability(TORCH_FILES, True, model_types=("mel_band_roformer",)),
+        "BS-Roformer": ArchCapability(TORCH_FILES, True, model_types=("bs_roformer",), splits_channels=True),
+        "Mel-Roformer": ArchCapability(TORCH_FILES, True, model_types=("mel_band_roformer",), splits_channels=True),
         "DSP": ArchCapability((), True, model_types=("dsp_center_split",)),
     }),
 )}
@@ -107,8 +108,8 @@ def cannot_run(entry: Any, runtime: str, *, mono: Optional[bool] = None) -> tupl
     if caps is None:
         return ()
     arch_name = str(getattr(entry, "architecture", "") or "")
-    if arch_name not in ARCHITECTURE_FAMILIES:
-        return ()  # an unknown architecture is the rule architecture-known's finding, not a capability
+    if arch_name not in ARCHITECTURE_FAMILIES or arch_name == "Other":
+        return ()  # unknown: the rule architecture-known's finding; "Other" declares nothing to judge by
     arch = caps.arch(arch_name)
     if arch is None:
         return (f"{caps.label} has no code for {arch_name or 'this'} models",)
@@ -123,6 +124,13 @@ def cannot_run(entry: Any, runtime: str, *, mono: Optional[bool] = None) -> tupl
     if (is_mono_model(entry) if mono is None else mono) and not arch.mono_models:
         reasons.append(f"{caps.label} cannot run mono {arch_name} models: {arch.mono_why}")
     return tuple(reasons)
+
+
+def splits_channels(entry: Any, runtime: Optional[str]) -> bool:
+    """`runtime` runs this mono model on each channel of a stereo input (the stems stay stereo)."""
+    caps = CAPABILITIES.get(runtime or "")
+    arch = caps.arch(str(getattr(entry, "architecture", "") or "")) if caps else None
+    return arch is not None and arch.splits_channels
 
 
 def capable_runtimes(entry: Any, runtimes: Any) -> list[str]:

@@ -91,6 +91,8 @@ HOST_CODES: dict[str, HostCode] = {
                                     "preflight blocked the job; `separate` exits with the blocking findings' own "
                                     "exit code when they all agree (docs/preflight.md)"),
     "E_RUNTIME_NOT_ALLOWED": HostCode(ExitCode.PREFLIGHT_BLOCKED, "the model does not allow the requested runtime"),
+    "E_RUNTIME_CANNOT_RUN": HostCode(ExitCode.PREFLIGHT_BLOCKED, "the runtime's capability facts exclude the model "
+                                     "(registry/capabilities.py): it would fail to load there"),
     "E_NO_RUNTIME": HostCode(ExitCode.PREFLIGHT_BLOCKED, "the model's registry entry allows no runtime"),
     "E_SETTINGS": HostCode(ExitCode.PREFLIGHT_BLOCKED, "a setting cannot be translated for the chosen runtime"),
     # envs

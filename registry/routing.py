@@ -3,6 +3,10 @@
 1. The user asked for a runtime: it must be in `runtime.allowed`, else a blocking error quoting
    `blocking_reason`.
 2. Otherwise `runtime.preferred`, else the first of `runtime.allowed`.
+Either way the runtime's capability facts (registry/capabilities.py) must not exclude the model: a
+requested runtime they exclude is refused with their reason (E_RUNTIME_CANNOT_RUN), and without a request
+the first allowed runtime that can run it is taken. The validator keeps our curated file free of such
+entries; a user's file read in compat mode may still hold them.
 Nothing here looks at a model's id or name.
 """
 
@@ -12,13 +16,14 @@ import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
+from registry.capabilities import cannot_run, capable_runtimes
 from registry.errors import ExitCode, StemSepError
 from registry.vocab import RUNTIME_IDS
 
 if TYPE_CHECKING:
     from registry.view import ModelView
 
-Reason = Literal["user", "preferred", "first_allowed"]
+Reason = Literal["user", "preferred", "first_allowed", "first_capable"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +33,8 @@ class RuntimeChoice:
 
     def explain(self) -> str:
         return {"user": "you asked for it", "preferred": "the registry's preferred runtime for this model",
-                "first_allowed": "the first runtime the registry allows for this model"}[self.reason]
+                "first_allowed": "the first runtime the registry allows for this model",
+                "first_capable": "the first runtime the registry allows that can run this model"}[self.reason]
 
 
 class RuntimeNotAllowedError(StemSepError):
@@ -62,12 +68,17 @@ def choose_runtime(entry: ModelView, requested: Optional[str] = None) -> Runtime
             f"{entry.id} cannot run in any runtime", model_id=entry.id, requested=requested, allowed=[],
             why=reason or "its registry entry allows no runtime",
             hint="pick another model (`stemsep models list`)", code="E_NO_RUNTIME")
+    able = capable_runtimes(entry, allowed)
     if requested is not None:
-        if requested in allowed:
+        unable = cannot_run(entry, requested)
+        if requested in allowed and not unable:
             return RuntimeChoice(requested, "user")
+        if requested in allowed:
+            raise _cannot_run(entry, requested, unable, able, requested)
         raise RuntimeNotAllowedError(
             f"{entry.id} cannot run in {requested}", model_id=entry.id, requested=requested, allowed=allowed,
-            why=reason or f"its registry entry allows only {', '.join(allowed)}",
+            why=" ".join(x for x in (reason or f"its registry entry allows only {', '.join(allowed)}.",
+                                     _capability_why(unable, able) if unable else "") if x),
             hint=f"use --runtime {allowed[0]}" + (f" (allowed: {', '.join(allowed)})" if len(allowed) > 1 else "")
             + ", or leave --runtime out to use the model's preferred runtime")
     preferred = entry.runtime.preferred
@@ -76,5 +87,26 @@ def choose_runtime(entry: ModelView, requested: Optional[str] = None) -> Runtime
             raise StemSepError(f"{entry.id}: preferred runtime {preferred} is not in allowed {allowed}",
                                hint="fix the registry entry (stemsep registry validate)",
                                code="E_REGISTRY_INVALID", exit_code=ExitCode.INVALID)
-        return RuntimeChoice(preferred, "preferred")
-    return RuntimeChoice(allowed[0], "first_allowed")
+        if preferred in able:
+            return RuntimeChoice(preferred, "preferred")
+    elif allowed[0] in able:
+        return RuntimeChoice(allowed[0], "first_allowed")
+    if able:
+        return RuntimeChoice(able[0], "first_capable")
+    first = preferred or allowed[0]
+    raise _cannot_run(entry, first, cannot_run(entry, first), able, None)
+
+
+def _capability_why(reasons: tuple[str, ...], able: list[str]) -> str:
+    return "; ".join(reasons) + (f"; {', '.join(able)} can" if able else "")
+
+
+def _cannot_run(entry: ModelView, runtime: str, reasons: tuple[str, ...], able: list[str],
+                requested: Optional[str]) -> RuntimeNotAllowedError:
+    """The registry allows `runtime` but its capability facts exclude the model: the load would fail."""
+    return RuntimeNotAllowedError(
+        f"{entry.id} cannot run in {runtime}", model_id=entry.id, requested=requested, allowed=list(entry.runtime.allowed),
+        why=_capability_why(reasons, able),
+        hint=(f"use --runtime {able[0]}" if able else "no runtime here can run it; pick another model")
+        + "; and remove the runtime from the entry's runtime.allowed (`stemsep registry validate` names it)",
+        code="E_RUNTIME_CANNOT_RUN")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+from registry.capabilities import cannot_run
 from registry.routing import choose_runtime
 from registry.settings import SettingsError, pinned_version, resolve_settings, family_of
 from registry.errors import StemSepError
@@ -42,7 +43,8 @@ def explain_model(entry: ModelEntry, *, source: Path, default_model: Optional[st
         except SettingsError:
             version = None
         runtimes.append({"runtime": runtime, "allowed": allowed, "preferred": runtime == rt.preferred,
-                         "pin": entry.requirements.runtime_pins.get(runtime), "library_version": version})
+                         "pin": entry.requirements.runtime_pins.get(runtime), "library_version": version,
+                         "cannot_run": list(cannot_run(entry, runtime))})  # its capability facts against the model
     return {
         "id": entry.id,
         "name": entry.name,
@@ -168,8 +170,11 @@ def render_explanation(info: dict[str, Any]) -> None:
                                  r["pin"] or (f"{r['runtime']} {r['library_version']}" if r["library_version"] else ""))
                      if x]
             out.print(f"  [green]yes[/] {r['runtime']}" + (f" ({e('; '.join(extra))})" if extra else ""))
+            for reason in r["cannot_run"]:  # a user's entry may allow what the runtime cannot run
+                out.print(f"      [red]but {e(reason)}[/]")
         else:
-            out.print(f"  [red]no[/]  {r['runtime']}")
+            out.print(f"  [red]no[/]  {r['runtime']}" + (f": {e('; '.join(r['cannot_run']))}" if r["cannot_run"]
+                                                         else ""))
     d = info["default_runtime"]
     if d["runtime"]:
         out.print(f"  Runs in [bold]{d['runtime']}[/]: {e(d['explanation'])}.")

@@ -152,11 +152,13 @@ def run_preflight(request: PreflightRequest, *, config: Optional[MachineConfig] 
         if resolution.runtime:
             settings, found = rules.resolve_job_settings(entry, resolution.runtime, dict(options.settings))
             findings += found
+        arts = artifact_facts(entry, config, options.allow_unsafe_pickle, statements)
         found, status["artifacts"] = rules.check_artifacts(
-            entry.id, artifact_facts(entry, config, options.allow_unsafe_pickle, statements),
-            require_hashes=options.require_hashes, download=options.download,
+            entry.id, arts, require_hashes=options.require_hashes, download=options.download,
             allow_unsafe_pickle=options.allow_unsafe_pickle)
         findings += found
+        if resolution.runtime:
+            findings += rules.check_config(entry, resolution.runtime, config_facts(entry, arts))
         found, status["manual_steps"] = _manual_steps(entry, config, options.confirm_manual_steps,
                                                       status["artifacts"], statements)
         findings += found
@@ -302,6 +304,24 @@ def _pickle_consent(config: MachineConfig, model_id: str, facts: rules.ArtifactF
     return {}
 
 
+def config_facts(entry: ModelView, arts: Sequence[rules.ArtifactFacts]) -> Optional[rules.ConfigFacts]:
+    """What the model's config file says, once it is in the model store (None: no YAML config there yet, or
+    one the small reader cannot follow: the registry entry is judged alone then)."""
+    config = entry.artifacts.config
+    name = str(getattr(config, "filename", "") or "")
+    if not name.lower().endswith((".yaml", ".yml")):
+        return None
+    state = next((a for a in arts if a.filename == name and a.state == "present" and a.path), None)
+    if state is None:
+        return None
+    from envmgr.preflight import config_file
+
+    sections = config_file.read_sections(Path(str(state.path)))
+    if sections is None:
+        return None
+    return rules.ConfigFacts(name, config_file.dotted_keys(sections), config_file.is_mono(sections))
+
+
 def trusted_code(config: MachineConfig, entry: ModelView) -> dict[str, str]:
     """filename -> the sha256 the user trusted (`stemsep models trust`), for the model's unpinned code artifacts."""
     from envmgr.preflight import code_trust
@@ -354,14 +374,42 @@ _DIST_PROBE = (
 )
 
 
-def installed_versions(python: Path, names: Sequence[str], timeout: float = 60) -> dict[str, Optional[str]]:
-    """What the env's own interpreter reports for each distribution (None: not installed)."""
+# The same, for torchvision: its version and the torch range its metadata declares.
+_TORCHVISION_PROBE = (
+    "import json, re\n"
+    "from importlib import metadata\n"
+    "try:\n"
+    "    version, reqs = metadata.version('torchvision'), metadata.requires('torchvision') or []\n"
+    "except metadata.PackageNotFoundError:\n"
+    "    version, reqs = None, []\n"
+    "torch = [r for r in reqs if re.match(r'torch\\b(?![-_.\\w])', r) and 'extra ==' not in r]\n"
+    "print(json.dumps([version, torch[0] if torch else None]))\n"
+)
+
+
+def _probe(python: Path, code: str, args: Sequence[str] = (), timeout: float = 60) -> Any:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    proc = subprocess.run([str(python), "-I", "-c", _DIST_PROBE, *names], capture_output=True, text=True,
+    proc = subprocess.run([str(python), "-I", "-c", code, *args], capture_output=True, text=True,
                           timeout=timeout, env=env, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         raise RuntimeError(f"the env's interpreter failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def torchvision_in_env(python: Path) -> tuple[Optional[str], Optional[str]]:
+    """(torchvision version, the torch range it declares as a specifier like '>=2.14.0') in a built env."""
+    version, requirement = _probe(python, _TORCHVISION_PROBE)
+    spec = None
+    if requirement:
+        from packaging.requirements import Requirement
+
+        spec = str(Requirement(requirement.split(";")[0]).specifier) or None
+    return version, spec
+
+
+def installed_versions(python: Path, names: Sequence[str], timeout: float = 60) -> dict[str, Optional[str]]:
+    """What the env's own interpreter reports for each distribution (None: not installed)."""
+    return _probe(python, _DIST_PROBE, names, timeout)
 
 
 def _distribution_names(requirements: list[str]) -> dict[str, str]:
@@ -420,12 +468,15 @@ def env_facts(entry: ModelView, runtime: str, config: MachineConfig, *, resolve:
         meta = read_json(path / META, {}) or {}
         torch = meta.get("torch") if req.torch else None
         pip = untouched
-        if packages:
-            try:
+        vision: tuple[Optional[str], Optional[str]] = (None, None)
+        try:
+            if packages:
                 found = installed_versions(env_python(path), list(names.values()))
                 pip = tuple(rules.PipFacts(p, found.get(names[p]), "env") for p in packages)
-            except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
-                problem = f"its interpreter does not answer: {exc}"
+            if req.torch and _needs_torchvision(entry, runtime):
+                vision = torchvision_in_env(env_python(path))
+        except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+            problem = f"its interpreter does not answer: {exc}"
         if problem is None:
             return rules.EnvFacts(
                 "ready", env_id=env_id, path=str(path), python=meta.get("python") or lock.interpreter.version,
@@ -433,14 +484,24 @@ def env_facts(entry: ModelView, runtime: str, config: MachineConfig, *, resolve:
                 torch_build={"cuda": torch.get("cuda"), "hip": torch.get("hip")} if torch else None,
                 torch_variant_problems=tuple(variant_problems(torch, backend=req.torch_backend,
                                                               overrides=list(req.overrides))) if req.torch else (),
-                pip=pip, **base)
+                pip=pip, torchvision=vision[0], torchvision_torch=vision[1], **base)
     locked = lock.packages
     return rules.EnvFacts(
         "needs_build" if problem == "not built" else "broken", env_id=env_id, path=str(path),
         problem=None if problem == "not built" else problem, python=lock.interpreter.version,
         python_seen_in="interpreter", torch=locked.get("torch") if req.torch else None,
         torch_seen_in="lock" if req.torch else None,
-        pip=tuple(rules.PipFacts(p, locked.get(names[p]), "lock") for p in packages), **base)
+        pip=tuple(rules.PipFacts(p, locked.get(names[p]), "lock") for p in packages),
+        torchvision=locked.get("torchvision") if req.torch and _needs_torchvision(entry, runtime) else None, **base)
+
+
+def _needs_torchvision(entry: ModelView, runtime: str) -> bool:
+    """The model's architecture imports torchvision on this runtime (registry/capabilities.py)."""
+    from registry.capabilities import CAPABILITIES, NEEDS_TORCHVISION_FOR_TORCH
+
+    caps = CAPABILITIES.get(runtime)
+    arch = caps.arch(str(entry.architecture)) if caps else None
+    return arch is not None and NEEDS_TORCHVISION_FOR_TORCH in arch.needs
 
 
 # ---- the report --------------------------------------------------------------------------------

@@ -191,6 +191,39 @@ def _uvr_params(t: T, present: bool) -> set[str]:
     return {f.code for f in rules.route(load_with(t.tmp, entry).get(entry["id"]), None)[1]}
 
 
+def _mono_roformer(t: T, runtime: str) -> set[str]:
+    """A user's copy of a BS-Roformer made mono and allowed only on `runtime` (compat mode lets it load)."""
+    entry = t.entry(VIPERX).to_json()
+    entry["id"] = f"pf-mono-{runtime}"
+    entry["capabilities"]["supports_stereo"] = False
+    entry["runtime"].update(allowed=[runtime], preferred=runtime)
+    entry["artifacts"]["primary"]["filename"] = f"{entry['id']}.ckpt"
+    return {f.code for f in rules.route(load_with(t.tmp, entry).get(entry["id"]), None)[1]}
+
+
+def _config(t: T, runtime: str, drop: tuple[str, ...] = (), stereo: bool = True) -> set[str]:
+    """VIPERX's real MSST config in the model store, `drop`ped keys removed, judged for `runtime`: through the
+    small YAML reader (envmgr/preflight/config_file.py) and the rule."""
+    from envmgr.preflight.run import config_facts
+    from tests.conftest import REPO
+
+    entry = t.entry(VIPERX)
+    name = entry.artifacts.config.filename
+    lines = (REPO / "tests" / "fixtures" / "msst-configs" / name).read_text().splitlines()
+    lines = [ln.replace("stereo: true", f"stereo: {str(stereo).lower()}") for ln in lines
+             if ln.strip().split(":")[0] not in drop]
+    path = t.tmp / name
+    path.write_text("\n".join(lines) + "\n")
+    facts = config_facts(entry, [rules.ArtifactFacts(name, "config", "present", path=str(path))])
+    assert facts is not None and ("training.target_instrument" in facts.keys) != ("target_instrument" in drop)
+    return {f.code for f in rules.check_config(entry, runtime, facts)}
+
+
+def _torchvision(t: T, vision: str, declared: str | None, model: str = "mdx-net-hq4") -> set[str]:
+    return _env_codes(t, model=model, runtime="audio-separator", **_torch(torchvision=vision,
+                                                                          torchvision_torch=declared))
+
+
 def _broken(t: T, broken: bool) -> set[str]:
     """A real env in a private store; a crash mid-build leaves it without its marker: broken."""
     from envmgr.config import load_config
@@ -259,6 +292,13 @@ CASES: dict[str, Case] = {
     "E_REGISTRY_INVALID": (lambda t: {f.code for f in rules.route(_invalid_entry(), None)[1]},
                            lambda t: {f.code for f in rules.route(t.entry("pf-dsp"), None)[1]}),
     "E_UVR_PARAMS_MISSING": (lambda t: _uvr_params(t, False), lambda t: _uvr_params(t, True)),
+    "E_RUNTIME_CANNOT_RUN": (lambda t: _mono_roformer(t, "msst") & _config(t, "msst", stereo=False),
+                             lambda t: _mono_roformer(t, "stemsep-legacy") | _config(t, "msst")
+                             | _config(t, "stemsep-legacy", stereo=False)),
+    "E_CONFIG_KEY_MISSING": (lambda t: _config(t, "audio-separator", drop=("instruments",)),
+                             lambda t: _config(t, "audio-separator") | _config(t, "msst", drop=("instruments",))),
+    "W_CONFIG_ADAPTED": (lambda t: _config(t, "audio-separator", drop=("target_instrument",)),
+                         lambda t: _config(t, "audio-separator") | _config(t, "msst", drop=("target_instrument",))),
     # settings
     "E_SETTINGS": (lambda t: _settings(t, "msst", {"overlap": 0.5}), lambda t: _settings(t, "msst", {"overlap": 2})),
     "E_SETTING_RANGE": (lambda t: _settings(t, "msst", {"segment_size": 8, "overlap": 9})  # step 8 // 9 = 0
@@ -322,6 +362,9 @@ CASES: dict[str, Case] = {
     "W_TORCH_GPU_UNUSED": (lambda t: _env_codes(t, **_torch(), nvidia=True), lambda t: _env_codes(t, **_torch())),
     "W_TORCH_OVERRIDE": (lambda t: _torch_override(t, "msst", VIPERX),
                          lambda t: _torch_override(t, "audio-separator", VIPERX)),
+    "E_TORCHVISION_MISMATCH": (lambda t: _torchvision(t, "0.29.2", ">=2.14.0")  # metadata of a built env
+                               & _torchvision(t, "0.29.2", None),  # the lock: PyTorch's published pairing
+                               lambda t: _torchvision(t, "0.28.0", "==2.13.0") | _torchvision(t, "0.28.1", None)),
     "E_PIP_MISSING": (lambda t: _env_codes(t, pip=(rules.PipFacts("six", None, "env"),)),
                       lambda t: _env_codes(t, pip=(rules.PipFacts("six", "1.17.0", "env"),
                                                    rules.PipFacts("six", None, "lock")))),

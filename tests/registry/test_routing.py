@@ -15,9 +15,13 @@ REPO = Path(__file__).resolve().parents[2]
 REASON = "msst only: needs HyperACE's own bs_roformer.py"
 
 
-def entry(allowed, preferred=None, reason=REASON):
-    return ModelEntry.model_validate({"id": "m", "runtime": {"allowed": allowed, "preferred": preferred,
-                                                             "blocking_reason": reason}})
+def entry(allowed, preferred=None, reason=REASON, stereo=True):
+    """A BS-Roformer (every runtime has code for it); `stereo=False`: a mono one (msst and audio-separator cannot
+    run it: registry/capabilities.py)."""
+    return ModelEntry.model_validate({"id": "m", "architecture": "BS-Roformer",
+                                      "capabilities": {"supports_mono": True, "supports_stereo": stereo},
+                                      "runtime": {"allowed": allowed, "preferred": preferred,
+                                                  "blocking_reason": reason}})
 
 
 @pytest.mark.parametrize("allowed,preferred,requested,expected", [
@@ -56,6 +60,32 @@ def test_unknown_runtime_is_a_usage_error_with_suggestion():
     with pytest.raises(UnknownRuntimeError) as info:
         choose_runtime(entry(["msst"]), "audio_separator")
     assert info.value.exit_code == ExitCode.USAGE and "did you mean audio-separator" in info.value.hint
+
+
+def test_a_runtime_that_cannot_run_the_model_is_refused_with_the_capability_reason():
+    """A user's entry (compat mode lets it load) allows msst for a mono Roformer: msst 0.1.0 would fail."""
+    mono = entry(["msst", "stemsep-legacy"], "msst", stereo=False)
+    with pytest.raises(RuntimeNotAllowedError) as info:
+        choose_runtime(mono, "msst")
+    err = info.value
+    assert err.code == "E_RUNTIME_CANNOT_RUN" and err.exit_code == ExitCode.PREFLIGHT_BLOCKED
+    assert "msst 0.1.0 cannot run mono BS-Roformer models" in err.why and "stemsep-legacy can" in err.why
+    assert "--runtime stemsep-legacy" in err.hint
+    # without a request the preferred runtime is passed over for the first allowed one that can run it
+    choice = choose_runtime(mono)
+    assert (choice.runtime, choice.reason) == ("stemsep-legacy", "first_capable")
+    assert choose_runtime(entry(["msst", "stemsep-legacy"], "msst")).runtime == "msst"  # stereo: msst runs it
+    with pytest.raises(RuntimeNotAllowedError) as info:
+        choose_runtime(entry(["msst"], stereo=False))
+    assert info.value.code == "E_RUNTIME_CANNOT_RUN" and "no runtime here can run it" in info.value.hint
+
+
+def test_a_runtime_not_allowed_is_explained_by_its_capabilities_when_they_exclude_it():
+    with pytest.raises(RuntimeNotAllowedError) as info:
+        choose_runtime(entry(["stemsep-legacy"], stereo=False), "msst")
+    assert info.value.code == "E_RUNTIME_NOT_ALLOWED"
+    assert info.value.why.startswith(REASON)  # the registry's own words first, then the capability facts
+    assert "msst 0.1.0 cannot run mono BS-Roformer models" in info.value.why and "stemsep-legacy can" in info.value.why
 
 
 def test_preferred_outside_allowed_is_never_routed_around():

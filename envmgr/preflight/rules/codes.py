@@ -46,6 +46,12 @@ _CODES = (
     Code("E_REGISTRY_INVALID", "model", "the model's registry entry contradicts itself (preferred not in allowed)",
          True, ExitCode.INVALID),
     Code("E_RUNTIME_NOT_ALLOWED", "model", "the requested runtime is not in runtime.allowed (quotes blocking_reason)"),
+    Code("E_RUNTIME_CANNOT_RUN", "model", "the runtime's capability facts exclude the model (architecture, model "
+         "type, file format, a mono network), from its entry or its config file", True),
+    Code("E_CONFIG_KEY_MISSING", "model", "the model's config file lacks a key the runtime reads without a default",
+         True),
+    Code("W_CONFIG_ADAPTED", "model", "the runtime needs a config key the model's config lacks: it gets a derived "
+         "copy with the key added (the original file is unchanged)"),
     Code("E_UVR_PARAMS_MISSING", "model", "an MDX-Net/VR model on a runtime that finds its parameters by file hash, without UVR's parameters in its entry", True),
     # settings
     Code("E_SETTINGS", "settings", "a recommended or given setting cannot be translated for the runtime", True),
@@ -90,6 +96,8 @@ _CODES = (
     Code("W_TORCH_NO_GPU", "env", "a GPU torch build is requested but this machine has no such GPU"),
     Code("W_TORCH_GPU_UNUSED", "env", "this machine has an NVIDIA GPU but the env gets a CPU torch"),
     Code("W_TORCH_OVERRIDE", "env", "the runtime library's own torch cap is overridden in this env"),
+    Code("E_TORCHVISION_MISMATCH", "env", "the model's architecture imports torchvision, and the env's torchvision "
+         "is built for another torch than the env's", True),
     Code("E_PIP_MISSING", "env", "a pip requirement of the model is not installed in its (existing) env"),
     Code("E_PIP_VERSION", "env", "a pip requirement is installed in the env at a version outside its range"),
     # manual steps

@@ -43,6 +43,9 @@ class EnvFacts:
     notes: tuple[str, ...] = ()
     torch_cap_lifted: Optional[str] = None
     pip: tuple[PipFacts, ...] = ()
+    # Only where the model's architecture imports torchvision on this runtime (registry/capabilities.py):
+    torchvision: Optional[str] = None  # the env's (or the lock's) torchvision version; None: none or not asked
+    torchvision_torch: Optional[str] = None  # the torch range its metadata declares (a built env only)
     nvidia: bool = False
     rocm: bool = False
 
@@ -61,7 +64,7 @@ def check_env(entry: ModelView, runtime: str, env: EnvFacts) -> tuple[list[Findi
         code = {"unresolvable": "E_ENV_UNRESOLVABLE", "no_interpreter": "E_NO_INTERPRETER",
                 "unknown": "E_ENV_RESOLVE", "invalid": "E_ENV_REQUEST"}[env.state]
         findings.append(from_error(env.error, code, subject=env.env_id))
-    findings += _check_python(entry, env) + _check_torch(entry, runtime, env)
+    findings += _check_python(entry, env) + _check_torch(entry, runtime, env) + _check_torchvision(runtime, env)
     pip_rows, pip_findings = _check_pip(entry, env)
     findings += pip_findings
     status = {
@@ -154,6 +157,38 @@ def _check_torch(entry: ModelView, runtime: str, env: EnvFacts) -> list[Finding]
                                 f"(torch {env.torch or 'from the override'})", env.torch_cap_lifted,
                                 "if the job fails inside torch, report it with the versions shown", subject="torch"))
     return findings
+
+
+def torchvision_fits(torchvision: str, torch: str, declared: Optional[str]) -> Optional[bool]:
+    """Whether this torchvision was built for this torch: by its metadata's torch range when known, else by
+    PyTorch's published pairing (torchvision 0.N goes with torch 2.(N-15) since 0.15 / 2.0). None: unknown."""
+    if declared:
+        return _contains(declared, torch)
+    try:
+        vision, base = Version(torchvision), Version(torch)
+    except InvalidVersion:
+        return None
+    if vision.major != 0 or vision.minor < 15 or base.major != 2:
+        return None
+    return base.minor == vision.minor - 15
+
+
+def _check_torchvision(runtime: str, env: EnvFacts) -> list[Finding]:
+    if not env.torchvision or not env.torch:
+        return []
+    if torchvision_fits(env.torchvision, env.torch, env.torchvision_torch) is not False:
+        return []
+    where = "has" if env.torch_seen_in == "env" else "would get"
+    built_for = f"torch{env.torchvision_torch}" if env.torchvision_torch else "another torch"
+    return [Finding("E_TORCHVISION_MISMATCH", f"the {runtime} env {where} torchvision {env.torchvision}, built for "
+                    f"{built_for}, beside torch {env.torch}",
+                    why="this model's architecture imports torchvision on this runtime (audio-separator's MDX-Net "
+                    "path: onnx2torch imports it), and a torchvision built for another torch fails to load "
+                    "(\"operator torchvision::nms does not exist\"); the machine's torch override "
+                    f"({', '.join(o for o in env.overrides if is_torch_requirement(o)) or 'none'}) fixes torch but "
+                    "not torchvision",
+                    hint="add a torchvision wheel built for that torch to the find-links dir (STEMSEP_FIND_LINKS) "
+                    "and override it too (STEMSEP_OVERRIDES), or drop the torch override", subject="torchvision")]
 
 
 def _check_pip(entry: ModelView, env: EnvFacts) -> tuple[list[dict[str, Any]], list[Finding]]:

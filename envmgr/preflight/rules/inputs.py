@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 
+from registry.capabilities import splits_channels
 from registry.settings import DEFAULT_SAMPLE_RATE, family_of
 from envmgr.preflight.rules.codes import Finding
 
@@ -99,6 +100,8 @@ def check_channels(a: AudioFacts, entry: ModelView, runtime: Optional[str]) -> l
                         hint=f"make it stereo first (`ffmpeg -i '{a.path}' -ac 2 stereo.flac`) or pick a runtime "
                         f"that upmixes ({', '.join(sorted(UPMIXES_MONO & set(entry.runtime.allowed))) or 'none allowed'})")]
     if a.channels == 2 and caps.supports_stereo is False:
+        if splits_channels(entry, runtime):  # each channel separated on its own: stereo stems, nothing lost
+            return []
         if runtime in DOWNMIXES_TO_MONO:
             return [Finding("W_DOWNMIX", f"{a.path} is stereo and {entry.id} is a mono model: {runtime} averages the "
                             "two channels", hint="for a stereo result, split the channels "

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class RuntimeResolution:
     runtime: Optional[str]  # what the job would run on (None: nothing can run it)
-    reason: Optional[str]  # user | preferred | first_allowed
+    reason: Optional[str]  # user | preferred | first_allowed | first_capable
     allowed: tuple[str, ...]
     blocking_reason: Optional[str]
     in_allowed: bool

@@ -59,6 +59,11 @@ ARCH_LISTS = {"BS-Roformer": "roformer_download_list", "Mel-Roformer": "roformer
 ALL_LISTS = ("vr_download_list", "mdx_download_list", "mdx_download_vip_list", "demucs_download_list",
              "mdx23c_download_list", "mdx23c_download_vip_list", "roformer_download_list")
 ARCH_PARAMS = ("mdx_params", "vr_params", "demucs_params", "mdxc_params")
+# Config keys audio-separator 0.47 reads without a default (ml_collections ConfigDict: a missing key raises,
+# "Failed to instantiate Roformer model: 'target_instrument'") that MSST configs may leave out, and the value
+# that means what their absence means to msst (None: every instrument is a target). The registry's capability
+# facts say the same (registry/capabilities.py `adapted_keys`; a test keeps the two equal).
+ADAPTED_KEYS: dict[str, Any] = {"training.target_instrument": None}
 
 
 class OfflineRefusal(Exception):
@@ -205,6 +210,7 @@ class AudioSeparatorAdapter(Adapter):
                 raise JobError(p.E_MODEL_LOAD, f"{job.model_id} ({arch}) has no config artifact; audio-separator "
                                "needs the model's YAML", hint="declare artifacts.config in its registry entry")
             checks[listing][friendly] = {name: yaml_name}
+            self._notes += _derive_config(model_dir, yaml_name, job)
         elif listing == "demucs_download_list":
             if not yaml_name:
                 raise JobError(p.E_MODEL_LOAD, f"{job.model_id} (Demucs) has no YAML artifact naming its parts")
@@ -242,6 +248,10 @@ def _read_yaml(model_dir: Path, job: Job) -> dict[str, Any]:
     config = ((job.model.get("artifacts") or {}).get("config") or {}).get("filename")
     if not config or not str(config).lower().endswith((".yaml", ".yml")):
         return {}
+    return _load_yaml(model_dir / config, job)
+
+
+def _load_yaml(path: Path, job: Job) -> dict[str, Any]:
     import yaml
 
     class Loader(yaml.SafeLoader):
@@ -249,10 +259,34 @@ def _read_yaml(model_dir: Path, job: Job) -> dict[str, Any]:
 
     Loader.add_constructor("tag:yaml.org,2002:python/tuple", lambda loader, node: tuple(loader.construct_sequence(node)))
     try:
-        data = yaml.load((model_dir / config).read_text(encoding="utf-8"), Loader=Loader)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=Loader)
     except (OSError, yaml.YAMLError) as exc:
-        raise JobError(p.E_MODEL_LOAD, f"cannot read {config} of {job.model_id}: {exc}") from exc
+        raise JobError(p.E_MODEL_LOAD, f"cannot read {path.name} of {job.model_id}: {exc}") from exc
     return data if isinstance(data, dict) else {}
+
+
+def _derive_config(model_dir: Path, name: str, job: Job) -> list[str]:
+    """Where the model's config lacks a key the library reads without a default (ADAPTED_KEYS), the model dir
+    gets a derived copy with it added in place of the link to the original, which is never written."""
+    link = model_dir / name
+    data = _load_yaml(link, job)
+    added = {}
+    for dotted, value in ADAPTED_KEYS.items():
+        section, key = dotted.split(".", 1)
+        part = data.get(section)
+        if isinstance(part, dict) and key not in part:
+            part[key] = value
+            added[dotted] = value
+    if not added:
+        return []
+    import yaml
+
+    derived = model_dir / f".{name}.derived"
+    derived.write_text(yaml.dump(data, Dumper=yaml.Dumper, sort_keys=False), encoding="utf-8")  # tuples kept
+    link.unlink()  # the link only: the original stays as it is in the model store
+    os.replace(derived, link)
+    return [f"audio-separator got a copy of {name} with " + ", ".join(f"{k}: {v!r}" for k, v in added.items())
+            + " added (it reads the key without a default; the original file is unchanged)"]
 
 
 def _refuse_download(url: str, output_path: str) -> None:

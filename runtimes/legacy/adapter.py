@@ -1,11 +1,13 @@
 """Adapter of the stemsep-legacy runtime: runs one of our model types on the job's input.
 
 A model type is a class with `load(job, device) -> model` (classmethod) and either
-- `model.separate(mix, sample_rate, ctx) -> {stem name: (frames, channels) array}`: `mix` is the whole
-  input, float32 (frames, channels); the worker writes the arrays (the DSP default), or
 - `model.separate_to_files(audio, ctx) -> [StemFile]`: `audio` is the checked input read block by block
   (`ctx.open_input()`), the stems are written block by block through `ctx.stem_writer` into the staging
-  dir, so memory does not grow with the track's length (our Roformer).
+  dir, so memory does not grow with the track's length. Every model type we ship does this (the DSP
+  default, our Roformer): a long live set must not need more memory than a song. Or
+- `model.separate(mix, sample_rate, ctx) -> {stem name: (frames, channels) array}`: `mix` is the whole
+  input, float32 (frames, channels); the worker writes the arrays. Memory grows with the input: kept
+  for test model types (tests/worker/fault_hook.py), not for models users run.
 MODEL_TYPES maps the registry's `runtime.model_type` to that class as
 "module:Class", imported on first use: the DSP env has no torch, so nothing heavy may be imported here.
 """

@@ -45,6 +45,15 @@ def build(args: argparse.Namespace) -> torch.nn.Module:
     return getattr(module, args.class_name)(**dict(config.model))
 
 
+def randomize(model: torch.nn.Module) -> torch.nn.Module:
+    """No trivially-1 scales: every learned tensor moves away from its init (seeded by the caller)."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if not name.endswith("rotary_embed.freqs"):
+                param.add_(0.02 * torch.randn_like(param))
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True)
@@ -56,11 +65,7 @@ def main() -> None:
     parser.add_argument("--pickled-object")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
-    model = build(args)
-    with torch.no_grad():  # no trivially-1 scales: every learned tensor moves away from its init
-        for name, param in model.named_parameters():
-            if not name.endswith("rotary_embed.freqs"):
-                param.add_(0.02 * torch.randn_like(param))
+    model = randomize(build(args))
     state = model.state_dict()
     if args.pickled_object:
         state["training_state"] = Touch(args.pickled_object)

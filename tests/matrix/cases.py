@@ -1,0 +1,95 @@
+"""The matrix's cases: every registry model with a runtime in `runtime.allowed`, paired with each of them, and
+for each model where its tiny checkpoint's structure comes from (its real config, or its architecture's
+published config with the entry's declared options) and which env builds it.
+
+Pure data work on the packaged registry (no torch, no envs): collection stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import REPO, SHARED_REFERENCE
+
+REFERENCE_CONFIGS = SHARED_REFERENCE / "msst-configs"
+PACKAGED = REPO / "registry" / "models.json"
+
+# The architecture's published config, used when the entry's own config file is not among the reference configs.
+PUBLISHED = {
+    "bs_roformer": "model_bs_roformer_ep_317_sdr_12.9755.yaml",  # viperx: the layout most BS-Roformers keep
+    "mel_band_roformer": "model_mel_band_roformer_ep_3005_sdr_11.4360.yaml",  # Kim's: likewise for Mel
+    "mdx23c": "config_musdb18_mdx23c.yaml",
+    "scnet": "config_musdb18_scnet.yaml",
+    "scnet_masked": "config_musdb18_scnet.yaml",
+    "scnet_tran": "config_musdb18_scnet.yaml",
+    "htdemucs": "config_musdb18_htdemucs.yaml",
+    "apollo": "config_apollo.yaml",
+    "bandit": "config_dnr_bandit_bsrnn_multi_mus64.yaml",
+}
+ROFORMERS = {"BS-Roformer": "bs_roformer", "Mel-Roformer": "mel_band_roformer"}
+
+
+@dataclass(frozen=True)
+class MatrixModel:
+    """One registry model as the matrix builds it."""
+
+    id: str
+    architecture: str
+    family: str  # roformer | roformer-code | mdx23c | scnet | htdemucs | apollo | bandit | mdx-net | vr | dsp
+    model_type: str | None
+    runtimes: tuple[str, ...]
+    stems: tuple[str, ...]
+    stereo: bool
+    base_config: str | None  # the reference config file the tiny one derives from
+    real_config: bool  # True: base_config IS the entry's config file; False: the architecture's published one
+    entry: dict[str, Any]
+
+    @property
+    def source(self) -> str:
+        """How the test id says where the structure comes from."""
+        if self.family in ("mdx-net", "vr"):
+            return "uvr-params"  # the registry's own UVR parameters are the whole structure
+        if self.family == "dsp":
+            return "builtin"
+        return "real-config" if self.real_config else "published-config"
+
+
+def family_of(entry: dict[str, Any]) -> str:
+    arch, model_type = entry["architecture"], entry["runtime"].get("model_type")
+    if arch in ROFORMERS:
+        return "roformer" if model_type == ROFORMERS[arch] else "roformer-code"
+    return {"MDX23C": "mdx23c", "SCNet": "scnet", "Demucs": "htdemucs", "Apollo": "apollo", "BandIt": "bandit",
+            "MDX-Net": "mdx-net", "VR": "vr", "DSP": "dsp"}.get(arch, arch.lower())
+
+
+def base_config(entry: dict[str, Any], family: str) -> tuple[str | None, bool]:
+    config = ((entry.get("artifacts") or {}).get("config") or {}).get("filename")
+    if config and (REFERENCE_CONFIGS / config).is_file():
+        return config, True
+    model_type = entry["runtime"].get("model_type")
+    if family == "roformer-code":
+        model_type = ROFORMERS[entry["architecture"]]
+    return PUBLISHED.get(model_type or ""), False
+
+
+def matrix_models(path: Path = PACKAGED) -> list[MatrixModel]:
+    """Every model of the registry file with at least one allowed runtime, in file order."""
+    out = []
+    for entry in json.loads(path.read_text())["models"]:
+        runtimes = tuple(entry["runtime"].get("allowed") or ())
+        if not runtimes:
+            continue
+        family = family_of(entry)
+        config, real = base_config(entry, family)
+        caps = entry["capabilities"]
+        out.append(MatrixModel(entry["id"], entry["architecture"], family, entry["runtime"].get("model_type"),
+                               runtimes, tuple(caps["stems"]), caps.get("supports_stereo") is not False, config, real,
+                               entry))
+    return out
+
+
+def case_id(model: MatrixModel, runtime: str) -> str:
+    return f"{runtime}:{model.id}[{model.source}]"

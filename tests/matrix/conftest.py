@@ -1,0 +1,313 @@
+"""The model x runtime matrix's session: tiny files of every registry model's architecture, served by a local HTTP
+server through a copy of the packaged registry whose artifacts point there, and one `stemsep separate` batch per
+runtime (one CLI process, consecutive models of one env share its worker). Outcomes are collected per pair and
+printed as a table at the end of the session (also written as JSON under the pytest tmp dir).
+
+Files are built INSIDE the env the model runs in, with the library's own classes (msst's for MSST model types,
+audio-separator's for VR and the MDX-Net ONNX shapes), one maker process per env.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.artifacts.httpserver import FileServer
+from tests.conftest import REPO
+from tests.matrix.cases import (
+    PACKAGED,
+    REFERENCE_CONFIGS,
+    MatrixModel,
+    matrix_models,
+)
+from tests.matrix.tiny_configs import tiny_config, write_config
+from tests.runtimes.conftest import (  # noqa: F401 (fixtures)
+    demo_clip,
+    network_log,
+    sha256,
+    single_threaded_torch,
+)
+from tests.support.cli import json_events, run_cli
+
+MAKE_MODELS = Path(__file__).with_name("make_models.py")
+CLIP_SECONDS = 1.5
+# Where each family's files are built: the env of this runtime (the library whose classes define the format).
+BUILT_IN = {"roformer": "msst", "roformer-code": "msst", "mdx23c": "msst", "scnet": "msst", "htdemucs": "msst",
+            "apollo": "msst", "bandit": "msst", "mdx-net": "audio-separator", "vr": "audio-separator"}
+
+
+@dataclass
+class Outcome:
+    """What one (model, runtime) pair did: ok | refused (preflight, with code) | failed | not-built."""
+
+    status: str
+    code: str = ""
+    detail: str = ""
+    stems: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Matrix:
+    models: dict[str, MatrixModel]
+    artifacts: dict[str, dict[str, Path]]  # model id -> registry filename -> tiny file
+    unbuilt: dict[str, str]  # model id -> why no tiny file exists
+    registry: Path
+    clip: Path
+    out: Path
+    timings: dict[str, float]
+    outcomes: dict[tuple[str, str], Outcome] = field(default_factory=dict)
+    batches: dict[str, dict[str, Outcome]] = field(default_factory=dict)
+
+    def outcome(self, model_id: str, runtime: str) -> Outcome:
+        if model_id in self.unbuilt:
+            return Outcome("not-built", detail=self.unbuilt[model_id])
+        if runtime not in self.batches:
+            self.batches[runtime] = self.run_batch(runtime)
+        return self.batches[runtime][model_id]
+
+    def run_batch(self, runtime: str) -> dict[str, Outcome]:
+        """One `stemsep separate` of the clip with every built model allowed on `runtime`. A model preflight
+        refuses blocks the batch before anything starts: it is recorded with its code and the batch runs again
+        without it."""
+        todo = [m.id for m in self.models.values() if runtime in m.runtimes and m.id not in self.unbuilt]
+        results: dict[str, Outcome] = {}
+        started = time.monotonic()
+        out = self.out / runtime
+        env = {"STEMSEP_REGISTRY": str(self.registry)}
+        while todo:
+            args = [a for model_id in todo for a in ("-m", model_id)]
+            proc = run_cli("separate", self.clip, *args, "--runtime", runtime, "--json", "-o", out, env=env,
+                           timeout=3600)
+            events = json_events(proc.stdout)
+            refused = blocked_model(events)
+            if refused is not None:
+                model_id, code, message = refused
+                results[model_id] = Outcome("refused", code, message)
+                todo.remove(model_id)
+                continue
+            results.update(batch_outcomes(events, todo, proc))
+            break
+        self.timings[f"separate {runtime}"] = time.monotonic() - started
+        return results
+
+
+def blocked_model(events: list[dict[str, Any]]) -> tuple[str, str, str] | None:
+    """(model, first error code, its message) when preflight blocked the batch."""
+    for event in events:
+        report = event.get("report") if event["type"] == "preflight" else None
+        if report and not report.get("can_proceed", True):
+            error = (report.get("errors") or [{}])[0]
+            return report["model"], error.get("code", "?"), error.get("message", "")
+    return None
+
+
+def batch_outcomes(events: list[dict[str, Any]], models: list[str],
+                   proc: subprocess.CompletedProcess[str]) -> dict[str, Outcome]:
+    job_model = {e["job"]: e["model"] for e in events if e["type"] == "job"}
+    out: dict[str, Outcome] = {}
+    for event in events:
+        if event["type"] == "result":
+            out[job_model[event["job"]]] = Outcome("ok", stems=event["stems"])
+        elif event["type"] == "error" and event.get("model"):
+            out[event["model"]] = Outcome("failed", event["code"], event["message"])
+    tail = (proc.stderr or proc.stdout)[-1500:]
+    for model_id in models:  # a model the batch never reached: the CLI itself broke
+        out.setdefault(model_id, Outcome("failed", f"exit {proc.returncode}", tail))
+    return out
+
+
+# --- building the tiny files ------------------------------------------------------------------------------------
+def model_env(model: MatrixModel, runtime: str) -> Any:
+    """The env `stemsep separate` uses for `model` on `runtime` (built now if missing; the CLI reuses it)."""
+    from envmgr.envs.manager import EnvManager
+    from envmgr.envs.request import request_for_model
+    from registry.loader import load_registry
+
+    manager = EnvManager()
+    entry = load_registry().get(model.id)
+    return manager.ensure(request_for_model(entry, runtime, manager.config))
+
+
+def build_envs(models: list[MatrixModel], timings: dict[str, float]) -> None:
+    """Every env the batches will use, built before them (the CLI then finds them ready), timed."""
+    from envmgr.envs.manager import EnvManager
+    from envmgr.envs.request import request_for_model
+    from registry.errors import StemSepError
+    from registry.loader import load_registry
+
+    manager, registry = EnvManager(), load_registry()
+    requests = {}
+    for model in models:
+        for runtime in model.runtimes:
+            request = request_for_model(registry.get(model.id), runtime, manager.config)
+            requests.setdefault(repr(request), request)
+    started = time.monotonic()
+    for request in requests.values():
+        try:
+            manager.ensure(request)
+        except StemSepError:
+            pass  # the batch meets the same error for the models of this env, and reports it as their outcome
+    timings[f"ensure {len(requests)} envs"] = time.monotonic() - started
+
+
+def maker_env(model: MatrixModel) -> Any:
+    builder = BUILT_IN[model.family]
+    if builder in model.runtimes:
+        return model_env(model, builder)
+    from tests.runtimes.conftest import runtime_env
+
+    return runtime_env(builder)  # e.g. a mono Roformer allowed only on stemsep-legacy: msst's class still builds it
+
+
+def specs_for(model: MatrixModel, folder: Path, seed: int) -> tuple[list[dict[str, Any]], dict[str, Path]]:
+    """(maker specs, registry filename -> file) of `model`'s tiny files in `folder`."""
+    arts = model.entry.get("artifacts") or {}
+    primary = folder / arts["primary"]["filename"]
+    files = {arts["primary"]["filename"]: primary}
+    if model.family in ("roformer",):
+        config = write_config(tiny_config(model), folder / arts["config"]["filename"])
+        files[arts["config"]["filename"]] = config
+        return [{"kind": "msst", "model_type": model.model_type, "config": str(config), "out": str(primary),
+                 "seed": seed}], files
+    if model.family == "mdx-net":
+        data = model.entry["uvr_model_data"]
+        return [{"kind": "mdx", "out": str(primary), "dim_f": data["mdx_dim_f_set"],
+                 "dim_t": data["mdx_dim_t_set"]}], files
+    if model.family == "vr":
+        data = model.entry["uvr_model_data"]
+        return [{"kind": "vr", "out": str(primary), "param": data["vr_model_param"], "nout": data.get("nout"),
+                 "nout_lstm": data.get("nout_lstm"), "seed": seed}], files
+    raise NotImplementedError(model.family)
+
+
+def build_files(models: list[MatrixModel], root: Path, timings: dict[str, float]) -> tuple[dict, dict]:
+    """Every model's tiny files, one maker process per env. Returns (artifacts, unbuilt)."""
+    artifacts: dict[str, dict[str, Path]] = {}
+    unbuilt: dict[str, str] = {}
+    per_env: dict[str, tuple[Any, list[dict[str, Any]]]] = {}
+    for seed, model in enumerate(models):
+        if model.family == "dsp":
+            artifacts[model.id] = {}
+            continue
+        if model.base_config is None and model.family not in ("mdx-net", "vr"):
+            unbuilt[model.id] = f"no published {model.family} config among {REFERENCE_CONFIGS}"
+            continue
+        folder = root / model.id
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            specs, files = specs_for(model, folder, seed)
+        except NotImplementedError:
+            unbuilt[model.id] = f"the matrix has no maker for the {model.family} family yet"
+            continue
+        env = maker_env(model)
+        per_env.setdefault(env.id, (env, []))[1].extend(specs)
+        artifacts[model.id] = files
+    for env_id, (env, specs) in per_env.items():
+        started = time.monotonic()
+        spec_file = root / f"specs-{env_id}.json"
+        spec_file.write_text(json.dumps(specs))
+        proc = subprocess.run([str(env.python), str(MAKE_MODELS), str(spec_file)], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=1800, check=False)
+        assert proc.returncode == 0, f"making tiny models in env {env_id} failed:\n{proc.stderr[-4000:]}"
+        timings[f"make {len(specs)} files in {env_id}"] = time.monotonic() - started
+    return artifacts, unbuilt
+
+
+def matrix_registry(path: Path, artifacts: dict[str, dict[str, Path]], server: FileServer) -> Path:
+    """The packaged registry with every built model's artifacts downloadable from `server`: its url points there
+    and a pinned sha256/size is the tiny file's (an unpinned artifact stays unpinned)."""
+    data = json.loads(PACKAGED.read_text())
+    for entry in data["models"]:
+        files = artifacts.get(entry["id"])
+        if not files:
+            continue
+        arts = entry["artifacts"]
+        for art in [arts.get("primary"), arts.get("config"), *arts.get("additional", [])]:
+            if not art or art["filename"] not in files:
+                continue
+            tiny = files[art["filename"]]
+            art["url"] = server.file(f"/{entry['id']}/{art['filename']}", tiny.read_bytes())
+            if art.get("sha256"):
+                art["sha256"] = sha256(tiny)
+            if art.get("size_bytes"):
+                art["size_bytes"] = tiny.stat().st_size
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[FileServer]:
+    srv = FileServer().start()
+    yield srv
+    srv.stop()
+
+
+RESULTS: dict[str, Any] = {}  # filled by the session; printed by pytest_terminal_summary
+
+
+@pytest.fixture(scope="session")
+def matrix(tmp_path_factory: pytest.TempPathFactory, stemsep_home: Path, network_log: Path,  # noqa: F811
+           server: FileServer) -> Iterator[Matrix]:
+    if not REFERENCE_CONFIGS.is_dir():
+        pytest.skip(f"the MSST reference configs are not available at {REFERENCE_CONFIGS}")
+    root = tmp_path_factory.mktemp("matrix")
+    timings: dict[str, float] = {}
+    models = matrix_models()
+    build_envs(models, timings)
+    started = time.monotonic()
+    artifacts, unbuilt = build_files(models, root / "files", timings)
+    timings["make tiny files"] = time.monotonic() - started
+    registry = matrix_registry(root / "registry.json", artifacts, server)
+    clip = demo_clip(root / "clip.wav", CLIP_SECONDS)
+    result = Matrix({m.id: m for m in models}, artifacts, unbuilt, registry, clip, root / "out", timings)
+    RESULTS.update(matrix=result, json=root / "matrix-summary.json")
+    yield result
+    assert not network_log.exists(), network_log.read_text()
+
+
+def record(matrix: Matrix, model_id: str, runtime: str, outcome: Outcome, known: str | None) -> None:
+    matrix.outcomes[(model_id, runtime)] = outcome
+    if known and outcome.status != "ok":
+        outcome.detail = f"known: {known}"
+
+
+def summary_rows(matrix: Matrix) -> list[dict[str, str]]:
+    rows = []
+    for (model_id, runtime), o in sorted(matrix.outcomes.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        model = matrix.models[model_id]
+        failed = "failed, known" if o.detail.startswith("known:") else "FAILED"
+        status = {"ok": "ok", "refused": f"refused by preflight ({o.code})"}.get(o.status,
+                                                                                 f"{failed} ({o.code or o.status})")
+        rows.append({"model": model_id, "runtime": runtime, "family": model.family, "source": model.source,
+                     "outcome": status, "detail": o.detail[:300]})
+    return rows
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    matrix: Matrix | None = RESULTS.get("matrix")
+    if matrix is None or not matrix.outcomes:
+        return
+    rows = summary_rows(matrix)
+    write = terminalreporter.write_line
+    terminalreporter.section("model x runtime matrix")
+    width = max(len(r["model"]) for r in rows)
+    for r in rows:
+        detail = f"  {r['detail'][:140]}" if r["outcome"] != "ok" else ""
+        write(f"{r['model']:<{width}}  {r['runtime']:<16} {r['family']:<13} {r['source']:<17} {r['outcome']}{detail}")
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["outcome"].split(" (")[0]] = counts.get(r["outcome"].split(" (")[0], 0) + 1
+    write("totals: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    write("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in matrix.timings.items()))
+    path: Path = RESULTS["json"]
+    path.write_text(json.dumps({"rows": rows, "timings": matrix.timings}, indent=1))
+    write(f"matrix summary JSON: {path}")
+

@@ -40,10 +40,24 @@ class ArchCapability:
 
 
 @dataclass(frozen=True)
+class MemoryGrowth:
+    """How a runtime's worker grows with the input's length: the library loads the whole file and holds every
+    stem whole. Measured by scripts/bench/memory_bench.py (figures and how in docs/runtimes.md)."""
+
+    base_mib: float  # peak RSS of a worker with the bench's tiny model on a short input: imports, library, buffers
+    mib_per_minute: float  # growth per minute of input (both libraries work on 44.1 kHz stereo, whatever the file)
+
+    def peak_mib(self, minutes: float, weights_mib: float = 0.0) -> float:
+        """Estimated peak RSS for `minutes` of input and a model of `weights_mib` (its checkpoint's size)."""
+        return self.base_mib + weights_mib + self.mib_per_minute * minutes
+
+
+@dataclass(frozen=True)
 class RuntimeCapabilities:
     runtime: str
     label: str  # the runtime and the library version these facts were read in, e.g. "msst 0.1.0"
     architectures: Mapping[str, ArchCapability]
+    memory: Optional[MemoryGrowth] = None  # None: it streams, memory does not grow with the input
 
     def arch(self, architecture: str) -> Optional[ArchCapability]:
         return self.architectures.get(architecture)
@@ -81,13 +95,14 @@ CAPABILITIES: dict[str, RuntimeCapabilities] = {c.runtime: c for c in (
         "MDX-Net": ArchCapability(ONNX_FILES, True, needs=(NEEDS_TORCHVISION_FOR_TORCH,)),
         "VR": ArchCapability((".pth",), True),
         "Demucs": ArchCapability(TORCH_FILES, True),
-    }),
+    }, memory=MemoryGrowth(base_mib=704, mib_per_minute=140)),
     RuntimeCapabilities("msst", "msst 0.1.0", {
         "BS-Roformer": _msst(), "Mel-Roformer": _msst(), "MDX23C": _msst(), "Demucs": _msst(),
         "SCNet": _msst(), "BandIt": _msst(), "Apollo": _msst(),
-    }),
+    }, memory=MemoryGrowth(base_mib=625, mib_per_minute=273)),
     # Our own code (runtimes/legacy): standard BS-/Mel-Roformer from MSST checkpoints and configs, and the DSP
     # models. A one-channel Roformer runs each input channel on its own (runtimes/legacy/roformer/separator.py).
+    # Every model type streams the input file into the stem files: no MemoryGrowth.
     RuntimeCapabilities("stemsep-legacy", "stemsep-legacy", {
         "BS-Roformer": ArchCapability(TORCH_FILES, True, model_types=("bs_roformer",), splits_channels=True),
         "Mel-Roformer": ArchCapability(TORCH_FILES, True, model_types=("mel_band_roformer",), splits_channels=True),

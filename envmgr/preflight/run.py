@@ -159,6 +159,7 @@ def run_preflight(request: PreflightRequest, *, config: Optional[MachineConfig] 
         findings += found
         if resolution.runtime:
             findings += rules.check_config(entry, resolution.runtime, config_facts(entry, arts))
+            findings += _memory_peak(decodable, entry, resolution.runtime, arts)
         found, status["manual_steps"] = _manual_steps(entry, config, options.confirm_manual_steps,
                                                       status["artifacts"], statements)
         findings += found
@@ -302,6 +303,17 @@ def _pickle_consent(config: MachineConfig, model_id: str, facts: rules.ArtifactF
     if content is not None and recorded == content:
         return {"pickle_consent": "recorded", "pickle_consent_note": f"sha256 {content[:12]}..."}
     return {}
+
+
+def _memory_peak(audio: Sequence[rules.AudioFacts], entry: ModelView, runtime: str,
+                 arts: Sequence[rules.ArtifactFacts]) -> list[rules.Finding]:
+    """W_MEMORY_PEAK: the memory available now against a whole-file runtime's estimate, the model's weights
+    counted by its checkpoint files' sizes (stored, else as the registry states them)."""
+    from envmgr.preflight.machine_memory import available_mib
+
+    weights = sum(a.size or a.expected_size or 0 for a in arts if a.kind in ("checkpoint", "onnx")) / 2**20
+    available = available_mib() if audio else None
+    return [f for a in audio for f in rules.check_memory(a, entry, runtime, available, weights)]
 
 
 def config_facts(entry: ModelView, arts: Sequence[rules.ArtifactFacts]) -> Optional[rules.ConfigFacts]:

@@ -146,6 +146,12 @@ def _rate(t: T, rate: int, model: str = VIPERX) -> set[str]:
     return {f.code for f in rules.check_sample_rate(probe_audio(path), t.entry(model))}
 
 
+def _memory(t: T, runtime: str, minutes: float, available_mib: float | None = 4096.0) -> set[str]:
+    """A long stereo input (header facts) on `runtime` with this much memory available now."""
+    audio = rules.AudioFacts("live.flac", sample_rate=44100, channels=2, frames=int(minutes * 60 * 44100))
+    return {f.code for f in rules.check_memory(audio, t.entry(VIPERX), runtime, available_mib, weights_mib=600.0)}
+
+
 def _settings(t: T, runtime: str, user: dict[str, Any]) -> set[str]:
     return {f.code for f in rules.resolve_job_settings(t.entry(VIPERX), runtime, user)[1]}
 
@@ -282,6 +288,9 @@ CASES: dict[str, Case] = {
                   lambda t: _channels(t, t.audio("mono.wav", channels=1), "pf-mono-only", "msst")),
     "W_RESAMPLE": (lambda t: _rate(t, 48000), lambda t: _rate(t, 44100) | _rate(t, 48000, "pf-dsp")),
     "W_INPUTS_SKIPPED": (lambda t: t.codes([t.song, t.tmp / "nope.wav"]), lambda t: t.codes()),
+    "W_MEMORY_PEAK": (lambda t: _memory(t, "msst", 120) & _memory(t, "audio-separator", 120),
+                      lambda t: _memory(t, "stemsep-legacy", 120) | _memory(t, "msst", 3)
+                      | _memory(t, "msst", 120, available_mib=None)),
     # model and runtime
     "E_UNKNOWN_MODEL": (lambda t: t.codes(model="pf-dsq"), lambda t: t.codes()),
     "E_NO_DEFAULT_MODEL": (_no_default, lambda t: t.codes(model=None)),

@@ -16,7 +16,7 @@ from __future__ import annotations
 from envmgr.preflight.rules.codes import MODES, Code, CODES, Finding, from_error
 from envmgr.preflight.rules.inputs import (
     FFMPEG_FORMATS, UPMIXES_MONO, DOWNMIXES_TO_MONO, AudioFacts, check_input, check_channels,
-    model_sample_rate, check_sample_rate,
+    model_sample_rate, check_sample_rate, check_memory,
 )
 from envmgr.preflight.rules.runtime import RuntimeResolution, route, resolve_job_settings
 from envmgr.preflight.rules.artifacts import ArtifactFacts, check_artifacts
@@ -28,7 +28,7 @@ from envmgr.preflight.rules.decision import Decision, decide
 
 __all__ = [
     'MODES', 'Code', 'CODES', 'Finding', 'from_error', 'FFMPEG_FORMATS', 'UPMIXES_MONO', 'DOWNMIXES_TO_MONO',
-    'AudioFacts', 'check_input', 'check_channels', 'model_sample_rate', 'check_sample_rate',
+    'AudioFacts', 'check_input', 'check_channels', 'model_sample_rate', 'check_sample_rate', 'check_memory',
     'RuntimeResolution', 'route', 'resolve_job_settings', 'ArtifactFacts', 'check_artifacts',
     'PipFacts', 'EnvFacts', 'check_env', 'torch_variant', 'torchvision_fits', 'ConfigFacts', 'check_config', 'step_text', 'check_manual_steps',
     'PHASE_FIX_PARAMS', 'check_phase_fix', 'Decision', 'decide',

@@ -38,6 +38,8 @@ _CODES = (
     Code("W_DOWNMIX", "input", "stereo input to a mono-only model: the runtime averages the channels"),
     Code("W_RESAMPLE", "input", "the input's sample rate is not the model's: the runtime resamples it"),
     Code("W_INPUTS_SKIPPED", "input", "some inputs are blocked; the job runs the others"),
+    Code("W_MEMORY_PEAK", "input", "the runtime loads whole files, and the input is long enough that its estimated "
+         "peak memory exceeds what is available now (estimate given)"),
     # model and runtime
     Code("E_UNKNOWN_MODEL", "model", "no model has this id (nearest ids suggested)", True, ExitCode.USAGE),
     Code("E_NO_DEFAULT_MODEL", "model", "no -m given and the registry names no default model", True, ExitCode.USAGE),

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 
-from registry.capabilities import splits_channels
+from registry.capabilities import CAPABILITIES, capable_runtimes, splits_channels
 from registry.settings import DEFAULT_SAMPLE_RATE, family_of
 from envmgr.preflight.rules.codes import Finding
+from envmgr.sizes import human
 
 if TYPE_CHECKING:
     from registry.view import ModelView
@@ -126,3 +127,30 @@ def check_sample_rate(a: AudioFacts, entry: ModelView) -> list[Finding]:
                     "resampled", why="resampling costs time and, done twice (in and out), softens the top octave",
                     hint=f"for full control, resample it yourself first (e.g. sox or `ffmpeg -af "
                     f"aresample=resampler=soxr -ar {rate}`)", input=a.path)]
+
+
+def check_memory(a: AudioFacts, entry: ModelView, runtime: Optional[str], available_mib: Optional[float],
+                 weights_mib: float = 0.0) -> list[Finding]:
+    """A runtime that loads whole files (its MemoryGrowth in registry/capabilities.py) on an input whose
+    estimated peak exceeds the memory available now (`available_mib`; None: unknown, nothing said)."""
+    caps = CAPABILITIES.get(runtime or "")
+    growth = caps.memory if caps is not None else None
+    if growth is None or available_mib is None or not a.frames or not a.sample_rate:
+        return []
+    minutes = a.frames / a.sample_rate / 60
+    peak = growth.peak_mib(minutes, weights_mib)
+    if peak <= available_mib:
+        return []
+    streaming = [r for r in capable_runtimes(entry, entry.runtime.allowed)
+                 if r in CAPABILITIES and CAPABILITIES[r].memory is None]
+    hint = (f"run it with `--runtime {streaming[0]}`, which streams the file block by block; or " if streaming
+            else "") + ("split the file (e.g. `ffmpeg -i in.flac -f segment -segment_time 600 -c copy part%03d.flac`) "
+                        "or free memory first")
+    mib = 2**20
+    return [Finding("W_MEMORY_PEAK", f"{a.path} is {minutes:.0f} min long: {runtime} would need about "
+                    f"{human(peak * mib)}, more than the {human(available_mib * mib)} available now",
+                    why=f"{runtime} loads the whole file and holds every stem in memory: about "
+                    f"{human(growth.mib_per_minute * mib)} per minute of audio, on top of {human(growth.base_mib * mib)} "
+                    f"and the model's {human(weights_mib * mib)} of weights; the worker may be killed when memory "
+                    "runs out",
+                    hint=hint, input=a.path)]

@@ -59,10 +59,25 @@ class UsageError(StemSepError):
 
 
 class Cancelled(StemSepError):
-    """Ctrl-C (SIGINT) stopped the command: every command ends with this one error and exit 130."""
+    """Ctrl-C (SIGINT) stopped the command: every command ends with this one error and exit 130. SIGTERM and
+    SIGHUP stop it the same way, with the subclasses below (envmgr/stop_signals.py picks one)."""
 
     exit_code = ExitCode.CANCELLED
     code = "E_CANCELLED"
+
+
+class Terminated(Cancelled):
+    """SIGTERM stopped the command (128 + 15, as shells report a process it killed)."""
+
+    exit_code = ExitCode.TERMINATED
+    code = "E_TERMINATED"
+
+
+class HungUp(Cancelled):
+    """The terminal hung up (SIGHUP; 128 + 1)."""
+
+    exit_code = ExitCode.HANGUP
+    code = "E_HANGUP"
 
 
 class InternalError(StemSepError):

@@ -26,7 +26,9 @@ class ExitCode(IntEnum):
     JOB = 11  # the worker reported a job error (model load, inference)
     INPUT = 12  # input audio missing or undecodable
     INTERNAL = 70  # a bug: an unexpected exception (EX_SOFTWARE in sysexits.h); the traceback went to a log file
+    HANGUP = 129  # the terminal hung up (128 + SIGHUP): stopped as Ctrl-C stops it
     CANCELLED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
+    TERMINATED = 143  # SIGTERM (128 + SIGTERM): stopped as Ctrl-C stops it
 
 
 class StemSepError(Exception):
@@ -135,6 +137,9 @@ HOST_CODES: dict[str, HostCode] = {
     "E_BATCH": HostCode(None, "some inputs of a batch failed (each is named); exits with the first failure's code"),
     # every command
     "E_CANCELLED": HostCode(ExitCode.CANCELLED, "Ctrl-C (SIGINT) stopped the command"),
+    "E_TERMINATED": HostCode(ExitCode.TERMINATED, "SIGTERM stopped the command, cleaned up as after Ctrl-C"),
+    "E_HANGUP": HostCode(ExitCode.HANGUP, "the terminal hung up (SIGHUP) and the command stopped, cleaned up "
+                                          "as after Ctrl-C; under `nohup` it keeps going"),
     "E_INTERNAL": HostCode(ExitCode.INTERNAL, "a bug in stemsep: an unexpected exception; the message names the "
                                               "log file that holds its traceback"),
 }

@@ -8,6 +8,8 @@ STEMSEP_* variables that `.ci/run` derives from pip's own config; nothing here n
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,21 @@ def stemsep_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if cache:
         os.environ["STEMSEP_UV_CACHE_DIR"] = cache
     return home
+
+
+@pytest.fixture
+def host_stop_signals() -> Iterator[None]:
+    """The CLI's stop-signal handlers (envmgr/stop_signals.py) in this process, for tests that stop an in-process
+    worker client with a real SIGINT to themselves: it works even when the suite itself runs in the background
+    with SIGINT ignored, as `pytest ... &` starts it. The handlers before are restored after the test."""
+    from envmgr import stop_signals
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    stop_signals.install()
+    yield
+    for sig, handler in previous.items():
+        if handler is not None:  # None: set outside Python, cannot be put back from here
+            signal.signal(sig, handler)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from typer.core import TyperGroup
 
+from envmgr import stop_signals
 from envmgr.cli import artifacts_cmd, env_cmd, models_cmd, preflight_cmd, registry_cmd, separate_cmd, trust_cmd
 from envmgr.cli.outcome import error_handler
 
@@ -47,6 +48,7 @@ preflight_cmd.register(app)  # `stemsep preflight`
 
 
 def run() -> None:
+    stop_signals.install()  # Ctrl-C, SIGTERM and SIGHUP cancel, even where `cmd &` started us with SIGINT ignored
     with error_handler():
         app()
 

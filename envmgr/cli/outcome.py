@@ -1,9 +1,11 @@
 """How a command's outcome reaches the user: what / why / what to do on stderr, and the exit code.
 
 `error_handler` is the one place that turns every way a command can end into an exit code (docs/errors.md):
-a StemSepError exits with its own code; Ctrl-C is one `E_CANCELLED`, exit 130, in every command; any other
-exception is a bug: `E_INTERNAL`, exit 70, its traceback in a log file the message names. click's usage errors
-(exit 2) and explicit exits (typer.Exit, sys.exit) pass through as they are.
+a StemSepError exits with its own code; Ctrl-C is one `E_CANCELLED`, exit 130, in every command (SIGTERM and
+SIGHUP stop it the same way: `E_TERMINATED` 143, `E_HANGUP` 129; envmgr/stop_signals.py); any other exception
+is a bug: `E_INTERNAL`, exit 70, its traceback in a log file the message names. click's usage errors (exit 2)
+and explicit exits (typer.Exit, sys.exit) pass through as they are. Once the outcome is being reported, a
+further stop signal ends the process at once.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from envmgr.errors import Cancelled, InternalError
+from envmgr import stop_signals
+from envmgr.errors import InternalError
 from registry.errors import StemSepError
 
 
@@ -26,6 +29,7 @@ def error_handler() -> Iterator[None]:
         err = error_for(exc)
         if err is None:
             raise
+        stop_signals.ending()
         report_error(err)
         sys.exit(int(err.exit_code))
 
@@ -44,6 +48,7 @@ def exit_event(emit: Callable[[dict[str, Any]], None] | None) -> Iterator[None]:
         err = error_for(exc)
         if err is None:
             raise
+        stop_signals.ending()
         emit({"type": "exit", **err.to_dict()})
         if err is exc:
             raise
@@ -56,9 +61,8 @@ def error_for(exc: BaseException) -> StemSepError | None:
     traceback is written to its log file here, once."""
     if isinstance(exc, StemSepError):
         return exc
-    if isinstance(exc, KeyboardInterrupt):
-        return Cancelled("cancelled by the user (Ctrl-C)", why="Ctrl-C (SIGINT) stopped the command",
-                         hint="run it again: what finished is kept and interrupted downloads resume")
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM/SIGHUP raised as it (stop_signals.Stopped)
+        return stop_signals.cancelled(exc)
     if isinstance(exc, _cli_exits()) or not isinstance(exc, Exception):
         return None  # click's usage errors (exit 2), typer.Exit, SystemExit
     return internal_error(exc)

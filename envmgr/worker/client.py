@@ -9,8 +9,8 @@ loaded). It
   for error reports;
 - enforces timeouts: hello and ready (handshake), silence (no line at all, heartbeats included),
   and an optional per-job limit;
-- turns worker errors into StemSepErrors with the right exit code, and Ctrl-C into
-  cancel -> terminate -> kill.
+- turns worker errors into StemSepErrors with the right exit code, and Ctrl-C (or SIGTERM/SIGHUP,
+  raised as it: envmgr/stop_signals.py) into cancel -> terminate -> kill; a second one kills at once.
 Nothing here imports numpy or a runtime library.
 """
 
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from envmgr import stop_signals
 from envmgr.worker.code_copy import WorkerCode
 from envmgr.worker.process import signal_group, spawn_worker
 from envmgr.errors import Cancelled  # one Ctrl-C error for every command; jobs/ catch it from here
@@ -157,16 +158,19 @@ class WorkerClient:
             self.kill()
         self._join()
 
-    def kill(self) -> None:
-        """Stop the worker now: SIGTERM to its process group, then SIGKILL."""
+    def kill(self, *, now: bool = False) -> None:
+        """Stop the worker: SIGTERM to its process group, then SIGKILL; with `now`, SIGKILL at once."""
         proc = self._proc
         if proc is None:
             return
-        if proc.poll() is None:
-            signal_group(proc, signal.SIGTERM)
-            try:
+        try:
+            if proc.poll() is None and not now:
+                signal_group(proc, signal.SIGTERM)
                 proc.wait(self.timeouts.exit_grace)
-            except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired:
+            pass
+        finally:  # also when a stop signal cut the wait short: the worker must not outlive us
+            if proc.poll() is None:
                 signal_group(proc, signal.SIGKILL)
                 proc.wait()
         self._join()
@@ -203,17 +207,18 @@ class WorkerClient:
         try:
             self._send(msg)
             return self._follow(job_id, on_event, msg["input"])
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM or SIGHUP (stop_signals)
             self._cancel(job_id)
-            raise Cancelled("cancelled by the user (Ctrl-C)", why=f"the job on {msg['input']} was stopped",
-                            hint="nothing was written; run the command again to start over") from None
+            raise stop_signals.cancelled(stop, why=f"the job on {msg['input']} was stopped",
+                                         hint="nothing was written; run the command again to start over") from None
         except JobFailed:
             raise  # the worker answered properly and stays usable
         except BaseException:
             self.kill()  # timeout, crash, protocol break: this worker cannot be trusted with another job
             raise
         finally:
-            shutil.rmtree(staging_dir(output_dir, job_id), ignore_errors=True)
+            with stop_signals.held():  # a repeated Ctrl-C must not leave half the staged files
+                shutil.rmtree(staging_dir(output_dir, job_id), ignore_errors=True)
 
     def _follow(self, job_id: str, on_event: Callable[[dict[str, Any]], None], input_path: str) -> dict[str, Any]:
         deadline = time.monotonic() + self.timeouts.job if self.timeouts.job else None
@@ -250,7 +255,8 @@ class WorkerClient:
                 return msg
 
     def _cancel(self, job_id: str) -> None:
-        """Ctrl-C: ask the worker to stop between chunks; if it does not, terminate, then kill."""
+        """Ctrl-C: ask the worker to stop between chunks; if it does not, terminate, then kill. A second
+        Ctrl-C (or stop signal) while it is stopping means "stop now": kill at once."""
         try:
             self._send({"type": "cancel", "job": job_id})
             deadline = time.monotonic() + self.timeouts.cancel_grace
@@ -258,7 +264,10 @@ class WorkerClient:
                 msg = self._next(left)
                 if msg is not None and msg.get("job") == job_id and msg["type"] in ("result", "error"):
                     return  # stopped cleanly; the worker stays usable
-        except (KeyboardInterrupt, StemSepError):  # a second Ctrl-C, or the worker broke: stop it now
+        except KeyboardInterrupt:
+            self.kill(now=True)
+            return
+        except StemSepError:  # the worker broke while stopping
             pass
         self.kill()
 

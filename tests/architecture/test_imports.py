@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("envmgr", "registry", "runtimes")
 
 # What each part of the host may import, besides the registry and itself (its README says why).
-# `common` is envmgr's top level: config, errors, fsutil, sizes.
+# `common` is envmgr's top level: config, errors, fsutil, sizes, stop_signals.
 HOST_MAY_IMPORT = {
     "cli": {"jobs", "preflight", "worker", "envs", "artifacts", "catalog", "common"},
     "jobs": {"preflight", "worker", "envs", "artifacts", "catalog", "common"},

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.artifacts.conftest import REPO_ROOT, blob, files_under
-from tests.support.cli import json_events, run_cli, spawn_cli
+from tests.support.cli import STOPS, json_events, run_cli, spawn_cli
 from tests.support.wait import wait_for
 
 CKPT = blob(200_000, seed=31)
@@ -186,8 +186,9 @@ def test_import_errors(home, overlay, tmp_path):
     assert r.returncode == 2
 
 
-def test_ctrl_c_keeps_the_partial_and_the_next_run_resumes(home, overlay, server, tmp_path):
-    import signal
+@pytest.mark.parametrize("sig, started, code, exit_code, message", STOPS)
+def test_a_stop_signal_keeps_the_partial_and_the_next_run_resumes(home, overlay, server, tmp_path, sig, started,
+                                                                  code, exit_code, message):
     import threading
 
     big = blob(3_000_000, seed=33)
@@ -198,17 +199,19 @@ def test_ctrl_c_keeps_the_partial_and_the_next_run_resumes(home, overlay, server
         "kind": "checkpoint", "filename": "big.ckpt", "url": url,
         "sha256": hashlib.sha256(big).hexdigest()}}}]}))
     env = {"STEMSEP_HOME": str(home), "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "400"}
-    proc = spawn_cli("models", "download", "test-big", "--registry", reg, "--json", env=env, cwd=REPO_ROOT)
+    proc = spawn_cli("models", "download", "test-big", "--registry", reg, "--json", env=env, cwd=REPO_ROOT,
+                     preexec_fn=started)
     for line in proc.stdout:  # wait until bytes are arriving
         if json.loads(line)["type"] == "artifact.progress" and json.loads(line)["done"] > 0:
             break
     partial = home / "models" / "test-big" / ".partial" / "big.ckpt"
     wait_for(lambda: partial.is_file() and partial.stat().st_size > 0, what=f"received bytes in {partial}",
              process=proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert json.loads(out.splitlines()[-1])["code"] == "E_CANCELLED" and "resume" in err
+    assert proc.returncode == exit_code, err
+    last = json.loads(out.splitlines()[-1])
+    assert last["code"] == code and last["message"] == message and "resume" in err
     got = partial.stat().st_size
     assert 0 < got < len(big) and not (home / "models" / "test-big" / "big.ckpt").exists()
     r = stemsep(home, reg, "status", "test-big", "--json")

@@ -1,6 +1,7 @@
 """How every `stemsep` command ends, through the real CLI in a child process (envmgr/cli/outcome.py,
 docs/errors.md): a bug exits 70 with its traceback in a log file the message names, Ctrl-C exits 130 with
-one E_CANCELLED, usage errors exit 2.
+one E_CANCELLED (SIGTERM 143 and SIGHUP 129, each with its own code; SIGINT even where the CLI was started
+with it ignored, as `cmd &` does), usage errors exit 2.
 
 A bug is made by a `python -c` driver that replaces one function the command calls with one that raises,
 then runs the CLI's own entry point: that tests the handler, whatever the bug.
@@ -18,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.support.cli import cli_environ, json_events, run_cli, spawn_cli
-from tests.support.wait import wait_for
+from tests.support.cli import STOPS, cli_environ, json_events, run_cli, spawn_cli, under_nohup
+from tests.support.wait import blocked_reading_a_pipe, wait_for
 
 # `stemsep ARGS...` whose registry listing raises an exception nobody anticipated.
 BUGGY_CLI = """
@@ -122,19 +123,40 @@ def test_a_bug_in_a_json_run_ends_the_stream_with_its_exit_event(env: dict[str, 
     assert crash_log(r.stderr) == log and os.listdir(log.parent) == [log.name]  # reported twice, logged once
 
 
-def test_ctrl_c_in_any_command_is_one_e_cancelled_with_exit_130(env: dict[str, str], tmp_path: Path):
-    fifo = tmp_path / "registry.json"
-    os.mkfifo(fifo)
-    proc = spawn_cli("registry", "validate", fifo, env=env)  # blocks reading the FIFO until a writer comes
-    writer = wait_for(lambda: _open_writer(fifo), what="stemsep to open the FIFO", process=proc, timeout=60)
+@pytest.mark.parametrize("sig, started, code, exit_code, message", STOPS)
+def test_a_stop_signal_in_any_command_is_one_error_with_its_exit_code(env: dict[str, str], tmp_path: Path, sig,
+                                                                      started, code, exit_code, message):
+    proc, writer = _validate_blocked_on_a_fifo(env, tmp_path, preexec_fn=started)
     try:
-        proc.send_signal(signal.SIGINT)  # the reader is now blocked in read(): inside the command
+        proc.send_signal(sig)  # the reader is now blocked in read(): inside the command
         out, err = proc.communicate(timeout=60)
     finally:
         os.close(writer)
-    assert proc.returncode == 130, err
-    assert err.count("E_CANCELLED") == 1 and "cancelled by the user (Ctrl-C)" in err
+    assert proc.returncode == exit_code, err
+    assert err.count(code) == 1 and message in err
     assert "Traceback" not in err and "Aborted" not in err
+
+
+def test_sighup_under_nohup_changes_nothing(env: dict[str, str], tmp_path: Path):
+    proc, writer = _validate_blocked_on_a_fifo(env, tmp_path, preexec_fn=under_nohup)
+    try:
+        proc.send_signal(signal.SIGHUP)  # ignored, as nohup asked; then the registry arrives
+        os.write(writer, b'{"schema_version": "1", "models": []}')
+    finally:
+        os.close(writer)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "E_HANGUP" not in err
+
+
+def _validate_blocked_on_a_fifo(env: dict[str, str], tmp_path: Path, **popen) -> tuple[subprocess.Popen[str], int]:
+    """`stemsep registry validate FIFO`, once it is blocked reading the FIFO; and the FIFO's write end."""
+    fifo = tmp_path / "registry.json"
+    os.mkfifo(fifo)
+    proc = spawn_cli("registry", "validate", fifo, env=env, **popen)  # blocks reading the FIFO until a writer comes
+    writer = wait_for(lambda: _open_writer(fifo), what="stemsep to open the FIFO", process=proc, timeout=60)
+    wait_for(lambda: blocked_reading_a_pipe(proc.pid), what="stemsep to block reading the FIFO", process=proc)
+    return proc, writer
 
 
 def _open_writer(fifo: Path) -> int | None:

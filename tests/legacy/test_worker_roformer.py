@@ -141,7 +141,7 @@ def test_non_finite_input_fails_before_inference_and_writes_nothing(client, tiny
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
-def test_cancel_stops_the_stream_between_batches_and_leaves_nothing(client, tiny_bs, wav, tmp_path):
+def test_cancel_stops_the_stream_between_batches_and_leaves_nothing(client, tiny_bs, wav, tmp_path, host_stop_signals):
     long = write_wav(tmp_path / "long.wav", np.tile(read(wav), (3, 1)))
     seen: list[tuple[float, float]] = []
 

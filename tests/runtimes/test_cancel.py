@@ -18,7 +18,8 @@ NATIVE_OVERLAP_4 = {"msst": {"inference": {"num_overlap": 4}}, "audio-separator"
 
 
 @pytest.mark.parametrize("runtime", ["msst", "audio-separator"])
-def test_ctrl_c_stops_between_chunks_worker_stays_usable(request, runtime, tiny_bs, workdir, tmp_path):
+def test_ctrl_c_stops_between_chunks_worker_stays_usable(request, runtime, tiny_bs, workdir, tmp_path,
+                                                         host_stop_signals):
     worker = request.getfixturevalue({"msst": "msst_worker", "audio-separator": "as_worker"}[runtime])
     clip = demo_clip(workdir / "clip8.wav", 8.0)
     config, ckpt = tiny_bs

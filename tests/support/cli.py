@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -40,6 +43,29 @@ def spawn_cli(*args: Any, env: Mapping[str, str] | None = None, unset: Iterable[
     popen.setdefault("stderr", subprocess.PIPE)
     return subprocess.Popen([*STEMSEP, *map(str, args)], env=cli_environ(env, unset), cwd=cwd,
                             stdout=subprocess.PIPE, text=True, **popen)
+
+
+def as_background_job() -> None:
+    """`preexec_fn` for spawn_cli: start the CLI as a shell starts `stemsep ... &` (and apps often start
+    children): with SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def under_nohup() -> None:
+    """`preexec_fn` for spawn_cli: start the CLI as `nohup stemsep ...` does: with SIGHUP ignored."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+# The ways a running command is stopped (envmgr/stop_signals.py), for `parametrize("sig, started, code,
+# exit_code, message", STOPS)`: the signal, how the CLI was started (a preexec_fn for spawn_cli), and the
+# error's code, exit code and message.
+STOPS = [
+    pytest.param(signal.SIGINT, None, "E_CANCELLED", 130, "cancelled by the user (Ctrl-C)", id="ctrl-c"),
+    pytest.param(signal.SIGINT, as_background_job, "E_CANCELLED", 130, "cancelled by the user (Ctrl-C)",
+                 id="sigint-to-a-job-started-with-it-ignored"),
+    pytest.param(signal.SIGTERM, None, "E_TERMINATED", 143, "stopped by SIGTERM", id="sigterm"),
+    pytest.param(signal.SIGHUP, None, "E_HANGUP", 129, "stopped: the terminal hung up (SIGHUP)", id="sighup"),
+]
 
 
 def json_events(stdout: str) -> list[dict[str, Any]]:

@@ -50,3 +50,15 @@ def pid_gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
+
+def blocked_reading_a_pipe(pid: int) -> bool:
+    """True once the process's main thread sleeps in read() on a pipe or FIFO (Linux: /proc/PID/wchan names
+    the kernel's pipe-read wait); True where /proc cannot say. Signal a process blocked on a FIFO only then:
+    one that arrives in the instant between Python's last check for signals and the read() call is handled
+    only once the read returns, which for a FIFO nobody writes is never."""
+    try:
+        with open(f"/proc/{pid}/wchan", encoding="ascii") as f:
+            return "pipe" in f.read()
+    except OSError:
+        return True

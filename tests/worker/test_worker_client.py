@@ -178,7 +178,7 @@ def test_broken_protocol_lines_stop_the_worker_with_a_clear_error(start: Any, tm
     assert_empty(tmp_path)
 
 
-def test_ctrl_c_cancels_between_chunks(start: Any, tmp_path: Path, short_wav: Path) -> None:
+def test_ctrl_c_cancels_between_chunks(start: Any, tmp_path: Path, short_wav: Path, host_stop_signals: None) -> None:
     client = start()
 
     def ctrl_c(event: dict[str, Any]) -> None:
@@ -253,7 +253,8 @@ def test_ready_timeout_when_the_runtime_imports_hang(dsp_env: Any, worker_code: 
     assert client.hello is not None and not client.alive
 
 
-def test_ctrl_c_on_a_job_stuck_in_a_chunk_escalates_to_terminate(start: Any, tmp_path: Path, short_wav: Path) -> None:
+def test_ctrl_c_on_a_job_stuck_in_a_chunk_escalates_to_terminate(start: Any, tmp_path: Path, short_wav: Path,
+                                                                  host_stop_signals: None) -> None:
     client = start(cancel_grace=1.0)
 
     def ctrl_c(event: dict[str, Any]) -> None:

@@ -1,13 +1,16 @@
-"""Test hook loaded by the worker (STEMSEP_WORKER_TEST_HOOK): registers the `test_fault` model type.
+"""Test hook loaded by the worker (STEMSEP_WORKER_TEST_HOOK): registers the `test_fault` model type (and
+serves `dsp_center_split` entries that carry `test_fault`: FaultOrCenterSplit).
 
-`fault` (in the job's settings or the model entry's `test_fault`) picks a misbehaviour; each is something real runtimes do (die, hang,
-print from C, exit) or a broken protocol line that only a buggy worker could send. Every fault
-first leaves a half-written file in the job's staging dir, so tests can check nothing survives.
+`fault` (in the job's settings or the model entry's `test_fault`) picks a misbehaviour; each is something
+real runtimes do (die, hang, print from C, exit) or a broken protocol line that only a buggy worker could
+send. Every fault first leaves a half-written file in the job's staging dir, so tests can check nothing
+survives.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib
 import json
 import os
 import signal
@@ -60,6 +63,9 @@ class FaultModel:
             os.kill(os.getpid(), signal.SIGSTOP)
         elif fault == "sleep":  # hangs in the job while the heartbeat thread keeps going
             time.sleep(3600)
+        elif fault == "sleep_deaf_to_sigterm":  # as `sleep`, in a process that ignores SIGTERM (some libraries
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # install their own handler): only SIGKILL stops it
+            time.sleep(3600)
         elif fault == "exit":
             sys.exit(1)
         elif fault == "oversized":
@@ -81,4 +87,19 @@ class FaultModel:
                                  "environ": sorted(os.environ)}))
 
 
+class FaultOrCenterSplit:
+    """Registry entries for CLI tests must pass preflight, whose capability facts refuse a model type
+    stemsep-legacy does not build; so those entries use the DSP type, and this loads a FaultModel for the ones
+    that carry `test_fault` and the real center split for every other (the default model, in the same tests)."""
+
+    @classmethod
+    def load(cls, job: Any, device: str) -> Any:
+        if "test_fault" in job.model:
+            return FaultModel.load(job, device)
+        module, _, name = _CENTER_SPLIT.partition(":")
+        return getattr(importlib.import_module(module), name).load(job, device)
+
+
+_CENTER_SPLIT = legacy.MODEL_TYPES["dsp_center_split"]
 legacy.MODEL_TYPES["test_fault"] = f"{__name__}:FaultModel"
+legacy.MODEL_TYPES["dsp_center_split"] = f"{__name__}:FaultOrCenterSplit"

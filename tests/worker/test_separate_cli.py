@@ -1,11 +1,13 @@
 """`stemsep separate` as a user runs it: a real CLI process, the packaged registry's default model, a
-real uv-built env and worker. The main job, the --json stream, bad inputs, batches and Ctrl-C."""
+real uv-built env and worker. The main job, the --json stream, bad inputs, batches, and Ctrl-C, SIGTERM and
+SIGHUP mid-job (also with the CLI started as `cmd &` starts it: SIGINT ignored)."""
 
 from __future__ import annotations
 
 import json
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +15,28 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from envmgr.worker.client import Timeouts
 from envmgr.worker.process import TEST_HOOK_ENV
-from tests.support.cli import home_sharing_session_envs, run_cli, spawn_cli, write_user_registry
+from tests.support.cli import STOPS, home_sharing_session_envs, run_cli, spawn_cli, write_user_registry
 from tests.support.wait import pid_gone, wait_for
 from tests.worker.conftest import DEMO_MIX, FAULT_HOOK
 
 DEFAULT_MODEL = "builtin-center-split"
 SLOW_MODEL = {
     "id": "test-slow-fault", "name": "test: slow chunks", "architecture": "DSP",
-    "runtime": {"allowed": ["stemsep-legacy"], "preferred": "stemsep-legacy", "model_type": "test_fault"},
+    # The DSP type passes preflight's capability facts; the fault hook loads its FaultModel for it (test_fault).
+    "runtime": {"allowed": ["stemsep-legacy"], "preferred": "stemsep-legacy", "model_type": "dsp_center_split"},
     "requirements": {"torch": {"required": False}}, "capabilities": {"stems": ["vocals", "instrumental"]},
     "test_fault": {"chunks": 100, "chunk_seconds": 0.1},  # read by tests/worker/fault_hook.py
 }
 
 NOISY_MODEL = {**SLOW_MODEL, "id": "test-noisy-fault", "name": "test: prints garbage to fd 1",
                "test_fault": {"fault": "c_garbage", "chunks": 2}}
+# Hangs in its first chunk with its heartbeat going, so `cancel` is never honoured, and ignores SIGTERM.
+STUCK_MODEL = {**SLOW_MODEL, "id": "test-stuck-fault", "name": "test: stuck in a chunk, deaf to SIGTERM",
+               "test_fault": {"fault": "sleep_deaf_to_sigterm"}}
+CANCEL_GRACE = Timeouts().cancel_grace  # how long the host waits for a cancelled job to stop
+EXIT_GRACE = Timeouts().exit_grace  # how long it then waits after SIGTERM before SIGKILL
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +44,7 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory, stemsep_home: Path, dsp_en
     """What CLI processes set over os.environ: own config dir (with a user registry holding the test model),
     the session's env store and caches (so the DSP env built once is reused)."""
     home = tmp_path_factory.mktemp("cli-home")
-    write_user_registry(home, "test-models", [SLOW_MODEL, NOISY_MODEL])
+    write_user_registry(home, "test-models", [SLOW_MODEL, NOISY_MODEL, STUCK_MODEL])
     return {**home_sharing_session_envs(home), "COLUMNS": "120", TEST_HOOK_ENV: str(FAULT_HOOK)}
 
 
@@ -198,10 +207,46 @@ def test_unknown_model_and_disallowed_runtime(cli_env: dict[str, str], tmp_path:
     assert not (tmp_path / "separated").exists()
 
 
-def test_ctrl_c_mid_job_cancels_and_leaves_nothing(cli_env: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig, started, code, exit_code, message", STOPS)
+def test_a_stop_signal_mid_job_cancels_and_leaves_nothing(cli_env: dict[str, str], tmp_path: Path, sig: int,
+                                                          started: Any, code: str, exit_code: int,
+                                                          message: str) -> None:
+    out = tmp_path / "out"
+    proc, worker_pid = _separate_until_staged(cli_env, tmp_path, SLOW_MODEL["id"], preexec_fn=started)
+    proc.send_signal(sig)
+    rest = [json.loads(x) for x in proc.stdout]  # type: ignore[union-attr]
+    assert proc.wait(timeout=30) == exit_code, proc.stderr.read() if proc.stderr else ""
+    assert rest[-1]["type"] == "exit" and rest[-1]["exit_code"] == exit_code and rest[-1]["code"] == code
+    assert rest[-1]["message"] == message and not [e for e in rest if e["type"] == "result"]
+    assert files_in(out) == []
+    wait_for(lambda: pid_gone(worker_pid), what=f"the worker (pid {worker_pid}) to be gone too")
+
+
+def test_a_second_signal_while_stopping_kills_the_stuck_worker_at_once(cli_env: dict[str, str],
+                                                                        tmp_path: Path) -> None:
+    proc, worker_pid = _separate_until_staged(cli_env, tmp_path, STUCK_MODEL["id"])
+    proc.send_signal(signal.SIGTERM)  # the job cannot honour `cancel`: the host waits CANCEL_GRACE for it
+    first = time.monotonic()
+    time.sleep(1.0)
+    assert proc.poll() is None, "the host did not wait for the cancelled job to stop"
+    proc.send_signal(signal.SIGINT)  # "stop now"
+    second = time.monotonic()
+    rest = [json.loads(x) for x in proc.stdout]  # type: ignore[union-attr]
+    assert proc.wait(timeout=30) == 143, proc.stderr.read() if proc.stderr else ""
+    assert time.monotonic() - first < CANCEL_GRACE, "the second signal did not cut the wait for `cancel` short"
+    assert time.monotonic() - second < EXIT_GRACE, "the worker got SIGTERM and its grace, not SIGKILL at once"
+    assert rest[-1]["type"] == "exit" and rest[-1]["code"] == "E_TERMINATED"  # the first signal's error
+    assert files_in(tmp_path / "out") == []
+    wait_for(lambda: pid_gone(worker_pid), what=f"the worker (pid {worker_pid}) to be gone too")
+
+
+def _separate_until_staged(cli_env: dict[str, str], tmp_path: Path, model: str,
+                           **popen: Any) -> tuple[subprocess.Popen[str], int]:
+    """`stemsep separate --json -m model` on a 1 s input into tmp_path/out, once its job has written into
+    its staging dir; and the worker's pid."""
     src = _write(tmp_path / "in.wav", _stereo(1.0))
     out = tmp_path / "out"
-    proc = spawn_cli("separate", "--json", "-m", SLOW_MODEL["id"], src, "-o", out, env=cli_env, cwd=tmp_path)
+    proc = spawn_cli("separate", "--json", "-m", model, src, "-o", out, env=cli_env, cwd=tmp_path, **popen)
     assert proc.stdout is not None
     worker_pid = None
     for line in proc.stdout:
@@ -210,14 +255,9 @@ def test_ctrl_c_mid_job_cancels_and_leaves_nothing(cli_env: dict[str, str], tmp_
             worker_pid = event["pid"]
         if event["type"] == "progress" and event["stage"] == "separate":
             assert (out / ".stemsep-{}.partial".format(event["job"])).exists()  # work in progress is staged
-            proc.send_signal(signal.SIGINT)
             break
-    rest = [json.loads(x) for x in proc.stdout]
-    assert proc.wait(timeout=30) == 130, proc.stderr.read() if proc.stderr else ""
-    assert rest[-1]["type"] == "exit" and rest[-1]["exit_code"] == 130
-    assert files_in(out) == []
-    assert worker_pid is not None
-    wait_for(lambda: pid_gone(worker_pid), what=f"the worker (pid {worker_pid}) to be gone too")
+    assert worker_pid is not None, proc.stderr.read() if proc.stderr else ""
+    return proc, worker_pid
 
 
 def test_verbose_shows_the_workers_own_output_and_garbage_never_reaches_stdout(cli_env: dict[str, str],

@@ -125,7 +125,7 @@ def request_for_model(entry: ModelView, runtime: str, config: MachineConfig | No
         torch_backend=config.torch_backend, overrides=tuple(overrides), constraints=tuple(config.constraints),
         index_url=config.index_url, extra_index_urls=tuple(config.extra_index_urls),
         find_links=tuple(config.find_links), notes=tuple(notes),
-        health_modules=rdef.health_imports(with_torch),
+        health_modules=rdef.health_imports(with_torch, library),
     )
 
 

@@ -40,6 +40,8 @@ class RuntimeDef:
     # findable (importing numpy/torch stacks would double a warm build; the worker imports them anyway).
     health_modules: tuple[str, ...] = ()
     torch_health_modules: tuple[str, ...] = ()  # checked as well when the env has torch
+    # checked as well when the library requirement carries the extra: an extra's modules are absent without it
+    extra_health_modules: tuple[tuple[str, tuple[str, ...]], ...] = ()
     torch_cap_lifted: str | None = None  # why the library's own torch cap is overridden, if it is
 
     @property
@@ -70,10 +72,19 @@ class RuntimeDef:
             req.extras = (set(req.extras) - {"cpu", "gpu"}) | {_onnx_flavour(torch_backend)}
         return str(req)
 
-    def health_imports(self, with_torch: bool) -> tuple[str, ...]:
-        # torch itself is never imported by the health check (it takes seconds); its version file is read instead,
-        # and the worker's `ready` handshake imports it for real.
-        return self.health_modules + (self.torch_health_modules if with_torch else ())
+    def health_imports(self, with_torch: bool, library: str | None = None) -> tuple[str, ...]:
+        """What the health check imports for an env with (or without) torch and this library requirement.
+        torch itself is never imported by the health check (it takes seconds); its version file is read
+        instead, and the worker's `ready` handshake imports it for real."""
+        modules = list(self.health_modules + (self.torch_health_modules if with_torch else ()))
+        if library and self.extra_health_modules:
+            from packaging.requirements import Requirement
+
+            extras = Requirement(library).extras
+            for extra, needed in self.extra_health_modules:
+                if extra in extras:
+                    modules += [m for m in needed if m not in modules]
+        return tuple(modules)
 
 
 def _onnx_flavour(torch_backend: str) -> str:
@@ -105,7 +116,10 @@ RUNTIMES: dict[str, RuntimeDef] = {r.id: r for r in (
         pin="msst[bs-roformer,mel-band-roformer]==0.1.0",
         python=">=3.10,<3.14",
         torch=True,
-        health_modules=("msst", "einops", "rotary_embedding_torch"),
+        health_modules=("msst",),
+        # the Roformer code's own libraries; msst[apollo], [htdemucs], [bandit] or plain msst install neither
+        extra_health_modules=(("bs-roformer", ("einops", "rotary_embedding_torch")),
+                              ("mel-band-roformer", ("einops", "rotary_embedding_torch"))),
         torch_cap_lifted="msst 0.1.0 declares torch<2.12,>=2.0.1 but runs on newer torch (measured on 2.13); "
         "the cap is overridden so msst shares torch with the other runtimes",
     ),

@@ -84,6 +84,21 @@ def test_legacy_is_light_unless_the_model_needs_torch(cfg):
     assert older.torch == "torch>=2.4"
 
 
+def test_msst_health_check_imports_only_what_the_pinned_extras_install(cfg):
+    """msst[apollo] installs no Roformer libraries: checking for them failed every such build. A pin without
+    extras gets the runtime's own (the Roformer ones), and their check."""
+    for pin in (None, "msst==0.1.0"):
+        pins = {"runtime_pins": {"msst": pin}} if pin else {}
+        roformer = request_for_model(entry(requirements=pins), "msst", cfg())
+        assert roformer.health_modules == ("msst", "einops", "rotary_embedding_torch"), pin
+    for pin in ("msst[apollo]==0.1.0", "msst[htdemucs]==0.1.0", "msst[bandit]==0.1.0"):
+        other = request_for_model(entry(requirements={"runtime_pins": {"msst": pin}}), "msst", cfg())
+        assert other.health_modules == ("msst",), pin
+    one = request_for_model(entry(requirements={"runtime_pins": {"msst": "msst[mel-band-roformer]==0.1.0"}}),
+                            "msst", cfg())
+    assert one.health_modules == ("msst", "einops", "rotary_embedding_torch")
+
+
 def test_model_packages_python_range_and_machine_sources_enter_the_request(cfg):
     model = entry(requirements={"python": {"min": "3.10", "max": "3.11"},
                                 "pip": {"packages": ["neuraloperator==1.0.2"]}})

@@ -24,6 +24,34 @@ NEEDS_TORCHVISION_FOR_TORCH = "torchvision-built-for-env-torch"
 
 
 @dataclass(frozen=True)
+class SystemLibrary:
+    """A shared library a runtime loads from the system (no wheel ships it): preflight looks for it."""
+
+    name: str  # as ctypes.util.find_library takes it
+    why: str
+    install: str  # how to get it, in plain words
+
+
+# audio-separator 0.47.1's VR separator resamples each band of a multi-band param set with librosa's sinc
+# resamplers, i.e. the `samplerate` package, whose 0.1.0 binding dlopens the system's libsamplerate
+# ("OSError: libsamplerate not found" without it). One-band param sets never resample.
+LIBSAMPLERATE = SystemLibrary(
+    "samplerate", "audio-separator's VR separator resamples each band of a multi-band model with the `samplerate` "
+    "package, which loads the system's libsamplerate",
+    "install libsamplerate (Debian/Ubuntu: apt-get install libsamplerate0; Fedora: dnf install libsamplerate; "
+    "macOS: brew install libsamplerate), or pick a one-band VR model")
+
+
+def system_libraries(entry: Any, runtime: str) -> tuple[SystemLibrary, ...]:
+    """The system libraries `runtime` loads to run `entry` (empty: none)."""
+    if runtime != "audio-separator" or str(getattr(entry, "architecture", "")) != "VR":
+        return ()
+    param = str(getattr(getattr(entry, "uvr_model_data", None), "vr_model_param", None) or "")
+    bands = param.split("band", 1)[0] if "band" in param else ""
+    return (LIBSAMPLERATE,) if bands.isdigit() and int(bands) > 1 else ()
+
+
+@dataclass(frozen=True)
 class ArchCapability:
     """How one runtime version runs one architecture (a registry `architecture` value)."""
 

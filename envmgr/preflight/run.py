@@ -160,6 +160,8 @@ def run_preflight(request: PreflightRequest, *, config: Optional[MachineConfig] 
         if resolution.runtime:
             findings += rules.check_config(entry, resolution.runtime, config_facts(entry, arts))
             findings += _memory_peak(decodable, entry, resolution.runtime, arts)
+            findings += rules.check_system_libraries(entry, resolution.runtime,
+                                                     system_library_facts(entry, resolution.runtime))
         found, status["manual_steps"] = _manual_steps(entry, config, options.confirm_manual_steps,
                                                       status["artifacts"], statements)
         findings += found
@@ -303,6 +305,19 @@ def _pickle_consent(config: MachineConfig, model_id: str, facts: rules.ArtifactF
     if content is not None and recorded == content:
         return {"pickle_consent": "recorded", "pickle_consent_note": f"sha256 {content[:12]}..."}
     return {}
+
+
+def system_library_facts(entry: ModelView, runtime: str) -> dict[str, bool]:
+    """Whether this machine has each system library the runtime loads for this model (found the way ctypes
+    finds it, as the libraries' bindings do)."""
+    from registry.capabilities import system_libraries
+
+    libs = system_libraries(entry, runtime)
+    if not libs:
+        return {}
+    from ctypes.util import find_library
+
+    return {lib.name: find_library(lib.name) is not None for lib in libs}
 
 
 def _memory_peak(audio: Sequence[rules.AudioFacts], entry: ModelView, runtime: str,

@@ -21,11 +21,9 @@ from tests.matrix.conftest import Matrix, record
 pytestmark = [pytest.mark.envs, pytest.mark.slow]
 
 # (model, runtime) -> why it fails today (outside the matrix's own tooling).
-VR_MULTIBAND = ("audio-separator 0.47.1's multi-band VR path resamples each band with the `samplerate` package, "
-                "which cannot run in the audio-separator env ('libsamplerate not found', then 'module samplerate has "
-                "no attribute resample'), after preflight said yes; single-band param sets (uvr-denoise-lite) run")
-KNOWN: dict[tuple[str, str], str] = {(m, "audio-separator"): VR_MULTIBAND
-                                     for m in ("uvr-denoise", "vr-arch-5-hp", "vr-arch-6-hp", "vr-arch-9-hp2-uvr")}
+# None today: audio-separator's multi-band VR models, which load the system's libsamplerate, are refused by
+# preflight where it is missing (E_SYSTEM_LIBRARY_MISSING) instead of failing after a yes.
+KNOWN: dict[tuple[str, str], str] = {}
 # Families whose tiny files the matrix cannot make yet: their pairs are expected failures named so, never skips.
 NO_MAKER_YET = {"mdx23c", "scnet", "htdemucs", "apollo", "bandit", "roformer-code"}
 # audio-separator 0.47.1's VR path drops the last partial STFT hop: stems up to one hop short (docs/runtimes.md).

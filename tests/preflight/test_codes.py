@@ -230,6 +230,11 @@ def _torchvision(t: T, vision: str, declared: str | None, model: str = "mdx-net-
                                                                           torchvision_torch=declared))
 
 
+def _system_library(t: T, model: str, present: bool) -> set[str]:
+    """audio-separator's multi-band VR models load libsamplerate; one-band ones need none."""
+    return {f.code for f in rules.check_system_libraries(t.entry(model), "audio-separator", {"samplerate": present})}
+
+
 def _broken(t: T, broken: bool) -> set[str]:
     """A real env in a private store; a crash mid-build leaves it without its marker: broken."""
     from envmgr.config import load_config
@@ -374,6 +379,9 @@ CASES: dict[str, Case] = {
     "E_TORCHVISION_MISMATCH": (lambda t: _torchvision(t, "0.29.2", ">=2.14.0")  # metadata of a built env
                                & _torchvision(t, "0.29.2", None),  # the lock: PyTorch's published pairing
                                lambda t: _torchvision(t, "0.28.0", "==2.13.0") | _torchvision(t, "0.28.1", None)),
+    "E_SYSTEM_LIBRARY_MISSING": (lambda t: _system_library(t, "uvr-denoise", False),
+                                 lambda t: _system_library(t, "uvr-denoise", True)
+                                 | _system_library(t, "uvr-denoise-lite", False)),
     "E_PIP_MISSING": (lambda t: _env_codes(t, pip=(rules.PipFacts("six", None, "env"),)),
                       lambda t: _env_codes(t, pip=(rules.PipFacts("six", "1.17.0", "env"),
                                                    rules.PipFacts("six", None, "lock")))),

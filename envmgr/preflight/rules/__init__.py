@@ -20,7 +20,7 @@ from envmgr.preflight.rules.inputs import (
 )
 from envmgr.preflight.rules.runtime import RuntimeResolution, route, resolve_job_settings
 from envmgr.preflight.rules.artifacts import ArtifactFacts, check_artifacts
-from envmgr.preflight.rules.env import PipFacts, EnvFacts, check_env, torch_variant, torchvision_fits
+from envmgr.preflight.rules.env import PipFacts, EnvFacts, check_env, check_system_libraries, torch_variant, torchvision_fits
 from envmgr.preflight.rules.model_config import ConfigFacts, check_config
 from envmgr.preflight.rules.manual_steps import step_text, check_manual_steps
 from envmgr.preflight.rules.phase_fix import PHASE_FIX_PARAMS, check_phase_fix
@@ -30,6 +30,6 @@ __all__ = [
     'MODES', 'Code', 'CODES', 'Finding', 'from_error', 'FFMPEG_FORMATS', 'UPMIXES_MONO', 'DOWNMIXES_TO_MONO',
     'AudioFacts', 'check_input', 'check_channels', 'model_sample_rate', 'check_sample_rate', 'check_memory',
     'RuntimeResolution', 'route', 'resolve_job_settings', 'ArtifactFacts', 'check_artifacts',
-    'PipFacts', 'EnvFacts', 'check_env', 'torch_variant', 'torchvision_fits', 'ConfigFacts', 'check_config', 'step_text', 'check_manual_steps',
+    'PipFacts', 'EnvFacts', 'check_env', 'check_system_libraries', 'torch_variant', 'torchvision_fits', 'ConfigFacts', 'check_config', 'step_text', 'check_manual_steps',
     'PHASE_FIX_PARAMS', 'check_phase_fix', 'Decision', 'decide',
 ]

@@ -100,6 +100,8 @@ _CODES = (
     Code("W_TORCH_OVERRIDE", "env", "the runtime library's own torch cap is overridden in this env"),
     Code("E_TORCHVISION_MISMATCH", "env", "the model's architecture imports torchvision, and the env's torchvision "
          "is built for another torch than the env's", True),
+    Code("E_SYSTEM_LIBRARY_MISSING", "env", "the runtime loads a system library for this model (no wheel ships it) "
+         "and this machine has none", True),
     Code("E_PIP_MISSING", "env", "a pip requirement of the model is not installed in its (existing) env"),
     Code("E_PIP_VERSION", "env", "a pip requirement is installed in the env at a version outside its range"),
     # manual steps

@@ -217,3 +217,12 @@ def _check_pip(entry: ModelView, env: EnvFacts) -> tuple[list[dict[str, Any]], l
             state = "to_install"
         rows.append({"requirement": p.requirement, "state": state, "version": p.installed, "seen_in": p.seen_in})
     return rows, findings
+
+
+def check_system_libraries(entry: ModelView, runtime: str, found: Mapping[str, bool]) -> list[Finding]:
+    """E_SYSTEM_LIBRARY_MISSING for each system library the runtime loads for this model and `found` lacks."""
+    from registry.capabilities import system_libraries
+
+    return [Finding("E_SYSTEM_LIBRARY_MISSING", f"{runtime} needs the system library {lib.name} for "
+                    f"{entry.id}, and this machine has none", why=lib.why, hint=lib.install, subject=lib.name)
+            for lib in system_libraries(entry, runtime) if not found.get(lib.name, True)]

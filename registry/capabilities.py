@@ -30,6 +30,17 @@ class SystemLibrary:
     name: str  # as ctypes.util.find_library takes it
     why: str
     install: str  # how to get it, in plain words
+    multi_band_only: bool = False  # needed only by VR param sets of more than one band
+
+    def applies(self, entry: Any) -> bool:
+        return not self.multi_band_only or _vr_bands(entry) > 1
+
+
+def _vr_bands(entry: Any) -> int:
+    """Bands of the entry's VR param set, from its name as UVR writes it (`4band_v3`, `1band_sr44100_hl1024`)."""
+    param = str(getattr(getattr(entry, "uvr_model_data", None), "vr_model_param", None) or "")
+    count = param.split("band", 1)[0] if "band" in param else ""
+    return int(count) if count.isdigit() else 0
 
 
 # audio-separator 0.47.1's VR separator resamples each band of a multi-band param set with librosa's sinc
@@ -39,16 +50,7 @@ LIBSAMPLERATE = SystemLibrary(
     "samplerate", "audio-separator's VR separator resamples each band of a multi-band model with the `samplerate` "
     "package, which loads the system's libsamplerate",
     "install libsamplerate (Debian/Ubuntu: apt-get install libsamplerate0; Fedora: dnf install libsamplerate; "
-    "macOS: brew install libsamplerate), or pick a one-band VR model")
-
-
-def system_libraries(entry: Any, runtime: str) -> tuple[SystemLibrary, ...]:
-    """The system libraries `runtime` loads to run `entry` (empty: none)."""
-    if runtime != "audio-separator" or str(getattr(entry, "architecture", "")) != "VR":
-        return ()
-    param = str(getattr(getattr(entry, "uvr_model_data", None), "vr_model_param", None) or "")
-    bands = param.split("band", 1)[0] if "band" in param else ""
-    return (LIBSAMPLERATE,) if bands.isdigit() and int(bands) > 1 else ()
+    "macOS: brew install libsamplerate), or pick a one-band VR model", multi_band_only=True)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class ArchCapability:
     # of the config (the original file is never modified); preflight reports the adaptation.
     adapted_keys: Mapping[str, Any] = field(default_factory=dict)
     needs: tuple[str, ...] = ()  # env needs (NEEDS_*), checked by preflight against the env
+    system_libraries: tuple[SystemLibrary, ...] = ()  # checked by preflight against the machine
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,7 @@ CAPABILITIES: dict[str, RuntimeCapabilities] = {c.runtime: c for c in (
         # mdx_separator imports onnx2torch, which imports torchvision: a torchvision built for another torch
         # fails to load ("operator torchvision::nms does not exist").
         "MDX-Net": ArchCapability(ONNX_FILES, True, needs=(NEEDS_TORCHVISION_FOR_TORCH,)),
-        "VR": ArchCapability((".pth",), True),
+        "VR": ArchCapability((".pth",), True, system_libraries=(LIBSAMPLERATE,)),
         "Demucs": ArchCapability(TORCH_FILES, True),
     }, memory=MemoryGrowth(base_mib=704, mib_per_minute=140)),
     RuntimeCapabilities("msst", "msst 0.1.0", {
@@ -169,11 +172,28 @@ def cannot_run(entry: Any, runtime: str, *, mono: Optional[bool] = None) -> tupl
     return tuple(reasons)
 
 
+def arch_of(entry: Any, runtime: Optional[str]) -> Optional[ArchCapability]:
+    """How `runtime` runs the entry's architecture (None: unknown runtime or no code for it)."""
+    caps = CAPABILITIES.get(runtime or "")
+    return caps.arch(str(getattr(entry, "architecture", "") or "")) if caps else None
+
+
 def splits_channels(entry: Any, runtime: Optional[str]) -> bool:
     """`runtime` runs this mono model on each channel of a stereo input (the stems stay stereo)."""
-    caps = CAPABILITIES.get(runtime or "")
-    arch = caps.arch(str(getattr(entry, "architecture", "") or "")) if caps else None
+    arch = arch_of(entry, runtime)
     return arch is not None and arch.splits_channels
+
+
+def needs(entry: Any, runtime: Optional[str], need: str) -> bool:
+    """`runtime` puts `need` (NEEDS_*) on the env to run this entry's architecture."""
+    arch = arch_of(entry, runtime)
+    return arch is not None and need in arch.needs
+
+
+def system_libraries(entry: Any, runtime: Optional[str]) -> tuple[SystemLibrary, ...]:
+    """The system libraries `runtime` loads to run `entry` (empty: none)."""
+    arch = arch_of(entry, runtime)
+    return tuple(lib for lib in arch.system_libraries if lib.applies(entry)) if arch else ()
 
 
 def capable_runtimes(entry: Any, runtimes: Any) -> list[str]:

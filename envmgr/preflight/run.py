@@ -524,11 +524,9 @@ def env_facts(entry: ModelView, runtime: str, config: MachineConfig, *, resolve:
 
 def _needs_torchvision(entry: ModelView, runtime: str) -> bool:
     """The model's architecture imports torchvision on this runtime (registry/capabilities.py)."""
-    from registry.capabilities import CAPABILITIES, NEEDS_TORCHVISION_FOR_TORCH
+    from registry.capabilities import NEEDS_TORCHVISION_FOR_TORCH, needs
 
-    caps = CAPABILITIES.get(runtime)
-    arch = caps.arch(str(entry.architecture)) if caps else None
-    return arch is not None and NEEDS_TORCHVISION_FOR_TORCH in arch.needs
+    return needs(entry, runtime, NEEDS_TORCHVISION_FOR_TORCH)
 
 
 # ---- the report --------------------------------------------------------------------------------

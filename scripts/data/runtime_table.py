@@ -36,6 +36,8 @@ def cell(runtime: str, architecture: str, allowed: int) -> str:
         parts.append("types: " + ", ".join(arch.model_types))
     if arch.needs:
         parts.append("needs: " + ", ".join(arch.needs))
+    for lib in arch.system_libraries:
+        parts.append(f"system library: {lib.name}" + (" (multi-band models)" if lib.multi_band_only else ""))
     return "; ".join(parts)
 
 

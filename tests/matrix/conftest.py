@@ -63,6 +63,7 @@ class Matrix:
     clip: Path
     out: Path
     timings: dict[str, float]
+    pairs: set[tuple[str, str]]  # the selected (model, runtime) cases
     outcomes: dict[tuple[str, str], Outcome] = field(default_factory=dict)
     batches: dict[str, dict[str, Outcome]] = field(default_factory=dict)
 
@@ -77,7 +78,7 @@ class Matrix:
         """One `stemsep separate` of the clip with every built model allowed on `runtime`. A model preflight
         refuses blocks the batch before anything starts: it is recorded with its code and the batch runs again
         without it."""
-        todo = [m.id for m in self.models.values() if runtime in m.runtimes and m.id not in self.unbuilt]
+        todo = [m.id for m in self.models.values() if (m.id, runtime) in self.pairs and m.id not in self.unbuilt]
         results: dict[str, Outcome] = {}
         started = time.monotonic()
         out = self.out / runtime
@@ -136,8 +137,8 @@ def model_env(model: MatrixModel, runtime: str) -> Any:
     return manager.ensure(request_for_model(entry, runtime, manager.config))
 
 
-def build_envs(models: list[MatrixModel], timings: dict[str, float]) -> None:
-    """Every env the batches will use, built before them (the CLI then finds them ready), timed."""
+def build_envs(models: list[MatrixModel], pairs: set[tuple[str, str]], timings: dict[str, float]) -> None:
+    """Every env the selected pairs' batches will use, built before them (the CLI then finds them ready), timed."""
     from envmgr.envs.manager import EnvManager
     from envmgr.envs.request import request_for_model
     from registry.errors import StemSepError
@@ -146,7 +147,7 @@ def build_envs(models: list[MatrixModel], timings: dict[str, float]) -> None:
     manager, registry = EnvManager(), load_registry()
     requests = {}
     for model in models:
-        for runtime in model.runtimes:
+        for runtime in (r for r in model.runtimes if (model.id, r) in pairs):
             request = request_for_model(registry.get(model.id), runtime, manager.config)
             requests.setdefault(repr(request), request)
     started = time.monotonic()
@@ -253,21 +254,33 @@ def server() -> Iterator[FileServer]:
 RESULTS: dict[str, Any] = {}  # filled by the session; printed by pytest_terminal_summary
 
 
+def selected_pairs(session: pytest.Session) -> set[tuple[str, str]]:
+    """The (model, runtime) pairs of the session's selected matrix cases (all of them unless -k/ids narrow it):
+    only their files and envs are built."""
+    pairs = set()
+    for item in session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "model_id" in params and "runtime" in params:
+            pairs.add((params["model_id"], params["runtime"]))
+    return pairs
+
+
 @pytest.fixture(scope="session")
-def matrix(tmp_path_factory: pytest.TempPathFactory, stemsep_home: Path, network_log: Path,  # noqa: F811
-           server: FileServer) -> Iterator[Matrix]:
+def matrix(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, stemsep_home: Path,
+           network_log: Path, server: FileServer) -> Iterator[Matrix]:  # noqa: F811
     if not REFERENCE_CONFIGS.is_dir():
         pytest.skip(f"the MSST reference configs are not available at {REFERENCE_CONFIGS}")
     root = tmp_path_factory.mktemp("matrix")
     timings: dict[str, float] = {}
-    models = matrix_models()
-    build_envs(models, timings)
+    pairs = selected_pairs(request.session)
+    models = [m for m in matrix_models() if any((m.id, r) in pairs for r in m.runtimes)]
+    build_envs(models, pairs, timings)
     started = time.monotonic()
     artifacts, unbuilt = build_files(models, root / "files", timings)
     timings["make tiny files"] = time.monotonic() - started
     registry = matrix_registry(root / "registry.json", artifacts, server)
     clip = demo_clip(root / "clip.wav", CLIP_SECONDS)
-    result = Matrix({m.id: m for m in models}, artifacts, unbuilt, registry, clip, root / "out", timings)
+    result = Matrix({m.id: m for m in models}, artifacts, unbuilt, registry, clip, root / "out", timings, pairs)
     RESULTS.update(matrix=result, json=root / "matrix-summary.json")
     yield result
     assert not network_log.exists(), network_log.read_text()

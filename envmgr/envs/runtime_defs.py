@@ -97,8 +97,9 @@ def _onnx_flavour(torch_backend: str) -> str:
     return "cpu"
 
 
-# Libraries the stemsep-legacy neural models (our BS/Mel-Roformer) import besides torch and numpy.
-LEGACY_TORCH_LIBS: tuple[str, ...] = ("pyyaml",)
+# Libraries the stemsep-legacy neural models (our BS/Mel-Roformer) import besides torch and numpy: pyyaml for
+# their configs, soxr to resample inputs at other rates (streaming, runtimes/resample.py).
+LEGACY_TORCH_LIBS: tuple[str, ...] = ("pyyaml", "soxr")
 
 RUNTIMES: dict[str, RuntimeDef] = {r.id: r for r in (
     RuntimeDef(
@@ -133,6 +134,6 @@ RUNTIMES: dict[str, RuntimeDef] = {r.id: r for r in (
         torch_requires=LEGACY_TORCH_LIBS,
         torch_floor="2.4",  # torch.nn.functional.rms_norm
         health_modules=("soundfile", "numpy"),  # soundfile loads libsndfile: the part most likely to break
-        torch_health_modules=("yaml",),
+        torch_health_modules=("yaml", "soxr"),
     ),
 )}

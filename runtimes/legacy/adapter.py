@@ -4,7 +4,9 @@ A model type is a class with `load(job, device) -> model` (classmethod) and eith
 - `model.separate_to_files(audio, ctx) -> [StemFile]`: `audio` is the checked input read block by block
   (`ctx.open_input()`), the stems are written block by block through `ctx.stem_writer` into the staging
   dir, so memory does not grow with the track's length. Every model type we ship does this (the DSP
-  default, our Roformer): a long live set must not need more memory than a song. Or
+  default, our Roformer): a long live set must not need more memory than a song. Such a model also says the
+  rate it runs at (`model.sample_rate`, None: any rate); input at another rate is resampled to it first,
+  block by block (runtimes/resample.py). Or
 - `model.separate(mix, sample_rate, ctx) -> {stem name: (frames, channels) array}`: `mix` is the whole
   input, float32 (frames, channels); the worker writes the arrays. Memory grows with the input: kept
   for test model types (tests/worker/fault_hook.py), not for models users run.
@@ -77,8 +79,10 @@ class LegacyAdapter(Adapter):
         model = self._load_model(ctx.job, ctx.device)
         try:
             if hasattr(model, "separate_to_files"):  # streams: input file -> stem files, flat memory
-                with ctx.open_input() as audio:
-                    return list(model.separate_to_files(audio, ctx))
+                from runtimes.resample import at_model_rate
+
+                with ctx.open_input() as audio, at_model_rate(audio, model.sample_rate, ctx) as model_input:
+                    return list(model.separate_to_files(model_input, ctx))
             mix, sample_rate = ctx.read_input()
             stems = model.separate(mix, sample_rate, ctx)
         except JobError:

@@ -157,6 +157,8 @@ def center_split(
 class CenterSplit:
     """The `dsp_center_split` model type for the stemsep-legacy adapter."""
 
+    sample_rate = None  # any rate: the split works on whatever the input has
+
     def __init__(self, params: CenterSplitParams) -> None:
         self.params = params
 

@@ -17,12 +17,13 @@ import pytest
 import soundfile as sf
 import yaml
 
+from envmgr.envs.runtime_defs import LEGACY_TORCH_LIBS, RUNTIMES
 from tests.conftest import REPO
 from tests.support.envs import env_python
 
 
-# What our Roformer imports inside the stemsep-legacy env (torch comes from the machine config).
-LEGACY_REQUIREMENTS = ["torch", "numpy", "soundfile", "pyyaml"]
+# The stemsep-legacy torch env's requirements, as the env manager builds it (runtime_defs).
+LEGACY_REQUIREMENTS = ["torch", *RUNTIMES["stemsep-legacy"].requires, *LEGACY_TORCH_LIBS]
 MSST_REQUIREMENTS = ["msst[bs-roformer,mel-band-roformer]==0.1.0"]
 CONFIGS = REPO / "tests" / "fixtures" / "msst-configs"
 VIPERX = CONFIGS / "model_bs_roformer_ep_317_sdr_12.9755.yaml"

@@ -129,6 +129,28 @@ def test_mono_input_gives_mono_stems_and_residual(client, tiny_bs, wav, tmp_path
     np.testing.assert_allclose(stems["vocals"] + stems["instrumental"], read(mono), atol=1e-6)
 
 
+@pytest.mark.parametrize("rate", [8000, 48000, 192000])
+def test_input_at_another_rate_is_resampled_to_the_models(client, tiny_bs, tmp_path, rate):
+    """Preflight says such inputs are resampled (W_RESAMPLE) on every runtime; the worker does it: a 440 Hz tone at
+    `rate` comes back as the same tone at the model's 44.1 kHz (the stems sum to the resampled mix), with a
+    warning, and the resampled copy is gone with the staging dir."""
+    seconds = 0.5
+    t = np.arange(int(seconds * rate)) / rate
+    tone = (0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+    src = write_wav(tmp_path / f"tone-{rate}.wav", np.stack([tone, -tone], axis=1), rate)
+    result = client.run(job(tiny_bs, src, tmp_path / "out"))
+    stems = stems_of(result)
+    assert {s["sample_rate"] for s in result["stems"]} == {44100}
+    mix = stems["vocals"] + stems["instrumental"]
+    assert abs(len(mix) - seconds * 44100) <= 1
+    expected = 0.5 * np.sin(2 * np.pi * 440.0 * np.arange(len(mix)) / 44100)
+    inner = slice(2000, len(mix) - 2000)  # away from the filter's edges
+    np.testing.assert_allclose(mix[inner, 0], expected[inner], atol=2e-3)
+    np.testing.assert_allclose(mix[inner, 1], -expected[inner], atol=2e-3)
+    assert any(f"is {rate} Hz; resampled to the model's 44100 Hz" in w for w in result["warnings"]), result["warnings"]
+    assert not list((tmp_path / "out").glob(".stemsep-*"))
+
+
 def test_non_finite_input_fails_before_inference_and_writes_nothing(client, tiny_bs, wav, tmp_path):
     audio = read(wav)
     audio[44100 + 7, 1] = np.nan

@@ -36,7 +36,7 @@ _CODES = (
     Code("E_STEREO_UNSUPPORTED", "input", "stereo input, a mono-only model, and a runtime that does not downmix"),
     Code("W_UPMIX", "input", "mono input to a stereo-only model: the runtime duplicates the channel"),
     Code("W_DOWNMIX", "input", "stereo input to a mono-only model: the runtime averages the channels"),
-    Code("W_RESAMPLE", "input", "the input's sample rate is not the model's: the runtime resamples it"),
+    Code("W_RESAMPLE", "input", "the input's sample rate is not the model's: every runtime resamples it (stemsep-legacy streams it through soxr) and the stems come out at the model's rate"),
     Code("W_INPUTS_SKIPPED", "input", "some inputs are blocked; the job runs the others"),
     Code("W_MEMORY_PEAK", "input", "the runtime loads whole files, and the input is long enough that its estimated "
          "peak memory exceeds what is available now (estimate given)"),

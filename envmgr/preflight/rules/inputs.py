@@ -124,7 +124,7 @@ def check_sample_rate(a: AudioFacts, entry: ModelView) -> list[Finding]:
     if rate is None or not a.sample_rate or a.sample_rate == rate:
         return []
     return [Finding("W_RESAMPLE", f"{a.path} is {a.sample_rate} Hz; {entry.id} works at {rate} Hz, so the input is "
-                    "resampled", why="resampling costs time and, done twice (in and out), softens the top octave",
+                    f"resampled (the stems come out at {rate} Hz)", why="resampling costs time and, done twice (in and out), softens the top octave",
                     hint=f"for full control, resample it yourself first (e.g. sox or `ffmpeg -af "
                     f"aresample=resampler=soxr -ar {rate}`)", input=a.path)]
 

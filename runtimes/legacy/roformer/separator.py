@@ -259,6 +259,11 @@ class RoformerModelType:
                                           model_type=job.model_type, overrides=overrides, device=device,
                                           allow_unsafe=allow_unsafe))
 
+    @property
+    def sample_rate(self) -> int:
+        """The rate the model runs at: the adapter resamples other inputs to it."""
+        return int(self.separator.config.inference.sample_rate)
+
     def separate_to_files(self, audio: Any, ctx: Any) -> list[Any]:
         """Stream the job's input (`ctx.open_input()`) into stem files in the staging dir (`ctx.stem_writer`):
         memory stays flat whatever the track's length. Returns the StemFiles for the worker to move into place."""

@@ -98,6 +98,7 @@ class Family:
 
 ROFORMER_EXTRA = "bs-roformer,mel-band-roformer"  # one msst env for every Roformer (shared worker)
 DIV = "divisor"
+SCNET_TRAN_EXTRA = "scnet-tran,bs-roformer"  # see the scnet_tran family
 
 FAMILIES: dict[str, Family] = {
     "bs_roformer": Family(
@@ -131,8 +132,10 @@ FAMILIES: dict[str, Family] = {
     "scnet_masked": Family(
         (MSST,), "scnet_masked", DIV, {MSST: DIV}, {AS: "no_as_arch", LEGACY: "no_legacy"}, None, 4, None,
         ("msst_types", "no_as_arch")),
+    # msst 0.1.0's scnet_tran imports msst.models.bs_roformer.attend, and that package's __init__ imports
+    # BSRoformer, which needs beartype: the scnet-tran extra lacks it, the bs-roformer extra brings it.
     "scnet_tran": Family(
-        (MSST,), "scnet_tran", DIV, {MSST: DIV}, {AS: "no_as_arch", LEGACY: "no_legacy"}, "scnet-tran", 4, None,
+        (MSST,), "scnet_tran", DIV, {MSST: DIV}, {AS: "no_as_arch", LEGACY: "no_legacy"}, SCNET_TRAN_EXTRA, 4, None,
         ("msst_types", "no_as_arch")),
     "bandit": Family(
         (MSST,), "bandit", DIV, {MSST: DIV}, {AS: "no_as_arch", LEGACY: "no_legacy"}, "bandit", 4, True,

@@ -7,6 +7,7 @@ Pure data work on the packaged registry (no torch, no envs): collection stays fa
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,9 @@ PUBLISHED = {
     "apollo": "config_apollo.yaml",
     "bandit": "config_dnr_bandit_bsrnn_multi_mus64.yaml",
 }
+# An entry config not among the reference configs whose own published layout is: SCNet-large (starrytong) splits
+# its bands differently from SCNet (band_SR), as MSST's SCNet-large config does.
+PUBLISHED_FOR_CONFIG = {"config_musdb18_scnet_large_starrytong.yaml": "config_musdb18_scnet_large.yaml"}
 ROFORMERS = {"BS-Roformer": "bs_roformer", "Mel-Roformer": "mel_band_roformer"}
 
 
@@ -66,13 +70,22 @@ def family_of(entry: dict[str, Any]) -> str:
 
 
 def base_config(entry: dict[str, Any], family: str) -> tuple[str | None, bool]:
-    config = ((entry.get("artifacts") or {}).get("config") or {}).get("filename")
-    if config and (REFERENCE_CONFIGS / config).is_file():
+    art = (entry.get("artifacts") or {}).get("config") or {}
+    config = art.get("filename")
+    if config and (REFERENCE_CONFIGS / config).is_file() and same_pinned_file(REFERENCE_CONFIGS / config, art):
         return config, True
+    if config in PUBLISHED_FOR_CONFIG:
+        return PUBLISHED_FOR_CONFIG[config], False
     model_type = entry["runtime"].get("model_type")
     if family == "roformer-code":
         model_type = ROFORMERS[entry["architecture"]]
     return PUBLISHED.get(model_type or ""), False
+
+
+def same_pinned_file(path: Path, art: dict[str, Any]) -> bool:
+    """A reference config of the entry's file name is its own file unless the entry pins another sha256 (the
+    drypd SCNet's config_musdb18_scnet.yaml is not MSST's)."""
+    return not art.get("sha256") or hashlib.sha256(path.read_bytes()).hexdigest() == art["sha256"]
 
 
 def matrix_models(path: Path = PACKAGED) -> list[MatrixModel]:

@@ -52,7 +52,33 @@ def roformer(model: MatrixModel) -> dict[str, Any]:
     return config
 
 
-MAKERS = {"roformer": roformer, "roformer-code": roformer}
+def whole_hops_chunk(hop: int) -> int:
+    """A chunk of whole hops as long as the Roformers' (CHUNK_HOPS hops of 441), whatever the model's hop."""
+    return hop * max(1, round(441 * CHUNK_HOPS / hop))
+
+
+def tiny_inference(config: dict[str, Any], chunk: int) -> dict[str, Any]:
+    config["audio"]["chunk_size"] = chunk
+    config.setdefault("inference", {})["batch_size"] = 1
+    return config
+
+
+def scnet(model: MatrixModel) -> dict[str, Any]:
+    """SCNet (and its masked / transformer variants): narrower SD blocks, one conv module per band and one
+    dual-path pair (an rfft/irfft round trip needs two layers); dims[0] (2 x audio channels), FFT, hop and the
+    band split (band_SR/stride/kernel) stay. The model's sources are the entry's stems."""
+    assert model.base_config
+    config = read_config(model.base_config)
+    apply_stems(config, model.stems)
+    m = config["model"]
+    m.update(sources=list(config["training"]["instruments"]), dims=[m["dims"][0], 8, 16, 32],
+             conv_depths=[1] * len(m["conv_depths"]), num_dplayer=2)
+    if model.model_type == "scnet_tran":  # its dual-path layers are transformers
+        m.update(tran_rotary_embedding_dim=8, tran_depth=1, tran_heads=1, tran_dim_head=8)
+    return tiny_inference(config, whole_hops_chunk(m["hop_size"]))
+
+
+MAKERS = {"roformer": roformer, "roformer-code": roformer, "scnet": scnet}
 
 
 def tiny_config(model: MatrixModel) -> dict[str, Any]:

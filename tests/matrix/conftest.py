@@ -173,7 +173,7 @@ def specs_for(model: MatrixModel, folder: Path, seed: int) -> tuple[list[dict[st
     arts = model.entry.get("artifacts") or {}
     primary = folder / arts["primary"]["filename"]
     files = {arts["primary"]["filename"]: primary}
-    if model.family in ("roformer", "scnet"):
+    if model.family in ("roformer", "scnet", "apollo"):
         config = write_config(tiny_config(model), folder / arts["config"]["filename"])
         files[arts["config"]["filename"]] = config
         return [{"kind": "msst", "model_type": model.model_type, "config": str(config), "out": str(primary),

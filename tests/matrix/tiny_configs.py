@@ -78,7 +78,19 @@ def scnet(model: MatrixModel) -> dict[str, Any]:
     return tiny_inference(config, whole_hops_chunk(m["hop_size"]))
 
 
-MAKERS = {"roformer": roformer, "roformer-code": roformer, "scnet": scnet}
+def apollo(model: MatrixModel) -> dict[str, Any]:
+    """Apollo: narrower band features (a multiple of its 8 attention heads) and one band-sequence layer; the
+    window (win ms, hence its 80-band split) and sample rate stay. Restored is the target; the adapter adds the
+    rest of the mix as `addition`."""
+    assert model.base_config
+    config = read_config(model.base_config)
+    apply_stems(config, model.stems)
+    m = config["model"]
+    m.update(feature_dim=16, layer=1)
+    return tiny_inference(config, whole_hops_chunk(int(m["sr"] * m["win"] // 1000) // 2))
+
+
+MAKERS = {"roformer": roformer, "roformer-code": roformer, "scnet": scnet, "apollo": apollo}
 
 
 def tiny_config(model: MatrixModel) -> dict[str, Any]:

@@ -79,6 +79,10 @@ HOST_CODES: dict[str, HostCode] = {
     "E_UNKNOWN_ENV": HostCode(ExitCode.USAGE, "no env in the store has this id, or the id prefix matches several"),
     "E_OUTPUT": HostCode(ExitCode.USAGE, "an unknown `--format`, or the output dir cannot be created"),
     "E_OUTPUT_COLLISION": HostCode(ExitCode.USAGE, "two inputs would write the same stem files"),
+    "E_OUTPUT_UNWRITABLE": HostCode(ExitCode.USAGE, "the output dir (or where it would be created) is not writable: "
+                                                    "found before anything is fetched or built"),
+    "E_OUTPUT_NAME_TOO_LONG": HostCode(ExitCode.USAGE, "a stem file name or path is longer than the output "
+                                                       "filesystem allows"),
     "E_ARTIFACT_NOT_DECLARED": HostCode(ExitCode.USAGE, "`models import` names a file the model does not declare"),
     "E_ARTIFACT_IMPORT_SOURCE": HostCode(ExitCode.USAGE, "`models import` was given a path that is not a regular "
                                                          "file"),

@@ -31,7 +31,8 @@ def register(root: typer.Typer) -> None:
 
 @with_job_options
 def preflight(
-    inputs: list[Path] = typer.Argument(..., help="Audio files the job would separate.", show_default=False),
+    inputs: list[Path] = typer.Argument(..., help="Audio files the job would separate.", show_default=False,
+                                  readable=False),  # preflight judges it: E_INPUT_UNREADABLE, exit 12
     model: Optional[str] = typer.Option(None, "-m", "--model", help="Model id (default: the registry's default)."),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="Runtime to check, if the model allows several."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (docs/preflight.md)."),

@@ -30,7 +30,8 @@ def register(root: typer.Typer) -> None:
 @with_job_options
 def separate(
     inputs: list[Path] = typer.Argument(..., help="Audio files to separate (WAV, FLAC, OGG, MP3, AIFF...).",
-                                        show_default=False),
+                                        show_default=False,
+                                        readable=False),  # preflight judges it: E_INPUT_UNREADABLE, exit 12
     model: Optional[list[str]] = typer.Option(None, "-m", "--model",
                                               help="Model id (see `stemsep models list`); repeat it to run several "
                                               "models in one batch, each in its own env. Default: the registry's "

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from envmgr.jobs.output_checks import OutputError, check_name_lengths, check_output_dir
 from envmgr.preflight.options import JobOptions
 from envmgr.worker.client import Cancelled, Timeouts, WorkerClient
 from registry.errors import ExitCode, StemSepError
@@ -37,11 +38,6 @@ FORMATS = ("wav", "flac")
 class InputError(StemSepError):
     exit_code = ExitCode.INPUT
     code = "E_INPUT"
-
-
-class OutputError(StemSepError):
-    exit_code = ExitCode.USAGE
-    code = "E_OUTPUT"
 
 
 class BatchFailed(StemSepError):
@@ -130,14 +126,18 @@ def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: st
                 warnings=tuple(f"{w['code']}: {w['message']}" for w in checked.report["warnings"]),
                 preflight=checked, skipped=skipped, download=options.download,
                 trusted_code=trusted_code(config, checked.entry))
-    _check_output_names(plan)
+    _check_outputs(plan)
     return plan
 
 
-def _check_output_names(plan: Plan) -> None:
+def _check_outputs(plan: Plan) -> None:
+    """Before anything is fetched or built: the output dir can be written, every stem file name fits the
+    filesystem, and no two inputs would write the same files."""
+    anchor = check_output_dir(plan.output_dir)
     owner: dict[str, Path] = {}
     for path in plan.inputs:
-        _, template = plan.output_names(path)
+        names, template = plan.output_names(path)
+        check_name_lengths(plan.output_dir, anchor, names.values())
         other = owner.setdefault(template, path)
         if other != path:
             raise OutputError(f"{other} and {path} would write the same stem files ({template})",

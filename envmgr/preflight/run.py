@@ -454,7 +454,7 @@ def env_facts(entry: ModelView, runtime: str, config: MachineConfig, *, resolve:
     """The model's env: its state, Python and torch (had or would get), the model's pip packages."""
     from envmgr.envs.manager import EnvManager, env_id_for
     from envmgr.envs.request import request_for_model
-    from envmgr.errors import NoInterpreterError, UnresolvableError
+    from envmgr.errors import NoInterpreterError, StoreError, UnresolvableError
     from envmgr.fsutil import read_json
     from envmgr.envs.health import env_python
     from envmgr.envs.runtime_defs import RUNTIMES
@@ -482,6 +482,8 @@ def env_facts(entry: ModelView, runtime: str, config: MachineConfig, *, resolve:
         return rules.EnvFacts("unresolvable", error=err, problem=err.message, pip=untouched, **base)
     except NoInterpreterError as err:
         return rules.EnvFacts("no_interpreter", error=err, problem=err.message, pip=untouched, **base)
+    except StoreError as err:  # the state dir, not the index: exit 7 as documented
+        return rules.EnvFacts("store", error=err, problem=err.message, pip=untouched, **base)
     except StemSepError as err:
         return rules.EnvFacts("unknown", error=err, problem=err.message, pip=untouched, **base)
     if lock is None:

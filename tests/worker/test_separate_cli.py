@@ -5,6 +5,7 @@ SIGHUP mid-job (also with the CLI started as `cmd &` starts it: SIGINT ignored).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -190,6 +191,30 @@ def test_batch_keeps_going_past_a_bad_input_with_one_worker(cli_env: dict[str, s
     assert (summary["ok"], summary["failed"]) == (3, 1)
     assert events[-1]["code"] == "E_BATCH" and "broken.wav" in events[-1]["why"]
     assert len(files_in(tmp_path / "out")) == 6
+
+
+@pytest.mark.parametrize("case", ["parent is a file", "read-only dir", "name too long", "path too long"])
+def test_output_problems_are_found_before_any_work(cli_env: dict[str, str], tmp_path: Path, case: str) -> None:
+    """An -o that cannot be written, or stem names the filesystem refuses, end the run at planning: exit 2 with
+    the reason, before the model's files are fetched, its env built or a worker started."""
+    song, out = _write(tmp_path / "song.wav", _stereo(0.2)), tmp_path / "out"
+    if case == "parent is a file":
+        out = song / "stems"
+    elif case == "read-only dir":
+        if os.geteuid() == 0:  # root writes anywhere: the permission bits cannot make the case
+            pytest.xfail("root ignores directory permissions; the parent-is-a-file case covers the check as root")
+        out.mkdir(mode=0o555)
+    elif case == "name too long":
+        song = _write(tmp_path / ("s" * 240 + ".wav"), _stereo(0.2))
+    else:
+        out = tmp_path.joinpath(*["d" * 200] * 21)  # > 4096 bytes of path
+    proc = stemsep(cli_env, "separate", "--json", song, "-o", out, cwd=tmp_path)
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    code = "E_OUTPUT_NAME_TOO_LONG" if "long" in case else "E_OUTPUT_UNWRITABLE"
+    assert proc.returncode == 2 and events[-1]["code"] == code, proc.stdout + proc.stderr
+    assert events[-1]["why"] and ("-o" in events[-1]["hint"] or "rename" in events[-1]["hint"])
+    assert [e["type"] for e in events] == ["preflight", "exit"]  # no plan, download, env or worker event
+    assert not list(tmp_path.rglob("*_(vocals)_*"))
 
 
 def test_same_name_from_two_dirs_is_refused_before_any_work(cli_env: dict[str, str], tmp_path: Path) -> None:

@@ -92,6 +92,7 @@ _CODES = (
          ExitCode.ENV_BUILD),
     Code("E_ENV_REQUEST", "env", "the env request cannot be formed (bad requirement in the registry)", True,
          ExitCode.INVALID),
+    Code("E_STORE", "env", "a state dir cannot be written: read-only, full, not a directory", True, ExitCode.STORE),
     Code("E_PYTHON_MISMATCH", "env", "the env's Python is outside the model's range"),
     Code("E_TORCH_MISMATCH", "env", "the env's torch is outside the model's range"),
     Code("E_TORCH_VARIANT", "env", "torch build (cpu/cuda/rocm) differs from the request or the model's builds"),

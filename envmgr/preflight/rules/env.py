@@ -25,7 +25,7 @@ class PipFacts:
 
 @dataclass(frozen=True)
 class EnvFacts:
-    state: str  # ready | needs_build | broken | unresolvable | no_interpreter | unknown | invalid | not_checked
+    state: str  # ready | needs_build | broken | unresolvable | no_interpreter | unknown | invalid | store | not_checked
     env_id: Optional[str] = None
     path: Optional[str] = None
     problem: Optional[str] = None
@@ -60,9 +60,9 @@ def check_env(entry: ModelView, runtime: str, env: EnvFacts) -> tuple[list[Findi
         findings.append(Finding("W_ENV_BROKEN", f"the {runtime} env {env.env_id} is broken; it is rebuilt before "
                                 "the job starts", env.problem or "", "nothing to do; `stemsep env list` shows envs",
                                 subject=env.env_id))
-    elif env.state in ("unresolvable", "no_interpreter", "unknown", "invalid") and env.error is not None:
+    elif env.state in ("unresolvable", "no_interpreter", "unknown", "invalid", "store") and env.error is not None:
         code = {"unresolvable": "E_ENV_UNRESOLVABLE", "no_interpreter": "E_NO_INTERPRETER",
-                "unknown": "E_ENV_RESOLVE", "invalid": "E_ENV_REQUEST"}[env.state]
+                "unknown": "E_ENV_RESOLVE", "invalid": "E_ENV_REQUEST", "store": "E_STORE"}[env.state]
         findings.append(from_error(env.error, code, subject=env.env_id))
     findings += _check_python(entry, env) + _check_torch(entry, runtime, env) + _check_torchvision(runtime, env)
     pip_rows, pip_findings = _check_pip(entry, env)

@@ -1,0 +1,82 @@
+"""The output dir and the stem file names, checked when the job is planned: before any download, env build or
+separation, so a `-o` that cannot be written or a name the filesystem refuses costs nothing."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from registry.errors import ExitCode, StemSepError
+
+NAME_MAX, PATH_MAX = 255, 4096  # where the filesystem does not say (POSIX's usual limits)
+
+
+class OutputError(StemSepError):
+    exit_code = ExitCode.USAGE
+    code = "E_OUTPUT"
+
+
+def _exists(path: Path) -> bool:
+    try:
+        path.stat()
+    except OSError:  # missing, or a name too long to exist (Path.exists() raises for that one)
+        return False
+    return True
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path` or its closest ancestor that exists: where the output dir will be created."""
+    while not _exists(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_dir(out: Path) -> Path:
+    """Raise unless `out` exists as a writable dir or can be created; returns the dir that exists now."""
+    anchor = nearest_existing(out)
+    if not anchor.is_dir():
+        raise OutputError(f"cannot create the output dir {out}", code="E_OUTPUT_UNWRITABLE",
+                          why=f"{anchor} is a file, not a directory", hint="pick another dir with -o")
+    read_only = bool(os.statvfs(anchor).f_flag & os.ST_RDONLY)
+    if read_only or not os.access(anchor, os.W_OK | os.X_OK):
+        target = "the output dir" if anchor == out else f"{anchor}, where the output dir {out} would be created,"
+        raise OutputError(f"cannot write stems into {out}", code="E_OUTPUT_UNWRITABLE",
+                          why=f"{target} is {'on a read-only filesystem' if read_only else 'not writable by you'}",
+                          hint="pick a dir you can write to with -o")
+    new_parts = out.relative_to(anchor).parts
+    for i in range(len(new_parts)):
+        _check_length(anchor, anchor.joinpath(*new_parts[:i + 1]), "output dir")
+    return anchor
+
+
+def _limit(anchor: Path, name: str, default: int) -> int:
+    try:
+        return int(os.pathconf(anchor, name))
+    except (OSError, ValueError):
+        return default
+
+
+def check_name_lengths(out: Path, anchor: Path, names: Iterable[str]) -> None:
+    """Raise when a stem file name (or its full path) is longer than the filesystem under `out` allows."""
+    for name in names:
+        _check_length(anchor, out / name, "stem file")
+
+
+def _check_length(anchor: Path, path: Path, what: str) -> None:
+    encoding = sys.getfilesystemencoding()
+    name_max, path_max = _limit(anchor, "PC_NAME_MAX", NAME_MAX), _limit(anchor, "PC_PATH_MAX", PATH_MAX)
+    size = len(path.name.encode(encoding, "surrogateescape"))
+    shorter = ("rename the input to a shorter name (stem files are named `<input>_(<stem>)_<model>.<format>`)"
+               if what == "stem file" else "pick a shorter output dir with -o")
+    if size > name_max:
+        raise OutputError(f"the {what} name {path.name!r} is too long for the filesystem of {anchor}",
+                          code="E_OUTPUT_NAME_TOO_LONG", why=f"it is {size} bytes; names there may have at most "
+                          f"{name_max}", hint=shorter)
+    full = len(str(path).encode(encoding, "surrogateescape"))
+    if full > path_max:
+        raise OutputError(f"the {what} path {path} is too long", code="E_OUTPUT_NAME_TOO_LONG",
+                          why=f"it is {full} bytes; paths may have at most {path_max}",
+                          hint="pick a shorter output dir with -o" + (", or rename the input" if what == "stem file"
+                                                                     else ""))

@@ -39,13 +39,18 @@ def ensure_dir(path: Path) -> Path:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to a temp file beside `path`, then rename: readers see the old or the new file, never half."""
+    """Write `text` to a temp file beside `path`, then rename: readers see the old or the new file, never half.
+    A replaced file keeps its permissions; a new one is private to you (0600: config may hold index tokens)."""
     ensure_dir(path.parent)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
                 fh.write(text)
+            try:
+                os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+            except FileNotFoundError:
+                pass
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from urllib.parse import unquote, urlparse
 
 import yaml
 
+from envmgr.fsutil import atomic_write_text
 from registry.vocab import OVERLAP_MEANINGS, ROLES, EvidenceKind
 
 REPO = Path(__file__).resolve().parents[2]
@@ -675,19 +674,6 @@ def render(registry: dict) -> str:
     return json.dumps(registry, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write beside the target, then rename: a reader never sees a half-written registry."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("legacy", type=Path, help="StemSep's models.json.bak")
@@ -708,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{args.out} is up to date")
         return 0
-    write_atomic(args.out, text)
+    atomic_write_text(args.out, text)  # keeps the file's mode; a reader never sees half a registry
     print(f"wrote {args.out} ({text.count(chr(10))} lines, {len(json.loads(text)['models'])} models)")
     return 0
 

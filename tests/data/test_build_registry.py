@@ -128,12 +128,14 @@ def test_legacy_filename_is_derived_from_the_url(build):
     assert build.build_artifact("m", "config", "https://huggingface.co/a/b/blob/main/c.yaml", None, None, []) is None
 
 
-def test_atomic_write_keeps_the_old_file_when_writing_fails(build, tmp_path):
+def test_atomic_write_keeps_the_old_file_when_writing_fails_and_its_mode(build, tmp_path):
     target = tmp_path / "models.json"
     target.write_text("old", encoding="utf-8")
+    target.chmod(0o644)
     with pytest.raises(UnicodeEncodeError):
-        build.write_atomic(target, "new \udcff")  # a lone surrogate cannot be encoded: the write fails midway
+        build.atomic_write_text(target, "new \udcff")  # a lone surrogate cannot be encoded: the write fails midway
     assert target.read_text(encoding="utf-8") == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["models.json"]
-    build.write_atomic(target, json.dumps({"ok": True}))
+    build.atomic_write_text(target, json.dumps({"ok": True}))
     assert json.loads(target.read_text(encoding="utf-8")) == {"ok": True}
+    assert target.stat().st_mode & 0o777 == 0o644  # the packaged registry stays readable by everyone

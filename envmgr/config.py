@@ -191,6 +191,28 @@ def load_config(**cli_overrides: Any) -> MachineConfig:
     return MachineConfig(**values, config_file=path, home=home, sources=sources)
 
 
+def file_layer(file_values: dict[str, Any], path: Path) -> dict[str, Any]:
+    """What loading makes of `file_values` as the config file `path` over the defaults, variables and
+    flags aside: every value parsed by the loader's own parser and the whole checked as load_config checks
+    it (its ConfigError when not). `stemsep env config set` checks a file this way before writing it."""
+    dirs = _Dirs(_home_from_env())
+    values = {key.name: key.default(dirs) for key in KEYS.values()}
+    for name, raw in file_values.items():
+        values[name] = _coerce(KEYS[name], raw, origin=f"{path}", base=path.parent)
+    _validate(values)
+    return values
+
+
+def parse_value(name: str, raw: Any, *, origin: str) -> Any:
+    """One key's value parsed as loading parses it (its ConfigError when bad); relative paths against the cwd."""
+    return _coerce(KEYS[name], raw, origin=origin, base=Path.cwd())
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The raw values of a config file as TOML gives them ({} when there is none); its errors as loading's."""
+    return _read_file(path)
+
+
 def env_var(key: str) -> str:
     return f"STEMSEP_{key.upper()}"
 

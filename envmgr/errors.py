@@ -12,6 +12,13 @@ class ConfigError(StemSepError):
     code = "E_CONFIG"
 
 
+class UnknownConfigKeyError(StemSepError):
+    """`stemsep env config set/unset` names a key the machine configuration does not have: what the user typed."""
+
+    exit_code = ExitCode.USAGE
+    code = "E_CONFIG_UNKNOWN_KEY"
+
+
 class UnresolvableError(StemSepError):
     """The requirement set of an env cannot be satisfied (conflicting pins)."""
 

@@ -87,6 +87,8 @@ HOST_CODES: dict[str, HostCode] = {
     "E_ARTIFACT_IMPORT_SOURCE": HostCode(ExitCode.USAGE, "`models import` was given a path that is not a regular "
                                                          "file"),
     "E_CODE_TRUST": HostCode(ExitCode.USAGE, "`models trust` names a file that runs no code, or one not in the store"),
+    "E_CONFIG_UNKNOWN_KEY": HostCode(ExitCode.USAGE, "`env config set`/`unset` names no config key (the keys are "
+                                                     "listed, the nearest suggested)"),
     # registry and configuration content
     "E_CONFIG": HostCode(ExitCode.INVALID, "a bad key or value in config.toml, a STEMSEP_* variable or a flag"),
     "E_REGISTRY_INVALID": HostCode(ExitCode.INVALID, "registry content breaks the schema or a semantic rule"),

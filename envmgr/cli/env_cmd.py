@@ -1,4 +1,4 @@
-"""`stemsep setup` and `stemsep env list|show|lock|rm|prune|config`.
+"""`stemsep setup` and `stemsep env list|show|lock|rm|prune` (`env config` is envmgr/cli/config_cmd.py).
 
 Heavy work (resolving, building) happens in envmgr.envs.manager; this module parses flags and prints.
 """
@@ -352,37 +352,3 @@ def env_prune(
         typer.echo(f"{'would remove' if dry_run else 'removed'} {item['id']} ({item['reason']}, {human(item['size_bytes'])})")
     if not chosen:
         typer.echo("nothing to prune")
-
-
-@app.command("config")
-def env_config(
-    as_json: bool = _JSON,
-    python: Optional[str] = _PYTHON, torch_backend: Optional[str] = _BACKEND, index_url: Optional[str] = _INDEX,
-    extra_index_url: Optional[list[str]] = _EXTRA, find_links: Optional[list[str]] = _LINKS,
-    override: Optional[list[str]] = _OVERRIDE, constraint: Optional[list[str]] = _CONSTRAINT,
-    offline: Optional[bool] = _OFFLINE, use_uv: Optional[bool] = _UV,
-) -> None:
-    """Effective machine configuration and where each value came from (default, STEMSEP_HOME, config
-    file, STEMSEP_<KEY> variable, command-line flag)."""
-    from rich.table import Table
-
-    from envmgr.config import KEYS, env_var
-
-    config = _config(python, torch_backend, index_url, extra_index_url, find_links, override, constraint,
-                     offline, use_uv)
-    values = config.as_dict()
-    if as_json:
-        _print_json({"config_file": str(config.config_file), "home": str(config.home) if config.home else None,
-                     "values": values, "sources": config.sources})
-        return
-    table = Table(title=f"machine config (file: {config.config_file}"
-                  f"{'' if config.config_file.exists() else ', absent'})")
-    table.add_column("key", no_wrap=True)
-    table.add_column("value", overflow="fold")
-    table.add_column("from", overflow="fold")
-    table.add_column("variable", no_wrap=True)
-    for name in KEYS:
-        value = values[name]
-        shown = ", ".join(value) if isinstance(value, list) else ("-" if value is None else str(value))
-        table.add_row(name, shown or "-", config.sources[name], env_var(name))
-    _console().print(table)

@@ -278,10 +278,12 @@ def env_show(env_id: str = typer.Argument(..., help="Env id (or a unique prefix)
 def env_lock(env_id: str = typer.Argument(..., help="Env id (or a unique prefix)."),
              output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the lock to this file."),
              as_json: bool = _JSON) -> None:
-    """Print (or export) the hash-pinned lock an env was built from; `uv pip sync` / `pip install
-    --require-hashes -r` reproduce it."""
-    from envmgr.fsutil import atomic_write_text
+    """Print (or export) the hash-pinned lock an env was built from, headed by the package sources it was
+    resolved from (--find-links, --index-url... lines): `uv pip sync FILE` / `pip install -r FILE` reproduce it."""
+    from envmgr.envs.lock_export import exported_lock, machine_sources
+    from envmgr.envs.request import EnvRequest
     from envmgr.envs.store import LOCK_COPY
+    from envmgr.fsutil import atomic_write_text
 
     manager = _manager()
     resolved = _resolve_id(manager, env_id)
@@ -293,6 +295,9 @@ def env_lock(env_id: str = typer.Argument(..., help="Env id (or a unique prefix)
 
         raise UnknownEnvError(f"env {resolved} has no lock file", why=str(exc),
                               hint="the env is broken: `stemsep env rm` it and run `stemsep setup`") from exc
+    request = manager.store.record(resolved).meta.get("request")
+    sources = EnvRequest.from_dict(request).sources if request else machine_sources(manager.config)
+    text = exported_lock(text, sources)
     if output:
         atomic_write_text(output, text)
     if as_json:

@@ -190,6 +190,12 @@ def classify_failure(output: str, req: "EnvRequest", config: MachineConfig, *, a
         return store_error(config.env_store if action != "resolve" else config.cache_dir,
                            OSError(28 if "space" in text else 30, next(s for s in _STORE_ERRORS if s in text)),
                            "write to")
+    from envmgr.envs.source_failure import failed_source, hint_for  # only on a failure: keeps warm runs light
+
+    failed = failed_source(text, req.sources)
+    if failed is not None and failed.missing_dir:  # before the offline case: offline runs depend on that dir
+        return EnvBuildError(f"cannot {action} the {req.runtime} env: {failed.problem(text)}", why=tail,
+                             hint=hint_for(failed, config))
     if config.offline and ("network was disabled" in text or "not found in the cache" in text):
         return EnvBuildError(f"cannot {action} the {req.runtime} env offline: packages are not in the cache",
                              why=tail, hint="build it once while online (offline = false), or add a wheelhouse "
@@ -203,14 +209,16 @@ def classify_failure(output: str, req: "EnvRequest", config: MachineConfig, *, a
             hint="relax or change the conflicting pins (model `requirements.pip.packages`, `runtime_pins`, "
             "or the machine config's overrides/constraints)",
         )
-    if any(s.lower() in text.lower() for s in _NET_ERRORS):
-        where = req.index_url or "PyPI"
+    if failed is not None or any(s.lower() in text.lower() for s in _NET_ERRORS):
         if config.offline:
             return EnvBuildError(f"cannot {action} the {req.runtime} env offline", why=tail,
                                  hint="build it once while online, add a wheelhouse to find_links, or set offline = false")
-        return EnvBuildError(f"cannot {action} the {req.runtime} env: the package index is unreachable ({where})",
-                             why=tail, hint="check the network, index_url / extra_index_urls, or use a local "
-                             "wheelhouse via find_links and offline = true")
+        if failed is not None:  # uv named the index or find-links location that failed
+            return EnvBuildError(f"cannot {action} the {req.runtime} env: {failed.problem(text)}", why=tail,
+                                 hint=hint_for(failed, config))
+        return EnvBuildError(f"cannot {action} the {req.runtime} env: a package source is unreachable", why=tail,
+                             hint="check the network, index_url / extra_index_urls, or use a local "
+                             "wheelhouse via find_links and offline = true (`stemsep env config` shows them)")
     return EnvBuildError(f"cannot {action} the {req.runtime} env", why=tail,
                          hint="`stemsep env config` shows the package sources in use"
                          + ("; if a locked file is gone from them, `stemsep setup --refresh` resolves again"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -88,3 +91,64 @@ def test_prune_removes_broken_envs_and_dead_builders_leftovers(tmp_path, env_var
     assert [e["id"] for e in pruned["removed"]] == ["stemsep-legacy-0000000000000000"]
     assert not any(store.iterdir()) or all(p.name.startswith(".") for p in store.iterdir())
     assert not list((store / ".tmp").iterdir())
+
+
+def probe_wheel(folder: Path, name: str = "stemsep_lock_probe", version: str = "1.0") -> Path:
+    """A tiny pure-Python wheel that exists only in `folder` (no index has it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    info = f"{name}-{version}.dist-info"
+    files = {f"{name}.py": "HERE = True\n",
+             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: {version}\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    files[f"{info}/RECORD"] = "".join(f"{n},,\n" for n in files) + f"{info}/RECORD,,\n"
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        for member, text in files.items():
+            zf.writestr(zipfile.ZipInfo(member, date_time=(2020, 1, 1, 0, 0, 0)), text)  # same bytes every run
+    return path
+
+
+def test_an_exported_lock_carries_its_package_sources_and_syncs_offline_as_is(tmp_path):
+    """The env gets a package that only a find-links dir of the machine config has; `env lock -o` writes that
+    dir at the top, so a plain `uv pip sync FILE --offline` into a fresh venv installs the lock, and the same
+    lock without the line cannot."""
+    import uv
+
+    wheels = tmp_path / "wheels"
+    probe_wheel(wheels)
+    machine = load_config()
+    env = {"STEMSEP_HOME": str(tmp_path / "home"), "STEMSEP_ENV_STORE": str(tmp_path / "envs"),
+           "STEMSEP_LOG_DIR": str(tmp_path / "logs")}
+    no_var = ["STEMSEP_FIND_LINKS"]
+    links = [*machine.find_links, str(wheels)]
+    assert cli("env", "config", "set", "find_links", *links, env=env, unset=no_var).returncode == 0
+    registry = write_registry(tmp_path / "registry.json", light_entry("envtest-lock-probe", ["stemsep-lock-probe==1.0"]))
+    setup = cli("setup", "envtest-lock-probe", "--registry", str(registry), "--json", env=env, unset=no_var)
+    assert setup.returncode == 0, setup.stderr[-3000:]
+    env_id = json.loads(setup.stdout)["envs"][0]["env_id"]
+
+    exported = tmp_path / "probe.lock.txt"
+    assert cli("env", "lock", env_id, "-o", str(exported), env=env, unset=no_var).returncode == 0
+    text = exported.read_text()
+    assert [line for line in text.splitlines() if line.startswith("--")] == [f"--find-links {link}" for link in links]
+    assert text.index(f"--find-links {wheels}") < text.index("stemsep-lock-probe==1.0")
+    printed = cli("env", "lock", env_id, env=env, unset=no_var)
+    assert printed.stdout == text  # printed and exported alike
+
+    shown = json.loads(cli("env", "show", env_id, "--json", env=env, unset=no_var).stdout)
+    uv_bin = uv.find_uv_bin()
+    uv_env = {**os.environ, "UV_CACHE_DIR": str(machine.uv_cache_dir)}
+
+    def sync_into(venv: Path, lock_file: Path) -> subprocess.CompletedProcess[str]:
+        subprocess.run([uv_bin, "venv", "--quiet", str(venv), "--python", shown["interpreter"]["executable"]],
+                       check=True, env=uv_env)
+        return subprocess.run([uv_bin, "pip", "sync", str(lock_file), "--offline", "--no-config", "--python",
+                               str(venv / "bin" / "python")], capture_output=True, text=True, env=uv_env, timeout=300)
+
+    synced = sync_into(tmp_path / "fresh", exported)
+    assert synced.returncode == 0, synced.stderr
+    imported = subprocess.run([str(tmp_path / "fresh" / "bin" / "python"), "-c", "import stemsep_lock_probe, soundfile"])
+    assert imported.returncode == 0
+    bare = tmp_path / "bare.lock.txt"
+    bare.write_text("".join(line for line in text.splitlines(keepends=True) if not line.startswith("--find-links")))
+    assert sync_into(tmp_path / "bare", bare).returncode != 0  # the lock alone does not say where the probe is

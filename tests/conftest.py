@@ -1,8 +1,10 @@
 """Shared test fixtures.
 
 Tests never touch the user's real state: every session gets a throwaway STEMSEP_HOME. The machine
-configuration (find-links dir of the local torch wheel, overrides, torch backend, python) comes from
-STEMSEP_* variables that `.ci/run` derives from pip's own config; nothing here names machine paths.
+configuration (find-links dir of the local torch wheel, overrides, torch backend, python) is the one the
+suite starts with: STEMSEP_* variables, or the config file `.ci/run` writes with `stemsep env config set`
+(derived from pip's own config), whose package-source keys the session carries into its own home as
+STEMSEP_* variables; nothing here names machine paths.
 """
 
 from __future__ import annotations
@@ -24,12 +26,38 @@ def stemsep_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     STEMSEP_TEST_UV_CACHE (optional) keeps uv's download cache between local runs.
     """
+    machine = _machine_package_sources()
     home = tmp_path_factory.mktemp("stemsep-home")
     os.environ["STEMSEP_HOME"] = str(home)
+    os.environ.update(machine)
     cache = os.environ.get("STEMSEP_TEST_UV_CACHE")
     if cache:
         os.environ["STEMSEP_UV_CACHE_DIR"] = cache
     return home
+
+
+def _machine_package_sources() -> dict[str, str]:
+    """The package-source keys of the machine config the suite starts with that come from its config file,
+    as STEMSEP_* variables: children started with homes of their own inherit them too. Dirs and other
+    state keys are never carried (the session's state stays throwaway)."""
+    from envmgr.config import env_var, load_config, parse_value
+
+    config = load_config()
+    carried = {}
+    for name in ("index_url", "extra_index_urls", "find_links", "constraints", "overrides", "torch_backend",
+                 "python", "offline"):
+        if not config.sources[name].startswith("config file"):
+            continue
+        value = getattr(config, name)
+        if isinstance(value, list):
+            text = "\n".join(value)
+        else:
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        if parse_value(name, text, origin=env_var(name)) != value:  # a list item with a comma would be split
+            raise pytest.UsageError(f"{name} in {config.config_file} cannot be passed on as {env_var(name)}: "
+                                    f"{value!r}; set that variable yourself for the test run")
+        carried[env_var(name)] = text
+    return carried
 
 
 @pytest.fixture

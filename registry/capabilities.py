@@ -11,7 +11,7 @@ never by a model's id or name. Works on typed and frozen entries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Optional
 
 from registry.vocab import ARCHITECTURE_FAMILIES
@@ -21,6 +21,7 @@ TORCH_FILES = (".ckpt", ".pth", ".pt", ".th", ".chpt", ".bin")
 ONNX_FILES = (".onnx",)
 # Needs an architecture may put on the env (preflight checks them against the env's installed packages).
 NEEDS_TORCHVISION_FOR_TORCH = "torchvision-built-for-env-torch"
+NEEDS_TORCHAUDIO_FOR_TORCH = "torchaudio-built-for-env-torch"
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,10 @@ _MSST_MONO_WHY = ("its demix always feeds two channels (utils/model_utils.py rep
                   "one-channel Roformer refuses")
 _AS_MONO_WHY = ("it makes every mix stereo (common_separator.prepare_mix), and a one-channel Roformer refuses "
                 "two channels")
+# Its TFC_TDF_net (uvr_lib_v5/tfc_tdf_v3.py) sizes the first convolution by audio.num_channels, and its STFT
+# inverse always shapes two channels, so even a one-channel mix would come back wrong.
+_AS_MDX23C_MONO_WHY = ("it makes every mix stereo (common_separator.prepare_mix), and a one-channel MDX23C's first "
+                       "convolution refuses two channels (its STFT inverse also assumes two)")
 # audio-separator 0.47.1 reads training.target_instrument with ml_collections' ConfigDict, which raises on a
 # missing key ("Failed to instantiate Roformer model: 'target_instrument'"); null means "every instrument".
 def _as_mdxc(files: tuple[str, ...], mono: bool, why: str = "") -> ArchCapability:
@@ -120,7 +125,7 @@ CAPABILITIES: dict[str, RuntimeCapabilities] = {c.runtime: c for c in (
     RuntimeCapabilities("audio-separator", "audio-separator 0.47.1", {
         "BS-Roformer": _as_mdxc(TORCH_FILES, False, _AS_MONO_WHY),
         "Mel-Roformer": _as_mdxc(TORCH_FILES, False, _AS_MONO_WHY),
-        "MDX23C": _as_mdxc(TORCH_FILES, True),
+        "MDX23C": _as_mdxc(TORCH_FILES, False, _AS_MDX23C_MONO_WHY),
         # mdx_separator imports onnx2torch, which imports torchvision: a torchvision built for another torch
         # fails to load ("operator torchvision::nms does not exist").
         "MDX-Net": ArchCapability(ONNX_FILES, True, needs=(NEEDS_TORCHVISION_FOR_TORCH,)),
@@ -128,8 +133,15 @@ CAPABILITIES: dict[str, RuntimeCapabilities] = {c.runtime: c for c in (
         "Demucs": ArchCapability(TORCH_FILES, True),
     }, memory=MemoryGrowth(base_mib=704, mib_per_minute=140)),
     RuntimeCapabilities("msst", "msst 0.1.0", {
-        "BS-Roformer": _msst(), "Mel-Roformer": _msst(), "MDX23C": _msst(), "Demucs": _msst(),
-        "SCNet": _msst(), "BandIt": _msst(), "Apollo": _msst(),
+        "BS-Roformer": _msst(), "Mel-Roformer": _msst(), "MDX23C": _msst(),
+        # models/demucs4ht.py imports openunmix, whose package imports torchaudio: a torchaudio built for another
+        # torch fails to load its native library ("Could not load this library: .../_torchaudio.so").
+        "Demucs": replace(_msst(), needs=(NEEDS_TORCHAUDIO_FOR_TORCH,)),
+        "SCNet": _msst(),
+        # models/bandit/core/__init__.py imports torchaudio (its band specs and STFT use torchaudio.functional):
+        # a torchaudio built for another torch fails to load its native library, as for Demucs.
+        "BandIt": replace(_msst(), needs=(NEEDS_TORCHAUDIO_FOR_TORCH,)),
+        "Apollo": _msst(),
     }, memory=MemoryGrowth(base_mib=625, mib_per_minute=273)),
     # Our own code (runtimes/legacy): standard BS-/Mel-Roformer from MSST checkpoints and configs, and the DSP
     # models. A one-channel Roformer runs each input channel on its own (runtimes/legacy/roformer/separator.py).

@@ -5,7 +5,8 @@
   refuses `--runtime msst` with that reason;
 - audio-separator runs a Roformer whose config lacks `training.target_instrument` through a derived copy of the
   config (the file in the model store is unchanged) and preflight says the config is adapted;
-- preflight's torch/torchvision verdict for MDX-Net on audio-separator agrees with importing torchvision there.
+- preflight's torch/torchvision verdict for MDX-Net on audio-separator agrees with importing torchvision there;
+- audio-separator 0.47.1 really fails on a one-channel MDX23C whose stereo twin runs, as its facts say.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import soundfile as sf
 
 from envmgr.worker.client import JobFailed
 from envmgr.worker.process import TEST_HOOK_ENV
-from registry.capabilities import CAPABILITIES
+from registry.capabilities import CAPABILITIES, cannot_run
 from runtimes.audio_separator.adapter import ADAPTED_KEYS
 from tests.artifacts.httpserver import FileServer
-from tests.runtimes.conftest import (demo_clip, job, make_checkpoint, read_stems, sha256, tiny_config, write_yaml)
+from tests.runtimes.conftest import (demo_clip, job, make_checkpoint, model_entry, read_stems, sha256, tiny_config,
+                                     write_yaml)
 from tests.runtimes.test_audio_separator_uvr import torchvision_broken
 from tests.support.cli import home_sharing_session_envs, json_events, run_cli, write_user_registry
 
@@ -177,3 +179,45 @@ def test_preflight_knows_whether_torchvision_fits_the_envs_torch(cli, as_worker,
     assert ("E_TORCHVISION_MISMATCH" in codes) == bool(broken), (broken, list(codes))
     if broken:
         assert proc.returncode == 3 and "find-links" in codes["E_TORCHVISION_MISMATCH"]["hint"]
+
+
+def tiny_mdx23c(channels: int) -> dict[str, Any]:
+    """TFC-TDF v3 with the published MDX23C STFT (n_fft 8192, hop 1024, dim_f 4096, 4 subbands), scaled down; a
+    chunk of 32 frames survives both downscales."""
+    frames, hop = 32, 1024
+    return {
+        "audio": {"chunk_size": hop * (frames - 1), "dim_f": 4096, "dim_t": frames, "hop_length": hop, "n_fft": 8192,
+                  "num_channels": channels, "sample_rate": 44100, "min_mean_abs": 0.0},
+        "model": {"act": "gelu", "bottleneck_factor": 4, "growth": 4, "norm": "InstanceNorm", "num_blocks_per_scale": 1,
+                  "num_channels": 4, "num_scales": 2, "num_subbands": 4, "scale": [2, 2]},
+        "training": {"instruments": ["vocals", "other"], "target_instrument": None, "batch_size": 1},
+        "inference": {"batch_size": 1, "dim_t": frames, "num_overlap": 2},
+    }
+
+
+def test_mono_mdx23c_fails_on_audio_separator_as_its_facts_say(as_worker, msst_env, workdir, clip3, tmp_path):
+    """The fact that refuses a one-channel MDX23C on audio-separator (validator and preflight read cannot_run) is
+    what the library does: it makes every mix stereo, which the mono network's first convolution refuses, while
+    the same layout with two channels runs."""
+    models = {}
+    for channels in (2, 1):
+        config = write_yaml(workdir / f"tiny_mdx23c_{channels}ch.yaml", tiny_mdx23c(channels))
+        ckpt = make_checkpoint(msst_env.python, config, workdir / f"tiny_mdx23c_{channels}ch.ckpt", model_type="mdx23c")
+        model = model_entry(f"test-mdx23c-{channels}ch", ["audio-separator"], model_type="mdx23c",
+                            architecture="MDX23C")
+        model["capabilities"]["supports_stereo"] = channels == 2
+        model["artifacts"] = {"primary": {"kind": "checkpoint", "filename": ckpt.name},
+                              "config": {"kind": "config", "filename": config.name}}
+        models[channels] = (model, {ckpt.name: ckpt, config.name: config})
+
+    stereo, files = models[2]
+    stems = read_stems(as_worker.run(job(stereo, files, clip3, tmp_path / "stereo", {"mdxc_params": {"overlap": 2}})))
+    assert sorted(stems) == ["other", "vocals"] and all(np.isfinite(a).all() for a in stems.values())
+    mono, files = models[1]
+    with pytest.raises(JobFailed, match="channels"):
+        as_worker.run(job(mono, files, clip3, tmp_path / "mono", {"mdxc_params": {"overlap": 2}}))
+
+    from registry.model import ModelEntry
+
+    why = cannot_run(ModelEntry.model_validate(mono), "audio-separator")
+    assert any("cannot run mono MDX23C models" in reason for reason in why), why

@@ -58,7 +58,15 @@ class MatrixModel:
             return "uvr-params"  # the registry's own UVR parameters are the whole structure
         if self.family == "dsp":
             return "builtin"
-        return "real-config" if self.real_config else "published-config"
+        config = "real-config" if self.real_config else "published-config"
+        # The model's own code file cannot be had here: the matrix serves a stand-in of its class (conftest).
+        return f"{config}+stand-in-code" if self.family == "roformer-code" else config
+
+    def code_artifact(self) -> dict[str, Any] | None:
+        """The entry's code artifact that provides its model type (roformer-code models ship one)."""
+        arts = self.entry.get("artifacts") or {}
+        return next((a for a in [arts.get("primary"), arts.get("config"), *(arts.get("additional") or [])]
+                     if a and a.get("kind") == "code" and a.get("model_type") == self.model_type), None)
 
 
 def family_of(entry: dict[str, Any]) -> str:

@@ -6,7 +6,10 @@ xfail: they must really fail, so a fix shows up). The table of outcomes is print
 
 Test ids: `runtime:model[source]`, source = real-config (the entry's own config file, from the reference configs),
 published-config (the architecture's published config with the entry's stems and stereo/mono), uvr-params (MDX-Net
-and VR: the registry's UVR parameters are the structure) or builtin (DSP).
+and VR: the registry's UVR parameters are the structure) or builtin (DSP). Models with their own code add
++stand-in-code: the published code file cannot be had here, so a stand-in class (the runtime tests') is served as it;
+the registry pins none of these files, so the matrix trusts each explicitly (`stemsep models trust`) after
+preflight refused it without that consent.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ pytestmark = [pytest.mark.envs, pytest.mark.slow]
 # preflight where it is missing (E_SYSTEM_LIBRARY_MISSING) instead of failing after a yes.
 KNOWN: dict[tuple[str, str], str] = {}
 # Families whose tiny files the matrix cannot make yet: their pairs are expected failures named so, never skips.
-NO_MAKER_YET = {"mdx23c", "htdemucs", "bandit", "roformer-code"}
+NO_MAKER_YET = {"mdx23c", "htdemucs", "bandit"}
 # audio-separator 0.47.1's VR path drops the last partial STFT hop: stems up to one hop short (docs/runtimes.md).
 VR_SHORT_BY = 1023
 
@@ -49,6 +52,8 @@ def test_pair_runs_or_is_refused_by_preflight(matrix: Matrix, model_id: str, run
     outcome = matrix.outcome(model_id, runtime)
     known = KNOWN.get((model_id, runtime)) or (outcome.detail if outcome.status == "not-built" else None)
     record(matrix, model_id, runtime, outcome, known)
+    if model_id in matrix.without_consent:  # unpinned code: never run before the matrix consented to it
+        assert "E_CODE_UNTRUSTED" in matrix.without_consent[model_id], matrix.without_consent[model_id]
     if outcome.status == "refused":  # preflight said no, with its code: the promise holds
         return
     try:

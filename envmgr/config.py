@@ -23,6 +23,7 @@ CONFIG_FILE_NAME = "config.toml"
 # uv's --torch-backend values, plus `none`: do not pass the flag (torch comes from indexes/find-links).
 _TORCH_BACKEND = re.compile(r"^(auto|none|cpu|xpu|cu\d{2,3}|rocm\d+(\.\d+)*)$")
 ENFORCEMENT_MODES = ("strict", "soft", "report")
+LINK_MODES = ("hardlink", "copy", "clone")  # uv's --link-mode values we use (not symlink)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -91,9 +92,16 @@ KEYS: dict[str, Key] = {k.name: k for k in (
         lambda d: d.data / "state"),
     Key("enforcement", "str", "What preflight does with problems it finds: strict (block), soft (block unless "
         "--dev-override), report (only report).", lambda d: "strict"),
+    Key("registry_strict", "bool", "A user registry file (`<config dir>/registries/*.json`) that cannot be read "
+        "or breaks a rule stops every command, as before. Default false: it is reported once and left out, and "
+        "everything that does not need its models runs.", lambda d: False),
     Key("prewarm", "bool", "separate starts the worker it used last time for the same model arguments while it "
         "plans, so the worker's imports overlap the host's; the plan still decides (an unneeded one is stopped).",
         lambda d: True),
+    Key("link_mode", "str", "How uv puts package files into envs: hardlink (shares them with uv's cache: an edit "
+        "in one env changes the cache and every env sharing the file), copy, or clone (copy-on-write where the "
+        "filesystem can). Use copy if you edit files inside envs; `stemsep env verify` finds such edits.",
+        lambda d: "hardlink"),
 )}
 
 
@@ -116,7 +124,9 @@ class MachineConfig:
     log_dir: Path
     state_dir: Path
     enforcement: str
+    registry_strict: bool
     prewarm: bool
+    link_mode: str
     config_file: Path
     home: Path | None = None
     # key -> where its value came from: "default", "STEMSEP_HOME", "config file", "env STEMSEP_X", "cli".
@@ -149,9 +159,14 @@ def directory(name: str) -> Path:
     """Where one of the configured dirs (cache_dir, state_dir, model_store, ...) is, decided exactly as
     `load_config` decides it but without reading the other keys: for callers that need one dir fast
     (`stemsep models list` caches its index in cache_dir)."""
-    key = KEYS[name]
-    if key.kind != "path":
+    if KEYS[name].kind != "path":
         raise ValueError(f"{name} is not a directory key")
+    return setting(name)
+
+
+def setting(name: str) -> Any:
+    """One key's value, decided exactly as `load_config` decides it but without reading the other keys."""
+    key = KEYS[name]
     home = _home_from_env()
     path = _Dirs(home).config / CONFIG_FILE_NAME
     value, _ = _layered(key, _Dirs(home), _read_file(path), path)
@@ -225,8 +240,8 @@ def _home_from_env() -> Path | None:
 def _read_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
+    except (FileNotFoundError, NotADirectoryError):  # a file where a dir of its path should be: no config there
+        return {}  # either; the dirs under it fail as a store error (exit 7) when they are needed
     except OSError as exc:
         raise ConfigError(f"cannot read the config file {path}", why=str(exc),
                           hint="fix its permissions or remove it") from exc
@@ -307,6 +322,14 @@ def _validate(values: dict[str, Any]) -> None:
                           why="preflight knows strict (blocks), soft (blocks unless --dev-override) and report "
                           "(never blocks)", hint="set STEMSEP_ENFORCEMENT / enforcement to strict, soft or report")
     values["enforcement"] = mode
+    link = (values["link_mode"] or "hardlink").lower()
+    if link not in LINK_MODES:
+        raise ConfigError(f"unknown link_mode {values['link_mode']!r}",
+                          why="envs get their files from uv's cache as hardlinks (shared with the cache), copies or "
+                          "copy-on-write clones; symlinks are refused: `uv cache clean` (which `env repair` runs) "
+                          "would break every env linking there",
+                          hint="set STEMSEP_LINK_MODE / link_mode to hardlink, copy or clone")
+    values["link_mode"] = link
     pins = [(name, item) for name in ("constraints", "overrides") for item in values[name]]
     if pins:  # packaging is imported only when there is something to check (every CLI start loads the config)
         from packaging.requirements import InvalidRequirement, Requirement

@@ -38,6 +38,32 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
+def _exists(path: Path) -> bool:
+    try:
+        path.stat()
+    except OSError:  # missing, or a name too long to exist (Path.exists() raises for that one)
+        return False
+    return True
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path` or its closest ancestor that exists: where a dir that is missing would be created."""
+    while not _exists(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_creatable(path: Path) -> None:
+    """Raise a StoreError unless `path` is a writable dir or can be created: said before work that needs it."""
+    anchor = nearest_existing(path)
+    if not anchor.is_dir():
+        raise store_error(path, OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)), "create")
+    if os.statvfs(anchor).f_flag & os.ST_RDONLY:
+        raise store_error(path, OSError(errno.EROFS, os.strerror(errno.EROFS)), "create")
+    if not os.access(anchor, os.W_OK | os.X_OK):
+        raise store_error(path, OSError(errno.EACCES, os.strerror(errno.EACCES)), "create")
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to a temp file beside `path`, then rename: readers see the old or the new file, never half.
     A replaced file keeps its permissions; a new one is private to you (0600: config may hold index tokens)."""

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from envmgr.fsutil import nearest_existing
 from registry.errors import ExitCode, StemSepError
 
 NAME_MAX, PATH_MAX = 255, 4096  # where the filesystem does not say (POSIX's usual limits)
@@ -16,21 +17,6 @@ NAME_MAX, PATH_MAX = 255, 4096  # where the filesystem does not say (POSIX's usu
 class OutputError(StemSepError):
     exit_code = ExitCode.USAGE
     code = "E_OUTPUT"
-
-
-def _exists(path: Path) -> bool:
-    try:
-        path.stat()
-    except OSError:  # missing, or a name too long to exist (Path.exists() raises for that one)
-        return False
-    return True
-
-
-def nearest_existing(path: Path) -> Path:
-    """`path` or its closest ancestor that exists: where the output dir will be created."""
-    while not _exists(path) and path != path.parent:
-        path = path.parent
-    return path
 
 
 def check_output_dir(out: Path) -> Path:

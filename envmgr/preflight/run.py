@@ -455,7 +455,7 @@ def env_facts(entry: ModelView, runtime: str, config: MachineConfig, *, resolve:
     from envmgr.envs.manager import EnvManager, env_id_for
     from envmgr.envs.request import request_for_model
     from envmgr.errors import NoInterpreterError, StoreError, UnresolvableError
-    from envmgr.fsutil import read_json
+    from envmgr.fsutil import check_creatable, read_json
     from envmgr.envs.health import env_python
     from envmgr.envs.runtime_defs import RUNTIMES
     from envmgr.envs.store import META
@@ -514,6 +514,11 @@ def env_facts(entry: ModelView, runtime: str, config: MachineConfig, *, resolve:
                 torch_variant_problems=tuple(variant_problems(torch, backend=req.torch_backend,
                                                               overrides=list(req.overrides))) if req.torch else (),
                 pip=pip, torchvision=vision[0], torchvision_torch=vision[1], **base)
+    try:  # a build is coming: the dirs it writes must be writable now, not after the downloads
+        for folder in (config.env_store, config.uv_cache_dir):
+            check_creatable(folder)
+    except StoreError as err:
+        return rules.EnvFacts("store", env_id=env_id, error=err, problem=err.message, pip=untouched, **base)
     locked = lock.packages
     return rules.EnvFacts(
         "needs_build" if problem == "not built" else "broken", env_id=env_id, path=str(path),

@@ -217,6 +217,23 @@ def test_output_problems_are_found_before_any_work(cli_env: dict[str, str], tmp_
     assert not list(tmp_path.rglob("*_(vocals)_*"))
 
 
+@pytest.mark.parametrize("variable", ["STEMSEP_ENV_STORE", "STEMSEP_UV_CACHE_DIR"])
+def test_a_store_dir_that_cannot_be_created_blocks_in_preflight(cli_env: dict[str, str], tmp_path: Path,
+                                                                variable: str) -> None:
+    """An env that must be built, with its store or uv's cache under a regular file: preflight says so (E_STORE,
+    exit 7) before any download or build, not the build after them."""
+    song, blocker = _write(tmp_path / "song.wav", _stereo(0.2)), tmp_path / "a-file"
+    blocker.write_text("not a dir")
+    env = {**cli_env, variable: str(blocker / "sub")}
+    if variable == "STEMSEP_UV_CACHE_DIR":
+        env["STEMSEP_ENV_STORE"] = str(tmp_path / "fresh-envs")  # the env must be built for the cache to matter
+    proc = stemsep(env, "separate", "--json", song, "-o", tmp_path / "out", cwd=tmp_path)
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert proc.returncode == 7 and events[-1]["code"] == "E_STORE", proc.stdout + proc.stderr
+    assert "a-file" in events[-1]["message"] and events[-1]["hint"]
+    assert [e["type"] for e in events] == ["preflight", "exit"]
+
+
 def test_same_name_from_two_dirs_is_refused_before_any_work(cli_env: dict[str, str], tmp_path: Path) -> None:
     a, b = _write(tmp_path / "a" / "x.wav", _stereo(0.2)), _write(tmp_path / "b" / "x.wav", _stereo(0.2))
     proc = stemsep(cli_env, "separate", a, b, "-o", tmp_path / "out", cwd=tmp_path)

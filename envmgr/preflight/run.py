@@ -157,6 +157,7 @@ def run_preflight(request: PreflightRequest, *, config: Optional[MachineConfig] 
             entry.id, arts, require_hashes=options.require_hashes, download=options.download,
             allow_unsafe_pickle=options.allow_unsafe_pickle)
         findings += found
+        findings += rules.check_direct_requirements(entry.id, direct_requirement_facts(entry, config))
         if resolution.runtime:
             findings += rules.check_config(entry, resolution.runtime, config_facts(entry, arts))
             findings += _memory_peak(decodable, entry, resolution.runtime, arts)
@@ -285,6 +286,20 @@ def artifact_facts(entry: ModelView, config: MachineConfig, allow_unsafe_pickle:
             else f for f in facts]
 
 
+def direct_requirement_facts(entry: ModelView, config: MachineConfig) -> list[rules.DirectRequirementFacts]:
+    """The model's pip requirements that install from a direct URL or path, with their pin and your trust."""
+    from registry import pep508
+
+    direct = [(text, pep508.direct_reference(text)) for text in entry.requirements.pip.packages]
+    if not any(url for _t, url in direct):
+        return []
+    from envmgr.preflight import code_trust
+
+    return [rules.DirectRequirementFacts(text, url, pep508.pinned_sha256(text),
+                                         code_trust.requirement_trusted(config.state_dir, entry.id, text))
+            for text, url in direct if url]
+
+
 def _pickle_consent(config: MachineConfig, model_id: str, facts: rules.ArtifactFacts, allow: bool,
                     statements: Statements) -> dict[str, Any]:
     """Whether the user allowed full unpickling of this checkpoint: on this run (`allow`, then remembered for the
@@ -401,12 +416,12 @@ _DIST_PROBE = (
 )
 
 
-# The same, for torchvision: its version and the torch range its metadata declares.
-_TORCHVISION_PROBE = (
-    "import json, re\n"
+# The same, for a torch companion (torchvision, torchaudio): its version and the torch range its metadata declares.
+_COMPANION_PROBE = (
+    "import json, re, sys\n"
     "from importlib import metadata\n"
     "try:\n"
-    "    version, reqs = metadata.version('torchvision'), metadata.requires('torchvision') or []\n"
+    "    version, reqs = metadata.version(sys.argv[1]), metadata.requires(sys.argv[1]) or []\n"
     "except metadata.PackageNotFoundError:\n"
     "    version, reqs = None, []\n"
     "torch = [r for r in reqs if re.match(r'torch\\b(?![-_.\\w])', r) and 'extra ==' not in r]\n"
@@ -423,9 +438,10 @@ def _probe(python: Path, code: str, args: Sequence[str] = (), timeout: float = 6
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def torchvision_in_env(python: Path) -> tuple[Optional[str], Optional[str]]:
-    """(torchvision version, the torch range it declares as a specifier like '>=2.14.0') in a built env."""
-    version, requirement = _probe(python, _TORCHVISION_PROBE)
+def companion_in_env(python: Path, name: str) -> tuple[Optional[str], Optional[str]]:
+    """(version of torch companion `name`, e.g. torchvision, the torch range it declares as a specifier like
+    '>=2.14.0') in a built env."""
+    version, requirement = _probe(python, _COMPANION_PROBE, [name])
     spec = None
     if requirement:
         from packaging.requirements import Requirement
@@ -497,13 +513,13 @@ def env_facts(entry: ModelView, runtime: str, config: MachineConfig, *, resolve:
         meta = read_json(path / META, {}) or {}
         torch = meta.get("torch") if req.torch else None
         pip = untouched
-        vision: tuple[Optional[str], Optional[str]] = (None, None)
+        companions: dict[str, Any] = {}
         try:
             if packages:
                 found = installed_versions(env_python(path), list(names.values()))
                 pip = tuple(rules.PipFacts(p, found.get(names[p]), "env") for p in packages)
-            if req.torch and _needs_torchvision(entry, runtime):
-                vision = torchvision_in_env(env_python(path))
+            for name in _companions(entry, runtime) if req.torch else ():
+                companions[name], companions[f"{name}_torch"] = companion_in_env(env_python(path), name)
         except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
             problem = f"its interpreter does not answer: {exc}"
         if problem is None:
@@ -513,27 +529,31 @@ def env_facts(entry: ModelView, runtime: str, config: MachineConfig, *, resolve:
                 torch_build={"cuda": torch.get("cuda"), "hip": torch.get("hip")} if torch else None,
                 torch_variant_problems=tuple(variant_problems(torch, backend=req.torch_backend,
                                                               overrides=list(req.overrides))) if req.torch else (),
-                pip=pip, torchvision=vision[0], torchvision_torch=vision[1], **base)
+                pip=pip, **companions, **base)
     try:  # a build is coming: the dirs it writes must be writable now, not after the downloads
         for folder in (config.env_store, config.uv_cache_dir):
             check_creatable(folder)
     except StoreError as err:
         return rules.EnvFacts("store", env_id=env_id, error=err, problem=err.message, pip=untouched, **base)
     locked = lock.packages
+    locked_companions: dict[str, Any] = {name: locked.get(name) for name in
+                                         (_companions(entry, runtime) if req.torch else ())}
     return rules.EnvFacts(
         "needs_build" if problem == "not built" else "broken", env_id=env_id, path=str(path),
         problem=None if problem == "not built" else problem, python=lock.interpreter.version,
         python_seen_in="interpreter", torch=locked.get("torch") if req.torch else None,
         torch_seen_in="lock" if req.torch else None,
         pip=tuple(rules.PipFacts(p, locked.get(names[p]), "lock") for p in packages),
-        torchvision=locked.get("torchvision") if req.torch and _needs_torchvision(entry, runtime) else None, **base)
+        **locked_companions, **base)
 
 
-def _needs_torchvision(entry: ModelView, runtime: str) -> bool:
-    """The model's architecture imports torchvision on this runtime (registry/capabilities.py)."""
-    from registry.capabilities import NEEDS_TORCHVISION_FOR_TORCH, needs
+def _companions(entry: ModelView, runtime: str) -> list[str]:
+    """The torch companions (torchvision, torchaudio) the model's architecture imports on this runtime
+    (registry/capabilities.py): their build must fit the env's torch."""
+    from registry.capabilities import NEEDS_TORCHAUDIO_FOR_TORCH, NEEDS_TORCHVISION_FOR_TORCH, needs
 
-    return needs(entry, runtime, NEEDS_TORCHVISION_FOR_TORCH)
+    return [name for name, need in (("torchvision", NEEDS_TORCHVISION_FOR_TORCH),
+                                    ("torchaudio", NEEDS_TORCHAUDIO_FOR_TORCH)) if needs(entry, runtime, need)]
 
 
 # ---- the report --------------------------------------------------------------------------------

@@ -11,6 +11,10 @@ MDX-Net and VR models have no config file: the library looks their parameters up
 model file in UVR's model data. We write that data ourselves: the registry's `uvr_model_data` under the
 hash of the file on disk (uvr_data.py), so they load offline and under any file name.
 
+Demucs v4 models load from a bag YAML (`models: [signature, ...]`) beside their `SIG-CHECKSUM.th` packages: the
+adapter lists the entry's bag first, never the MSST config beside it (msst's), and maps the sources the library
+writes under its own names (Drums, Bass, ...) through the entry's declared stems.
+
 ffmpeg (the library checks for it at start and pydub needs it) comes from the env's `imageio-ffmpeg`
 wheel: a link named `ffmpeg` in a per-worker temp dir is put first on PATH.
 
@@ -109,7 +113,7 @@ class AudioSeparatorAdapter(Adapter):
         sf.write(str(source), mix, rate, subtype="FLOAT")
         if rate != separator.sample_rate:
             ctx.warn(f"{job.input.name} is {rate} Hz; audio-separator resamples it to {separator.sample_rate} Hz")
-        names = _output_tokens(separator.model_instance)
+        names = _output_tokens(separator.model_instance, declared_stems(job.model))
         separator.output_dir = separator.model_instance.output_dir = str(ctx.staging_dir)
         self.bridge.patch("audio_separator.")
         try:
@@ -212,10 +216,10 @@ class AudioSeparatorAdapter(Adapter):
             checks[listing][friendly] = {name: yaml_name}
             self._notes += _derive_config(model_dir, yaml_name, job)
         elif listing == "demucs_download_list":
-            if not yaml_name:
-                raise JobError(p.E_MODEL_LOAD, f"{job.model_id} (Demucs) has no YAML artifact naming its parts")
-            checks[listing][f"Demucs v4: {job.model_id}"] = {n: n for n in job.artifacts}
-            name = yaml_name
+            name = _demucs_bag(job, yaml_name)
+            # the library takes the first YAML it lists as the model: the bag, never msst's config beside it
+            checks[listing][f"Demucs v4: {job.model_id}"] = {n: n for n in [name, *(n for n in job.artifacts
+                                                                                    if n != name)]}
         else:  # MDX-Net, VR: parameters by the file's hash, which we write (uvr_data.py)
             checks[listing][friendly] = name
             self._notes = write_model_data(model_dir, job.model, job.model_id, job.artifact(name))
@@ -229,11 +233,27 @@ def _merged(separator_cls: Any, name: str, ours: dict[str, Any] | None) -> dict[
     return {**dict(default), **(ours or {})}
 
 
+def _demucs_bag(job: Job, msst_config: str | None) -> str:
+    """The Demucs bag file (`models: [signature, ...]`) audio-separator loads: the entry's YAML artifact besides
+    the MSST config msst reads (htdemucs.yaml beside config_musdb18_htdemucs.yaml), or the config when it is the
+    only one."""
+    yamls = [n for n in job.artifacts if n.endswith(".yaml")]  # the library's bag repo reads *.yaml only
+    bags = [n for n in yamls if n != msst_config] or yamls
+    if len(bags) != 1:
+        raise JobError(p.E_MODEL_LOAD, f"{job.model_id} (Demucs) needs one bag YAML naming its .th parts for "
+                       f"audio-separator; its artifacts have {', '.join(bags) or 'none'}",
+                       hint="declare the Demucs bag file (e.g. htdemucs.yaml, `models: [signature]`) as an "
+                            "additional artifact of the entry, beside the MSST config")
+    return bags[0]
+
+
 def _fix_segment(mdxc: dict[str, Any], given: dict[str, Any], config: dict[str, Any]) -> None:
     """Roformer/MDX23C: the model's own segment, stated explicitly, unless the host set one."""
     if "segment_size" in given:
         return
-    model, audio, inference = (config.get(k) or {} for k in ("model", "audio", "inference"))
+    # (a Demucs entry's MSST config names its model as a string: `model: htdemucs`)
+    model, audio, inference = (part if isinstance(part := config.get(k), dict) else {}
+                               for k in ("model", "audio", "inference"))
     hop = model.get("stft_hop_length") or audio.get("hop_length")
     chunk = inference.get("chunk_size") or audio.get("chunk_size")
     if hop and chunk and chunk % hop == 0:
@@ -295,11 +315,12 @@ def _refuse_download(url: str, output_path: str) -> None:
     raise OfflineRefusal(f"{os.path.basename(output_path)} ({url})")
 
 
-def _output_tokens(instance: Any) -> dict[str, str]:
-    """custom_output_names: every stem the model may write -> a token we can map back to the stem."""
+def _output_tokens(instance: Any, declared: list[str]) -> dict[str, str]:
+    """custom_output_names: every stem the model may write -> a token we can map back to the stem. A Demucs model
+    writes its sources under audio-separator's names by position (Drums, Bass, ...), which only the entry declares."""
     names = [instance.primary_stem_name, instance.secondary_stem_name]
     training = (getattr(instance, "model_data", None) or {}).get("training") or {}
-    names += list(training.get("instruments") or [])
+    names += list(training.get("instruments") or []) + declared
     tokens: dict[str, str] = {}
     for name in names:
         if name and name.lower() not in {k.lower() for k in tokens}:

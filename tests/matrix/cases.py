@@ -87,6 +87,8 @@ def base_config(entry: dict[str, Any], family: str) -> tuple[str | None, bool]:
     model_type = entry["runtime"].get("model_type")
     if family == "roformer-code":
         model_type = ROFORMERS[entry["architecture"]]
+    if family == "htdemucs":  # a Demucs bag (htdemucs-ft) has no MSST model type: its parts are htdemucs networks
+        model_type = "htdemucs"
     return PUBLISHED.get(model_type or ""), False
 
 

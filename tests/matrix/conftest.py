@@ -28,6 +28,7 @@ from tests.matrix.cases import (
     MatrixModel,
     matrix_models,
 )
+from tests.matrix.demucs_files import demucs_specs, served_name
 from tests.matrix.tiny_configs import tiny_config, write_config
 from tests.runtimes.conftest import (  # noqa: F401 (fixtures)
     FNO_CODE,
@@ -42,8 +43,11 @@ from tests.support.cli import json_events, run_cli
 MAKE_MODELS = Path(__file__).with_name("make_models.py")
 CLIP_SECONDS = 1.5
 # Where each family's files are built: the env of this runtime (the library whose classes define the format).
-BUILT_IN = {"roformer": "msst", "roformer-code": "msst", "mdx23c": "msst", "scnet": "msst", "htdemucs": "msst",
-            "apollo": "msst", "bandit": "msst", "mdx-net": "audio-separator", "vr": "audio-separator"}
+# Demucs: audio-separator's bundled Demucs classes write the package (htdemucs-ft runs only there; msst reads the
+# same file's state).
+BUILT_IN = {"roformer": "msst", "roformer-code": "msst", "mdx23c": "msst", "scnet": "msst",
+            "htdemucs": "audio-separator", "apollo": "msst", "bandit": "msst", "mdx-net": "audio-separator",
+            "vr": "audio-separator"}
 
 
 @dataclass
@@ -70,19 +74,36 @@ class Matrix:
     batches: dict[str, dict[str, Outcome]] = field(default_factory=dict)
     # model id -> preflight's error codes for it before the matrix trusted its unpinned (stand-in) code
     without_consent: dict[str, list[str]] = field(default_factory=dict)
+    # model id -> why the model's own env could not build its file (its library fails there, e.g. a torchaudio
+    # built for another torch): no runtime can run it here, so only a refusal by preflight is a pass
+    unmakeable: dict[str, str] = field(default_factory=dict)
 
     def outcome(self, model_id: str, runtime: str) -> Outcome:
         if model_id in self.unbuilt:
             return Outcome("not-built", detail=self.unbuilt[model_id])
+        if model_id in self.unmakeable:
+            return self.preflight_only(model_id, runtime)
         if runtime not in self.batches:
             self.batches[runtime] = self.run_batch(runtime)
         return self.batches[runtime][model_id]
+
+    def preflight_only(self, model_id: str, runtime: str) -> Outcome:
+        """Preflight's verdict on a model whose library failed in its env: a yes is a failure (the job would fail
+        the same way), a refusal its outcome."""
+        proc = run_cli("preflight", self.clip, "-m", model_id, "--runtime", runtime, "--json",
+                       env={"STEMSEP_REGISTRY": str(self.registry)})
+        errors = json.loads(proc.stdout)["errors"]
+        if errors:
+            return Outcome("refused", errors[0]["code"], errors[0]["message"])
+        return Outcome("failed", "maker", f"preflight said yes, but its env cannot build it: "
+                                          f"{self.unmakeable[model_id]}")
 
     def run_batch(self, runtime: str) -> dict[str, Outcome]:
         """One `stemsep separate` of the clip with every built model allowed on `runtime`. A model preflight
         refuses blocks the batch before anything starts: it is recorded with its code and the batch runs again
         without it."""
-        todo = [m.id for m in self.models.values() if (m.id, runtime) in self.pairs and m.id not in self.unbuilt]
+        todo = [m.id for m in self.models.values()
+                if (m.id, runtime) in self.pairs and m.id not in self.unbuilt and m.id not in self.unmakeable]
         results: dict[str, Outcome] = {}
         started = time.monotonic()
         out = self.out / runtime
@@ -90,6 +111,8 @@ class Matrix:
         self.trust_code([m for m in todo if unpinned_code(self.models[m])], runtime, env)
         while todo:
             args = [a for model_id in todo for a in ("-m", model_id)]
+            # Demucs packages unpickle in full: the consent a user gives (preflight refuses them without it)
+            args += ["--allow-unsafe-pickle"] if any(unsafe_pickle(self.models[m]) for m in todo) else []
             proc = run_cli("separate", self.clip, *args, "--runtime", runtime, "--json", "-o", out, env=env,
                            timeout=3600)
             events = json_events(proc.stdout)
@@ -124,6 +147,12 @@ class Matrix:
                             sha256(self.artifacts[model_id][filename]), env=env)
             assert trust.returncode == 0, trust.stderr[-3000:]
         self.timings[f"trust {len(todo)} code files"] = time.monotonic() - started
+
+
+def unsafe_pickle(model: MatrixModel) -> bool:
+    """The registry marks one of the model's checkpoints as loading only by full unpickling."""
+    arts = model.entry.get("artifacts") or {}
+    return any(a and a.get("unsafe_pickle") for a in [arts.get("primary"), *(arts.get("additional") or [])])
 
 
 def unpinned_code(model: MatrixModel) -> bool:
@@ -223,7 +252,7 @@ def specs_for(model: MatrixModel, folder: Path, seed: int) -> tuple[list[dict[st
     arts = model.entry.get("artifacts") or {}
     primary = folder / arts["primary"]["filename"]
     files = {arts["primary"]["filename"]: primary}
-    if model.family in ("roformer", "roformer-code", "scnet", "apollo"):
+    if model.family in ("roformer", "roformer-code", "mdx23c", "scnet", "apollo", "bandit"):
         config = write_config(tiny_config(model), folder / arts["config"]["filename"])
         files[arts["config"]["filename"]] = config
         spec = {"kind": "msst", "model_type": model.model_type, "config": str(config), "out": str(primary),
@@ -241,11 +270,15 @@ def specs_for(model: MatrixModel, folder: Path, seed: int) -> tuple[list[dict[st
         data = model.entry["uvr_model_data"]
         return [{"kind": "vr", "out": str(primary), "param": data["vr_model_param"], "nout": data.get("nout"),
                  "nout_lstm": data.get("nout_lstm"), "seed": seed}], files
+    if model.family == "htdemucs":
+        return demucs_specs(model, folder, seed)
     raise NotImplementedError(model.family)
 
 
-def build_files(models: list[MatrixModel], root: Path, timings: dict[str, float]) -> tuple[dict, dict]:
-    """Every model's tiny files, one maker process per env. Returns (artifacts, unbuilt)."""
+def build_files(models: list[MatrixModel], root: Path, timings: dict[str, float],
+                unmakeable: dict[str, str]) -> tuple[dict, dict]:
+    """Every model's tiny files, one maker process per env. Returns (artifacts, unbuilt); a model its env failed
+    to build goes into `unmakeable` with the maker's error."""
     artifacts: dict[str, dict[str, Path]] = {}
     unbuilt: dict[str, str] = {}
     per_env: dict[str, tuple[Any, list[dict[str, Any]]]] = {}
@@ -273,9 +306,24 @@ def build_files(models: list[MatrixModel], root: Path, timings: dict[str, float]
         spec_file.write_text(json.dumps(specs))
         proc = subprocess.run([str(env.python), str(MAKE_MODELS), str(spec_file)], capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=1800, check=False)
-        assert proc.returncode == 0, f"making tiny models in env {env_id} failed:\n{proc.stderr[-4000:]}"
+        for model_id, error in maker_failures(proc, specs, artifacts).items():
+            unmakeable[model_id] = error
+            del artifacts[model_id]
         timings[f"make {len(specs)} files in {env_id}"] = time.monotonic() - started
     return artifacts, unbuilt
+
+
+def maker_failures(proc: subprocess.CompletedProcess[str], specs: list[dict[str, Any]],
+                   artifacts: dict[str, dict[str, Path]]) -> dict[str, str]:
+    """model id -> error, from make_models' `OUT: error` lines; anything else from a failed maker fails the session."""
+    model_of = {str(path): model_id for model_id, files in artifacts.items() for path in files.values()}
+    failures = {}
+    for line in proc.stderr.splitlines():
+        out, _, error = line.partition(": ")
+        if out in model_of and any(spec["out"] == out for spec in specs):
+            failures[model_of[out]] = error
+    assert proc.returncode == 0 or failures, f"making tiny models failed:\n{proc.stderr[-4000:]}"
+    return failures
 
 
 def matrix_registry(path: Path, artifacts: dict[str, dict[str, Path]], server: FileServer) -> Path:
@@ -291,6 +339,7 @@ def matrix_registry(path: Path, artifacts: dict[str, dict[str, Path]], server: F
             if not art or art["filename"] not in files:
                 continue
             tiny = files[art["filename"]]
+            art["filename"] = served_name(art["filename"], tiny)
             art["url"] = server.file(f"/{entry['id']}/{art['filename']}", tiny.read_bytes())
             if art.get("sha256"):
                 art["sha256"] = sha256(tiny)
@@ -332,11 +381,13 @@ def matrix(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     models = [m for m in matrix_models() if any((m.id, r) in pairs for r in m.runtimes)]
     build_envs(models, pairs, timings)
     started = time.monotonic()
-    artifacts, unbuilt = build_files(models, root / "files", timings)
+    unmakeable: dict[str, str] = {}
+    artifacts, unbuilt = build_files(models, root / "files", timings, unmakeable)
     timings["make tiny files"] = time.monotonic() - started
     registry = matrix_registry(root / "registry.json", artifacts, server)
     clip = demo_clip(root / "clip.wav", CLIP_SECONDS)
-    result = Matrix({m.id: m for m in models}, artifacts, unbuilt, registry, clip, root / "out", timings, pairs)
+    result = Matrix({m.id: m for m in models}, artifacts, unbuilt, registry, clip, root / "out", timings, pairs,
+                    unmakeable=unmakeable)
     RESULTS.update(matrix=result, json=root / "matrix-summary.json")
     yield result
     assert not network_log.exists(), network_log.read_text()

@@ -7,7 +7,10 @@ SPECS.json: a list of objects, each one file:
       msst's own class for T (or the code file's class), random weights, its state dict saved;
   {"kind": "mdx", "out": F, "dim_f": N, "dim_t": N}     an ONNX graph of UVR's MDX-Net input/output shapes;
   {"kind": "vr", "out": F, "param": P, ["nout": N, "nout_lstm": N], "seed": S}
-      audio-separator's own VR network for the param set.
+      audio-separator's own VR network for the param set;
+  {"kind": "demucs", "out": F, "kwargs": {...}, "seed": S}
+      a Demucs package {klass, args, kwargs, state} of audio-separator's bundled HTDemucs (the class Demucs'
+      packages name, demucs.htdemucs.HTDemucs), random weights stored in half precision as Demucs saves them.
 """
 
 from __future__ import annotations
@@ -42,7 +45,28 @@ def make_vr(spec: dict[str, Any]) -> None:
     make(spec["out"], spec["param"], spec.get("nout"), spec.get("nout_lstm"), spec.get("seed", 0))
 
 
-MAKERS = {"msst": make_msst, "mdx": make_mdx, "vr": make_vr}
+def make_demucs(spec: dict[str, Any]) -> None:
+    import importlib.util
+    import inspect
+
+    import torch
+
+    # audio-separator puts its bundled Demucs first on sys.path as `demucs` before it unpickles a package
+    # (architectures/demucs_separator.py): built the same way, the pickled class is demucs.htdemucs.HTDemucs, which
+    # msst's env (msst[htdemucs] installs demucs) resolves too.
+    package = Path(importlib.util.find_spec("audio_separator").origin).parent
+    sys.path.insert(0, str(package / "separator" / "uvr_lib_v5"))
+    from demucs.htdemucs import HTDemucs
+
+    torch.manual_seed(spec.get("seed", 0))
+    accepted = inspect.signature(HTDemucs).parameters
+    kwargs = {k: v for k, v in spec["kwargs"].items() if k in accepted}
+    model = HTDemucs(**kwargs)
+    state = {k: v.detach().to("cpu", dtype=torch.half) for k, v in model.state_dict().items()}
+    torch.save({"klass": HTDemucs, "args": (), "kwargs": kwargs, "state": state, "training_args": {}}, spec["out"])
+
+
+MAKERS = {"msst": make_msst, "mdx": make_mdx, "vr": make_vr, "demucs": make_demucs}
 
 
 def main() -> int:

@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.envs, pytest.mark.slow]
 # preflight where it is missing (E_SYSTEM_LIBRARY_MISSING) instead of failing after a yes.
 KNOWN: dict[tuple[str, str], str] = {}
 # Families whose tiny files the matrix cannot make yet: their pairs are expected failures named so, never skips.
-NO_MAKER_YET = {"mdx23c", "htdemucs", "bandit"}
+NO_MAKER_YET: set[str] = set()
 # audio-separator 0.47.1's VR path drops the last partial STFT hop: stems up to one hop short (docs/runtimes.md).
 VR_SHORT_BY = 1023
 

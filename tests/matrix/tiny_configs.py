@@ -52,6 +52,25 @@ def roformer(model: MatrixModel) -> dict[str, Any]:
     return config
 
 
+MDX23C_FRAMES = 32  # STFT frames per chunk: 0.72 s at hop 1024, so the matrix's clip takes several chunks
+
+
+def mdx23c(model: MatrixModel) -> dict[str, Any]:
+    """TFC-TDF v3: fewer channels, blocks and scales; FFT size, hop, dim_f (the band kept) and subbands stay.
+    The U-Net halves the time axis at each scale, so a chunk's frame count is a multiple of scale**scales."""
+    assert model.base_config
+    config = read_config(model.base_config)
+    apply_stems(config, model.stems)
+    m, audio = config["model"], config["audio"]
+    m.update(num_channels=4, growth=4, num_blocks_per_scale=1, num_scales=2)
+    audio["num_channels"] = 2 if model.stereo else 1
+    assert MDX23C_FRAMES % m["scale"][0] ** m["num_scales"] == 0, "chunk frames must survive every downscale"
+    # chunk = hop * (frames - 1): the centred STFT then gives `frames` frames (msst and audio-separator alike)
+    audio.update(chunk_size=audio["hop_length"] * (MDX23C_FRAMES - 1), dim_t=MDX23C_FRAMES)
+    config.setdefault("inference", {}).update(dim_t=MDX23C_FRAMES, batch_size=1)
+    return config
+
+
 def whole_hops_chunk(hop: int) -> int:
     """A chunk of whole hops as long as the Roformers' (CHUNK_HOPS hops of 441), whatever the model's hop."""
     return hop * max(1, round(441 * CHUNK_HOPS / hop))
@@ -90,7 +109,44 @@ def apollo(model: MatrixModel) -> dict[str, Any]:
     return tiny_inference(config, whole_hops_chunk(int(m["sr"] * m["win"] // 1000) // 2))
 
 
-MAKERS = {"roformer": roformer, "roformer-code": roformer, "scnet": scnet, "apollo": apollo}
+def bandit(model: MatrixModel) -> dict[str, Any]:
+    """BandIt (BSRNN, multi-mask): one band-sequence module and narrow embeddings, RNN and mask MLP; the band
+    specs, band count, FFT and hop stay. Its stems are the entry's."""
+    assert model.base_config
+    config = read_config(model.base_config)
+    apply_stems(config, model.stems)
+    m = config["model"]
+    m.update(stems=list(config["training"]["instruments"]), n_sqm_modules=1, emb_dim=16, rnn_dim=16, mlp_dim=16)
+    return tiny_inference(config, whole_hops_chunk(m["hop_length"]))
+
+
+# Demucs' source order (its 6-stem model adds guitar and piano): audio-separator names a Demucs model's outputs by
+# position in this order, whatever the model's `sources` say.
+DEMUCS_SOURCES = ("drums", "bass", "other", "vocals", "guitar", "piano")
+DEMUCS_SEGMENT = 1  # seconds per chunk (the published 11): the matrix's clip takes two overlapping chunks
+
+
+def htdemucs(model: MatrixModel) -> dict[str, Any]:
+    """HTDemucs: fewer channels, a narrow two-layer cross transformer (one self-, one cross-attention layer) and a
+    1 s segment; the U-Net depth, FFT size, strides, kernels and DConv layout stay. The sources are the entry's
+    stems in Demucs' order. The Demucs package the runtimes load takes its kwargs from this config's `htdemucs`
+    section and `training` (tests/matrix/demucs_files.py)."""
+    assert model.base_config
+    config = read_config(model.base_config)
+    sources = [s for s in DEMUCS_SOURCES if s in model.stems] + [s for s in model.stems if s not in DEMUCS_SOURCES]
+    apply_stems(config, tuple(sources))
+    m = config["htdemucs"]
+    # dconv_comp 8 divides every width; the transformer's heads divide bottom_channels
+    m.update(channels=8, bottom_channels=16, t_layers=2, t_heads=2, dconv_init=float(m["dconv_init"]))
+    training = config["training"]
+    training.update(segment=DEMUCS_SEGMENT, channels=2 if model.stereo else 1)
+    config["audio"]["chunk_size"] = training["samplerate"] * DEMUCS_SEGMENT  # samplerate * segment, as published
+    config.setdefault("inference", {})["batch_size"] = 1
+    return config
+
+
+MAKERS = {"roformer": roformer, "roformer-code": roformer, "mdx23c": mdx23c, "scnet": scnet, "apollo": apollo,
+           "bandit": bandit, "htdemucs": htdemucs}
 
 
 def tiny_config(model: MatrixModel) -> dict[str, Any]:

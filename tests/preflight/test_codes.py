@@ -173,6 +173,21 @@ def _pickle_consent(t: T, *, then: bytes = b"right", pinned: bool = True) -> set
     return t.artifact_codes(kind="checkpoint", extra=UNSAFE, pinned=pinned, stored=then, fresh=False)
 
 
+URL_REQ = "six @ file:///nonexistent/six-1.17.0-py2.py3-none-any.whl"  # installs whatever file is there
+
+
+def _direct(t: T, requirement: str, *, trusted: bool = False) -> set[str]:
+    """A user's model whose pip requirement installs from a direct URL or path; `trusted`: the user trusted it with
+    `stemsep models trust` (code_trust) before the run."""
+    registry = load_with(t.tmp, dsp("pf-url", requirements={"pip": {"packages": [requirement]}}))
+    shutil.rmtree(t.config.state_dir, ignore_errors=True)
+    if trusted:
+        from envmgr.preflight.code_trust import trust_requirement
+
+        assert trust_requirement(t.config.state_dir, registry.get("pf-url"), requirement) is not None
+    return codes(t.run([t.song], "pf-url", registry_=registry))
+
+
 def _no_default(t: T) -> set[str]:
     from registry.loader import load_registry
 
@@ -228,6 +243,11 @@ def _config(t: T, runtime: str, drop: tuple[str, ...] = (), stereo: bool = True)
 def _torchvision(t: T, vision: str, declared: str | None, model: str = "mdx-net-hq4") -> set[str]:
     return _env_codes(t, model=model, runtime="audio-separator", **_torch(torchvision=vision,
                                                                           torchvision_torch=declared))
+
+
+def _torchaudio(t: T, audio: str, declared: str | None) -> set[str]:
+    """msst's htdemucs imports torchaudio (through openunmix) beside the env's torch 2.13.0+cpu."""
+    return _env_codes(t, model="htdemucs", runtime="msst", **_torch(torchaudio=audio, torchaudio_torch=declared))
 
 
 def _system_library(t: T, model: str, present: bool) -> set[str]:
@@ -354,6 +374,13 @@ CASES: dict[str, Case] = {
     "E_CODE_UNTRUSTED": (lambda t: t.artifact_codes(kind="code", pinned=False)  # nobody trusted it
                          & t.artifact_codes(kind="code", pinned=False, trust=b"reviewed, then changed"),
                          lambda t: t.artifact_codes(kind="code") | _trust("a" * 64)),
+    "E_REQUIREMENT_UNTRUSTED": (lambda t: _direct(t, URL_REQ) & _direct(t, "six @ https://example.org/six.whl")
+                                & _direct(t, URL_REQ + "#md5=" + "a" * 32),  # md5 is no pin
+                                lambda t: _direct(t, URL_REQ + "#sha256=" + "a" * 64) | _direct(t, URL_REQ, trusted=True)
+                                | _direct(t, "six==1.17.0")),
+    "W_REQUIREMENT_USER_TRUSTED": (lambda t: _direct(t, URL_REQ, trusted=True),
+                                   lambda t: _direct(t, URL_REQ) | _direct(t, URL_REQ + "#sha256=" + "a" * 64,
+                                                                           trusted=True)),
     # env and requirements
     "W_ENV_NEEDS_BUILD": (lambda t: t.codes(model="pf-unbuilt"), lambda t: t.codes()),
     "W_ENV_BROKEN": (lambda t: _broken(t, True), lambda t: _broken(t, False)),
@@ -379,6 +406,10 @@ CASES: dict[str, Case] = {
     "E_TORCHVISION_MISMATCH": (lambda t: _torchvision(t, "0.29.2", ">=2.14.0")  # metadata of a built env
                                & _torchvision(t, "0.29.2", None),  # the lock: PyTorch's published pairing
                                lambda t: _torchvision(t, "0.28.0", "==2.13.0") | _torchvision(t, "0.28.1", None)),
+    # another release under a loose metadata range (this machine's PyPI build), or PyPI's CUDA build of the same
+    # release beside a CPU torch; fits: the same release and build label
+    "E_TORCHAUDIO_MISMATCH": (lambda t: _torchaudio(t, "2.11.1", ">=2.11") & _torchaudio(t, "2.13.0", "==2.13.0"),
+                              lambda t: _torchaudio(t, "2.13.0+cpu", "==2.13.0") | _torchaudio(t, "2.13.1+cpu", None)),
     "E_SYSTEM_LIBRARY_MISSING": (lambda t: _system_library(t, "uvr-denoise", False),
                                  lambda t: _system_library(t, "uvr-denoise", True)
                                  | _system_library(t, "uvr-denoise-lite", False)),

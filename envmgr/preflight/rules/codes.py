@@ -83,9 +83,14 @@ _CODES = (
          "of the model unsafe_pickle: it changes nothing"),
     Code("W_CODE_USER_TRUSTED", "artifacts", "a code artifact runs because you trusted it (not pinned by the registry)"),
     Code("E_CODE_UNTRUSTED", "artifacts", "a code artifact is neither sha256-pinned nor trusted by you", True),
+    Code("E_REQUIREMENT_UNTRUSTED", "artifacts", "a pip requirement installs from a direct URL or path that pins no "
+         "sha256 (`#sha256=`), and you have not trusted it", True),
+    Code("W_REQUIREMENT_USER_TRUSTED", "artifacts", "a pip requirement installs from a direct URL or path without a "
+         "pinned sha256 because you trusted it"),
     # env and requirements
     Code("W_ENV_NEEDS_BUILD", "env", "the model's env does not exist yet; it is built before the job starts"),
-    Code("W_ENV_BROKEN", "env", "the model's env is broken (half-built, interpreter gone); it is rebuilt"),
+    Code("W_ENV_BROKEN", "env", "the model's env is broken (half-built, interpreter gone: rebuilt; files it "
+         "imports changed or deleted: repaired)"),
     Code("E_ENV_UNRESOLVABLE", "env", "the model's requirements conflict", True, ExitCode.UNRESOLVABLE),
     Code("E_NO_INTERPRETER", "env", "no Python satisfies the env's range", True, ExitCode.NO_INTERPRETER),
     Code("E_ENV_RESOLVE", "env", "the env's requirements could not be resolved (index unreachable...)", True,
@@ -100,6 +105,8 @@ _CODES = (
     Code("W_TORCH_GPU_UNUSED", "env", "this machine has an NVIDIA GPU but the env gets a CPU torch"),
     Code("W_TORCH_OVERRIDE", "env", "the runtime library's own torch cap is overridden in this env"),
     Code("E_TORCHVISION_MISMATCH", "env", "the model's architecture imports torchvision, and the env's torchvision "
+         "is built for another torch than the env's", True),
+    Code("E_TORCHAUDIO_MISMATCH", "env", "the model's architecture imports torchaudio, and the env's torchaudio "
          "is built for another torch than the env's", True),
     Code("E_SYSTEM_LIBRARY_MISSING", "env", "the runtime loads a system library for this model (no wheel ships it) "
          "and this machine has none", True),

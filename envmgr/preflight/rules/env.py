@@ -46,6 +46,9 @@ class EnvFacts:
     # Only where the model's architecture imports torchvision on this runtime (registry/capabilities.py):
     torchvision: Optional[str] = None  # the env's (or the lock's) torchvision version; None: none or not asked
     torchvision_torch: Optional[str] = None  # the torch range its metadata declares (a built env only)
+    # Likewise torchaudio, where the architecture imports it on this runtime:
+    torchaudio: Optional[str] = None
+    torchaudio_torch: Optional[str] = None
     nvidia: bool = False
     rocm: bool = False
 
@@ -57,14 +60,15 @@ def check_env(entry: ModelView, runtime: str, env: EnvFacts) -> tuple[list[Findi
                                 "built before the job starts", f"env {env.env_id}",
                                 "build it ahead of time with `stemsep setup`", subject=env.env_id))
     elif env.state == "broken":
-        findings.append(Finding("W_ENV_BROKEN", f"the {runtime} env {env.env_id} is broken; it is rebuilt before "
-                                "the job starts", env.problem or "", "nothing to do; `stemsep env list` shows envs",
+        findings.append(Finding("W_ENV_BROKEN", f"the {runtime} env {env.env_id} is broken; it is rebuilt (or, "
+                                "where only files changed, repaired) before the job starts", env.problem or "",
+                                "nothing to do; `stemsep env verify` says what changed, `stemsep env list` shows envs",
                                 subject=env.env_id))
     elif env.state in ("unresolvable", "no_interpreter", "unknown", "invalid", "store") and env.error is not None:
         code = {"unresolvable": "E_ENV_UNRESOLVABLE", "no_interpreter": "E_NO_INTERPRETER",
                 "unknown": "E_ENV_RESOLVE", "invalid": "E_ENV_REQUEST", "store": "E_STORE"}[env.state]
         findings.append(from_error(env.error, code, subject=env.env_id))
-    findings += _check_python(entry, env) + _check_torch(entry, runtime, env) + _check_torchvision(runtime, env)
+    findings += _check_python(entry, env) + _check_torch(entry, runtime, env) + _check_companions(runtime, env)
     pip_rows, pip_findings = _check_pip(entry, env)
     findings += pip_findings
     status = {
@@ -173,22 +177,50 @@ def torchvision_fits(torchvision: str, torch: str, declared: Optional[str]) -> O
     return base.minor == vision.minor - 15
 
 
-def _check_torchvision(runtime: str, env: EnvFacts) -> list[Finding]:
-    if not env.torchvision or not env.torch:
-        return []
-    if torchvision_fits(env.torchvision, env.torch, env.torchvision_torch) is not False:
-        return []
-    where = "has" if env.torch_seen_in == "env" else "would get"
-    built_for = f"torch{env.torchvision_torch}" if env.torchvision_torch else "another torch"
-    return [Finding("E_TORCHVISION_MISMATCH", f"the {runtime} env {where} torchvision {env.torchvision}, built for "
-                    f"{built_for}, beside torch {env.torch}",
-                    why="this model's architecture imports torchvision on this runtime (audio-separator's MDX-Net "
-                    "path: onnx2torch imports it), and a torchvision built for another torch fails to load "
-                    "(\"operator torchvision::nms does not exist\"); the machine's torch override "
-                    f"({', '.join(o for o in env.overrides if is_torch_requirement(o)) or 'none'}) fixes torch but "
-                    "not torchvision",
-                    hint="add a torchvision wheel built for that torch to the find-links dir (STEMSEP_FIND_LINKS) "
-                    "and override it too (STEMSEP_OVERRIDES), or drop the torch override", subject="torchvision")]
+def torchaudio_fits(torchaudio: str, torch: str, declared: Optional[str]) -> Optional[bool]:
+    """Whether this torchaudio was built for this torch. Its native library links one torch release and build:
+    the same major.minor (torchaudio 2.N goes with torch 2.N since 2.0) and the same local build label (+cpu,
+    +cu128, none for PyPI's: a CPU torch cannot load a CUDA build's library), inside its metadata's torch range
+    when known (a loose range does not prove a fit). None: unknown."""
+    if declared and _contains(declared, torch) is False:
+        return False
+    try:
+        audio, base = Version(torchaudio), Version(torch)
+    except InvalidVersion:
+        return None
+    if audio.major < 2 or base.major < 2:
+        return None
+    return audio.release[:2] == base.release[:2] and audio.local == base.local
+
+
+# torch's companion libraries whose native code is built for one torch, where an architecture imports them:
+# (name, verdict, which path imports it on its runtime, how the mismatch fails)
+_COMPANIONS = (
+    ("torchvision", torchvision_fits, "audio-separator's MDX-Net path: onnx2torch imports it",
+     "\"operator torchvision::nms does not exist\""),
+    ("torchaudio", torchaudio_fits, "msst's htdemucs (through openunmix) and bandit import it",
+     "\"Could not load this library: .../_torchaudio.so\""),
+)
+
+
+def _check_companions(runtime: str, env: EnvFacts) -> list[Finding]:
+    findings = []
+    for name, fits, path, failure in _COMPANIONS:
+        version, declared = getattr(env, name), getattr(env, f"{name}_torch")
+        if not version or not env.torch or fits(version, env.torch, declared) is not False:
+            continue
+        where = "has" if env.torch_seen_in == "env" else "would get"
+        built_for = f"torch{declared}" if declared else "another torch"
+        findings.append(Finding(
+            f"E_{name.upper()}_MISMATCH", f"the {runtime} env {where} {name} {version}, built for {built_for}, "
+            f"beside torch {env.torch}",
+            why=f"this model's architecture imports {name} on this runtime ({path}), and a {name} built for "
+            f"another torch fails to load ({failure}); the machine's torch override "
+            f"({', '.join(o for o in env.overrides if is_torch_requirement(o)) or 'none'}) fixes torch but "
+            f"not {name}",
+            hint=f"add a {name} wheel built for that torch to the find-links dir (STEMSEP_FIND_LINKS) "
+            "and override it too (STEMSEP_OVERRIDES), or drop the torch override", subject=name))
+    return findings
 
 
 def _check_pip(entry: ModelView, env: EnvFacts) -> tuple[list[dict[str, Any]], list[Finding]]:

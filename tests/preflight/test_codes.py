@@ -277,6 +277,19 @@ def _unreachable_index(t: T) -> set[str]:
     return codes(t.run([t.song], "pf-unbuilt", config_=config))
 
 
+def _store_under_file(t: T, blocked: bool) -> set[str]:
+    """An env that must be built, its store under a regular file (or not): E_STORE before any build."""
+    import tempfile
+
+    from envmgr.config import load_config
+
+    root = Path(tempfile.mkdtemp(prefix="pf-store-"))
+    (root / "a-file").write_text("not a dir")
+    store = root / "a-file" / "envs" if blocked else root / "envs"
+    config = load_config(env_store=store, model_store=t.config.model_store, state_dir=t.config.state_dir)
+    return codes(t.run([t.song], "pf-unbuilt", config_=config))
+
+
 def _torch_override(t: T, runtime: str, model: str) -> set[str]:
     from envmgr.preflight.run import env_facts
 
@@ -389,6 +402,7 @@ CASES: dict[str, Case] = {
     "E_ENV_RESOLVE": (_unreachable_index, lambda t: t.codes(model="pf-unbuilt")),
     "E_ENV_REQUEST": (lambda t: _env_codes(t, state="invalid", error=StemSepError("bad requirement 'x=='")),
                       lambda t: _env_codes(t)),
+    "E_STORE": (lambda t: _store_under_file(t, True), lambda t: _store_under_file(t, False)),
     "E_PYTHON_MISMATCH": (lambda t: _env_codes(t, python="3.9.1"), lambda t: _env_codes(t, python="3.12.1")),
     "E_TORCH_MISMATCH": (lambda t: _env_codes(t, **{**_torch(), "torch_spec": "torch>=2.14"}),
                          lambda t: _env_codes(t, **_torch())),

@@ -74,9 +74,10 @@ def test_legacy_is_light_unless_the_model_needs_torch(cfg):
     assert set(names(light)) == {"numpy", "soundfile"} and light.torch is None
     for required in (None, True):
         heavy = request_for_model(entry(requirements={"torch": {"required": required}}), "stemsep-legacy", cfg())
-        # Our Roformer's whole set: torch >= 2.4 (F.rms_norm) and the MSST config reader; no einops.
-        assert set(names(heavy)) == {"numpy", "soundfile", "torch", "pyyaml"} and heavy.torch == "torch>=2.4"
-        assert heavy.health_modules == ("soundfile", "numpy", "yaml")
+        # Our Roformer's whole set: torch >= 2.4 (F.rms_norm), the MSST config reader and the input resampler;
+        # no einops.
+        assert set(names(heavy)) == {"numpy", "soundfile", "torch", "pyyaml", "soxr"} and heavy.torch == "torch>=2.4"
+        assert heavy.health_modules == ("soundfile", "numpy", "yaml", "soxr")
     # A model's own higher minimum wins over the runtime's floor; its maximum is kept.
     newer = request_for_model(entry(requirements={"torch": {"min": "2.6", "max": "2.13"}}), "stemsep-legacy", cfg())
     assert newer.torch == "torch>=2.6,<2.14"

@@ -98,6 +98,14 @@ def save(root: Path, name: str, entries: Mapping[str, Any]) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+def save_one(folder: Path, model_id: str, entry: Any) -> None:
+    """Freeze one typed entry into an existing `folder` (an overlay's entry on its first read). Atomic: a
+    reader sees the whole file or none; one that cannot be written only costs speed next time."""
+    from registry.jsonfile import write_quietly
+
+    write_quietly(folder / _file_name(model_id), encode(freeze(entry)))
+
+
 def load(folder: Path, model_id: str) -> Optional[Frozen]:
     """The frozen entry saved for `model_id`, or None when it cannot be read (the caller types it instead)."""
     try:

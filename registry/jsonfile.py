@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,20 @@ class RegistryReadError(StemSepError):
                  **kw: Any) -> None:
         super().__init__(message, **kw)
         self.path, self.line, self.column = path, line, column
+
+
+def write_quietly(path: Path, text: str) -> None:
+    """Write a cache file atomically (a reader sees the whole file or none); one that cannot be written only
+    costs speed next time, so failures are ignored."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def read_json(path: Path) -> Any:
@@ -40,6 +55,7 @@ def read_json(path: Path) -> Any:
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise RegistryReadError(f"{path}:{line}:{column}: registry file is not UTF-8 text", path=path, line=line,
                                 column=column, why=str(exc), hint="save the file as UTF-8") from exc
+    del raw  # a large overlay's bytes need not live on beside its text and the parsed objects
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Optional, TypeVar, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_serializer, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_serializer, model_validator
 
 from registry.vocab import ArtifactKind, EvidenceKind, OverlapMeaning, Role, RuntimeId, SegmentUnit
 
@@ -46,7 +46,10 @@ class Base(BaseModel):
     back as null (a legacy file read and written again is unchanged)."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, strict=True)  # no "4" -> 4 coercion
-    _nulls: frozenset[str] = PrivateAttr(default=frozenset())
+    # Fields written as null, set on the instance only where there are some. Not a PrivateAttr: pydantic
+    # initialises private attributes on every object it builds, which cost a tenth of validating a large
+    # overlay (scripts/bench/registry_scale.py); a class-level default costs nothing.
+    _nulls: ClassVar[frozenset[str]] = frozenset()
     # The read-only methods whose results a frozen entry records (registry.frozen): every method that
     # code reading an entry calls must be named here, or a frozen entry would lack it.
     frozen_calls: ClassVar[tuple[str, ...]] = ()
@@ -58,7 +61,7 @@ class Base(BaseModel):
         if isinstance(data, dict):
             nulls = frozenset(k for k, v in data.items() if v is None and k in cls.model_fields)
             if nulls:
-                obj._nulls = nulls
+                object.__setattr__(obj, "_nulls", nulls)  # beside the fields: dumps and equality ignore it
         return obj
 
     @model_serializer(mode="wrap")

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from packaging.specifiers import SpecifierSet
@@ -227,14 +228,15 @@ def is_torch_requirement(requirement: str) -> bool:
         return False
 
 
+@lru_cache(maxsize=1024)  # a pure function of the text, asked several times per entry
 def exact_pin_version(pin: str) -> Optional[str]:
     """`0.47.1` from `audio-separator[cpu]==0.47.1`; None when the pin is not a single exact version."""
-    from packaging.requirements import InvalidRequirement, Requirement
+    from registry import pep508
 
-    try:
-        specs = list(Requirement(pin).specifier)
-    except InvalidRequirement:
+    requirement = pep508.parse(pin)
+    if requirement is None:
         return None
+    specs = list(requirement.specifier)
     if len(specs) == 1 and specs[0].operator in ("==", "===") and "*" not in specs[0].version:
         try:
             return str(Version(specs[0].version))

@@ -42,5 +42,6 @@ def installed_version(package: str) -> Optional[list[Any]]:
 
 def rule_code_files() -> list[Path]:
     """The code that parses and validates a registry: a change to it invalidates derived caches."""
-    return [_CODE_DIR / n for n in ("model.py", "vocab.py", "loader.py", "validator.py", "frozen.py")] + sorted(
+    return [_CODE_DIR / n for n in ("model.py", "vocab.py", "loader.py", "validator.py", "frozen.py",
+                                       "settings.py", "pep508.py")] + sorted(
         (_CODE_DIR / "rules").glob("*.py"))

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from registry.errors import ExitCode, StemSepError
 from registry.findings import Finding, json_path
@@ -35,7 +35,7 @@ class RegistryInvalidError(StemSepError):
 @dataclass
 class DocumentResult:
     findings: list[Finding]
-    entries: list[tuple[int, Any]]  # (index in `models`, ModelEntry) for every model that fits the schema
+    entries: list[tuple[int, Any]]  # (index in `models`, ModelEntry or its id) for every model that fits the schema
 
     @property
     def errors(self) -> list[Finding]:
@@ -136,9 +136,15 @@ def _is_validator_tag(part: Any) -> bool:
 
 
 def validate_document(data: Any, *, mode: str = "strict", file: Optional[str] = None, schema: bool = True,
-                      known_ids: Iterable[str] = ()) -> DocumentResult:
+                      known_ids: Iterable[str] = (), keep_entries: bool = True,
+                      on_entry: Optional[Callable[[int, Any], None]] = None) -> DocumentResult:
     """Check one registry document. `schema=False` skips jsonschema (the loader: pydantic checks the same
-    structure). `known_ids`: ids of other files validated together (for default_model)."""
+    structure). `known_ids`: ids of other files validated together (for default_model).
+
+    `keep_entries=False` leaves `DocumentResult.entries` holding each typed entry's index and id only
+    (`(index, id)`): a typed entry weighs ~25 KB, so a large file is checked one entry at a time and its
+    typed entries are dropped (the loader types them again on use). `on_entry(index, entry)` sees each
+    typed entry that passed the schema while it is alive (the loader derives its listing rows there)."""
     from pydantic import ValidationError
 
     from registry.model import ModelEntry
@@ -155,8 +161,9 @@ def validate_document(data: Any, *, mode: str = "strict", file: Optional[str] = 
         return DocumentResult([f.in_file(file) for f in findings], [])
 
     model_rules = [r for r in RULES.values() if r.scope == "model"]
-    items: list[tuple[int, Any, Any]] = []
+    items: list[tuple[int, Any, bool]] = []
     entries: list[tuple[int, Any]] = []
+    ids = set(known_ids)
     for index, item in enumerate(data["models"]):
         model_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
         try:
@@ -166,17 +173,19 @@ def validate_document(data: Any, *, mode: str = "strict", file: Optional[str] = 
             if not any(p == prefix or p.startswith(prefix + ".") or p.startswith(prefix + "[")
                        for p in schema_paths):
                 findings.extend(_pydantic_findings(exc, index, model_id))
-            items.append((index, item, None))
+            items.append((index, item, False))
             continue
-        items.append((index, item, entry))
-        entries.append((index, entry))
+        items.append((index, item, True))
+        entries.append((index, entry if keep_entries else entry.id))
+        ids.add(entry.id)
         ctx = ModelContext(mode, index)
         for rule in model_rules:
             for hit in rule.check(entry, ctx):
                 findings.append(Finding(rule.id, rule.severity_in(mode), json_path(["models", index, *hit.path]),
                                         hit.message, hit.hint or rule.hint, entry.id))
+        if on_entry is not None:
+            on_entry(index, entry)
 
-    ids = {e.id for _i, e in entries} | set(known_ids)
     doc_ctx = DocumentContext(mode, data, items, frozenset(ids))
     for rule in RULES.values():
         if rule.scope == "document":

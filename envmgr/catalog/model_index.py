@@ -20,9 +20,10 @@ VERDICT_NAME = "registry-verdict.json"  # the loader's remembered clean validati
 from registry.vocab import ARCHITECTURE_FAMILIES, ROLES, RUNTIME_IDS
 
 if TYPE_CHECKING:  # the loader types the registry: only a rebuild of the index loads it
-    from registry.loader import Registry
+    from registry.loader import BrokenOverlay, Registry
+    from registry.view import ModelView
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: the overlays left out are kept beside the rows
 INDEX_NAME = "model-index.json"
 
 
@@ -33,44 +34,54 @@ def index_key(paths: Sequence[Path], overlays: Sequence[Path]) -> dict[str, Any]
             "code": stamp([Path(__file__), *rule_code_files()]), "pydantic": installed_version("pydantic")}
 
 
+def entry_row(entry: ModelView) -> dict[str, Any]:
+    """The row of one typed entry, but for what depends on the whole registry (`build_rows` adds it)."""
+    return {
+        "id": entry.id,
+        "name": entry.name,
+        "architecture": entry.architecture,
+        "family": ARCHITECTURE_FAMILIES.get(entry.architecture, "other"),
+        "type": entry.type,
+        "roles": list(entry.capabilities.roles),
+        "stems": list(entry.capabilities.stems),
+        "runtimes": list(entry.runtime.allowed),
+        "preferred": entry.runtime.preferred or (entry.runtime.allowed[0] if entry.runtime.allowed else None),
+        "phase_fix_reference": entry.phase_fix.is_valid_reference is True,
+        "catalog_only": entry.runtime.catalog_only,
+    }
+
+
 def build_rows(registry: Registry) -> list[dict[str, Any]]:
-    rows = []
-    for entry in registry.models.values():
-        rows.append({
-            "id": entry.id,
-            "name": entry.name,
-            "architecture": entry.architecture,
-            "family": ARCHITECTURE_FAMILIES.get(entry.architecture, "other"),
-            "type": entry.type,
-            "roles": list(entry.capabilities.roles),
-            "stems": list(entry.capabilities.stems),
-            "runtimes": list(entry.runtime.allowed),
-            "preferred": entry.runtime.preferred or (entry.runtime.allowed[0] if entry.runtime.allowed else None),
-            "phase_fix_reference": entry.phase_fix.is_valid_reference is True,
-            "catalog_only": entry.runtime.catalog_only,
-            "default": entry.id == registry.default_model,
-            "source": str(registry.sources[entry.id]),
-        })
-    return rows
+    """Rows in registry order, from the loader's `derive=entry_row` results (else by typing each entry)."""
+    return [dict(registry.derived.get(model_id) or entry_row(registry.models[model_id]),
+                 default=model_id == registry.default_model, source=str(registry.sources[model_id]))
+            for model_id in registry.models]
 
 
-def load_rows(paths: Sequence[Path], overlays: Sequence[Path], cache_dir: Optional[Path]) -> list[dict[str, Any]]:
-    """Rows for every model; from the cache when it matches, else from a full (validating) load."""
-    key = index_key(paths, overlays)
+def load_listing(paths: Sequence[Path], overlays: Sequence[Path], cache_dir: Optional[Path], *,
+                 isolate: Sequence[Path] = ()) -> tuple[list[dict[str, Any]], list[BrokenOverlay]]:
+    """(rows for every model, overlays left out); from the cache when it matches, else from a full (validating)
+    load. `isolate`: the overlays left out when broken; any other broken file raises (registry.loader)."""
+    key = dict(index_key(paths, overlays), isolate=[str(p) for p in isolate])
     cache = cache_dir / INDEX_NAME if cache_dir else None
     if cache is not None:
         try:
             cached = json.loads(cache.read_text(encoding="utf-8"))
             if cached.get("key") == key:
-                return cached["rows"]
-        except (OSError, ValueError, AttributeError, KeyError):
+                from registry.loader import BrokenOverlay
+
+                return cached["rows"], [BrokenOverlay.from_dict(b) for b in cached["broken"]]
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
             pass  # absent, unreadable or stale: rebuild below
     from registry.loader import load_registry
 
-    rows = build_rows(load_registry(paths, overlays, verdict_cache=cache_dir / VERDICT_NAME if cache_dir else None))
+    registry = load_registry(paths, overlays, verdict_cache=cache_dir / VERDICT_NAME if cache_dir else None,
+                             isolate=isolate, derive=entry_row)
+    rows = build_rows(registry)
     if cache is not None:
-        _write_quietly(cache, json.dumps({"key": key, "rows": rows}, ensure_ascii=False))
-    return rows
+        _write_quietly(cache, json.dumps({"key": key, "rows": rows, "broken": [b.to_dict() for b in registry.broken]},
+                                         ensure_ascii=False))
+    return rows, registry.broken
 
 
 def _write_quietly(path: Path, text: str) -> None:

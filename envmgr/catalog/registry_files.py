@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from envmgr.config import config_dir, directory
+from envmgr.config import config_dir, directory, setting
 from registry.loader import PACKAGED_REGISTRY, overlay_files
 
 
@@ -30,12 +30,40 @@ def overlay_registry_files(extra: Sequence[Path] = ()) -> list[Path]:
 
 def load(extra: Sequence[Path] = ()) -> Any:
     """The registry the CLI works with (a `registry.loader.Registry`). Its semantic validation runs once
-    per change of the files; later loads reuse the remembered clean verdict."""
+    per change of the files; later loads reuse the remembered clean verdict. A broken user overlay is left
+    out and reported on stderr (unless `registry_strict`: then it raises, as it always did)."""
     from envmgr.catalog.model_index import VERDICT_NAME
     from registry.loader import load_registry
 
     base, overlays = registry_files(extra)
-    return load_registry(base, overlays, verdict_cache=directory("cache_dir") / VERDICT_NAME)
+    registry = load_registry(base, overlays, verdict_cache=directory("cache_dir") / VERDICT_NAME,
+                             isolate=isolated_overlays(overlays))
+    report_broken(registry.broken)
+    return registry
+
+
+def isolated_overlays(overlays: Sequence[Path]) -> list[Path]:
+    """The overlays a command runs without when they are broken: the user's `<config dir>/registries/*.json`,
+    unless the `registry_strict` setting says otherwise. A file given on the command line (`--registry`) or in
+    STEMSEP_REGISTRY was asked for by name: broken, it stops the command."""
+    if setting("registry_strict"):
+        return []
+    mine = set(overlay_files(config_dir()))
+    return [p for p in overlays if p in mine]
+
+
+_REPORTED: set[str] = set()  # overlays already reported by this process
+
+
+def report_broken(broken: Sequence[Any]) -> None:
+    """One warning per broken overlay (a `registry.loader.BrokenOverlay`) per process, on stderr: stdout may be
+    a command's JSON."""
+    import sys
+
+    for item in broken:
+        if str(item.path) not in _REPORTED:
+            _REPORTED.add(str(item.path))
+            sys.stderr.write(f"warning: {item.warning()}\n")
 
 
 def registry_files(extra: Sequence[Path] = ()) -> tuple[list[Path], list[Path]]:

@@ -31,12 +31,14 @@ def list_models(
     as_json: bool = _JSON,
 ) -> None:
     """List models, one row each (filters combine)."""
-    from envmgr.catalog.model_index import filter_rows, load_rows
-    from envmgr.catalog.registry_files import registry_files
+    from envmgr.catalog.model_index import filter_rows, load_listing
+    from envmgr.catalog.registry_files import isolated_overlays, registry_files, report_broken
     from envmgr.config import directory
 
     paths, overlays = registry_files(registry or ())
-    rows = filter_rows(load_rows(paths, overlays, directory("cache_dir")), role=role, runtime=runtime, arch=arch, stem=stem,
+    listed, broken = load_listing(paths, overlays, directory("cache_dir"), isolate=isolated_overlays(overlays))
+    report_broken(broken)
+    rows = filter_rows(listed, role=role, runtime=runtime, arch=arch, stem=stem,
                        phase_fix_reference=phase_fix_reference)
     if as_json:
         import json

@@ -2,7 +2,8 @@
 artifact the registry does not pin by sha256, or a checkpoint the registry marks `unsafe_pickle` (full
 unpickling runs whatever code the pickle carries; the same consent as `--allow-unsafe-pickle`). Trust is
 recorded for that exact content (envmgr/preflight/code_trust.py); `--revoke` takes it back, `--list` shows what you
-trusted.
+trusted. A pip requirement that installs from a direct URL or path without a pinned `#sha256=` is trusted the
+same way, for its exact text (preflight refuses it otherwise: E_REQUIREMENT_UNTRUSTED).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ def register(models: typer.Typer) -> None:
 def trust(
     model: str = typer.Argument(..., help="Model id."),
     filename: Optional[str] = typer.Argument(None, help="The code artifact's (or unsafe_pickle checkpoint's) file name "
-                                 "(see `stemsep models show`)."),
+                                 "(see `stemsep models show`), or a pip requirement of the model that installs "
+                                 "from a direct URL or path, as the registry writes it."),
     sha256: Optional[str] = typer.Option(None, "--sha256", help="The sha256 you reviewed: refuse if the stored file "
                                          "differs."),
     revoke: bool = typer.Option(False, "--revoke", help="Take back the trust in FILENAME."),
@@ -61,7 +63,8 @@ def trust(
         _print({"filename": filename, "revoked": done}, as_json,
                f"revoked trust in {filename}" if done else f"{filename} was not trusted")
         return
-    record = code_trust.trust(config.state_dir, entry, filename, paths.get(filename, Path(filename)), sha256)
+    record = (code_trust.trust_requirement(config.state_dir, entry, filename) if filename not in paths else None) \
+        or code_trust.trust(config.state_dir, entry, filename, paths.get(filename, Path(filename)), sha256)
     _print({"filename": filename, **record}, as_json,
            f"trusted {filename} of {entry.id}: sha256 {record['sha256']} ({record['path']})")
 

@@ -106,6 +106,29 @@ def revoke(state_dir: Path, model_id: str, filename: str) -> bool:
     return True
 
 
+def requirement_sha256(requirement: str) -> str:
+    """What trust in a direct-URL pip requirement is recorded for: its exact text (the content behind a URL is
+    not known before the env is built; a changed URL or path is untrusted again)."""
+    import hashlib
+
+    return hashlib.sha256(requirement.encode("utf-8")).hexdigest()
+
+
+def requirement_trusted(state_dir: Path, model_id: str, requirement: str) -> bool:
+    """Whether you trusted this direct-URL pip requirement of the model (`stemsep models trust MODEL REQUIREMENT`)."""
+    return trusted_sha256(state_dir, model_id, requirement) == requirement_sha256(requirement)
+
+
+def trust_requirement(state_dir: Path, entry: ModelView, requirement: str) -> dict[str, Any] | None:
+    """Record trust in `requirement` when it is one of the model's direct-URL pip requirements; else None."""
+    from registry import pep508
+
+    url = pep508.direct_reference(requirement)
+    if url is None or requirement not in entry.requirements.pip.packages:
+        return None
+    return record(state_dir, entry.id, requirement, requirement_sha256(requirement), Path(url))
+
+
 def pin_trusted_code(model: dict[str, Any], trusted: dict[str, str]) -> dict[str, Any]:
     """The job's model entry (JSON form) with the user-trusted sha256 written into its unpinned code
     artifacts and marked `trusted_by: user`, so the worker verifies them like registry pins."""

@@ -31,7 +31,8 @@ class ModelContext:
 class DocumentContext:
     mode: str
     data: dict[str, Any]
-    items: list[tuple[int, Any, Any]]  # (index, raw item, ModelEntry or None when it failed the schema)
+    items: list[tuple[int, Any, bool]]  # (index, raw item, whether it fits the schema): raw, so a large file's
+    # typed entries need not all be alive at once
     known_ids: frozenset[str] = field(default_factory=frozenset)  # ids of every file validated together
 
 

@@ -55,9 +55,10 @@ def id_unique(ctx: DocumentContext):
                hint="give each model's checkpoint its own filename (or merge the two entries if they are one model)")
 def primary_filename_duplicate(ctx: DocumentContext):
     owners: dict[str, list[int]] = defaultdict(list)
-    for index, _item, entry in ctx.items:
-        if entry is not None and entry.artifacts.primary is not None:
-            owners[entry.artifacts.primary.filename].append(index)
+    for index, item, typed in ctx.items:
+        primary = (item.get("artifacts") or {}).get("primary") if typed else None  # typed: the shapes are right
+        if primary is not None:
+            owners[primary["filename"]].append(index)
     for filename, indexes in owners.items():
         for index in indexes[1:]:
             yield Hit(("models", index, "artifacts", "primary", "filename"),

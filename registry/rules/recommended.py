@@ -72,12 +72,10 @@ def divisor_integer(entry, ctx: ModelContext):
             "or the explicit no-overlap value (ratio 0, divisor 1)")
 def keeps_overlap(entry, ctx: ModelContext):
     for runtime in entry.runtime.allowed:
-        try:
-            resolve_settings(entry, runtime)
-        except OverlapLostError as err:
+        err = _resolution(entry, runtime)
+        if isinstance(err, OverlapLostError):
             yield Hit(("recommended_settings", "overlap"), f"{err.message} ({err.why})", hint=err.hint)
-        except (SettingsError, ValueError):
-            continue  # the value and table rules report these
+        # other errors: the value and table rules report these
 
 
 @model_rule("recommended-native-range", summary="recommended settings translate to values each allowed runtime "
@@ -94,10 +92,24 @@ def native_range(entry, ctx: ModelContext):
 
 
 def _resolved(entry, runtime: str) -> ResolvedSettings | None:
-    try:
-        return resolve_settings(entry, runtime)
-    except (SettingsError, ValueError):
-        return None  # the value and table rules (and overlap-keeps-overlap) report these
+    resolution = _resolution(entry, runtime)
+    return None if isinstance(resolution, Exception) else resolution  # errors: the rules above report them
+
+
+_last: list = [None, {}]  # [the entry resolved last, runtime -> its resolution]: two rules ask for the same
+
+
+def _resolution(entry, runtime: str) -> ResolvedSettings | SettingsError | ValueError:
+    """`resolve_settings(entry, runtime)`, or the error it raised; once per entry and runtime."""
+    if _last[0] is not entry:  # the entry is held, so `is` cannot match a new object at a reused address
+        _last[:] = [entry, {}]
+    cache = _last[1]
+    if runtime not in cache:
+        try:
+            cache[runtime] = resolve_settings(entry, runtime)
+        except (SettingsError, ValueError) as err:
+            cache[runtime] = err
+    return cache[runtime]
 
 
 def _finite(value) -> bool:

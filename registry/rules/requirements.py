@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from registry import pep508
 from registry.rules.base import Hit, ModelContext, model_rule
 from registry.settings import exact_pin_version
 from registry.vocab import RUNTIME_LIBRARIES
@@ -85,10 +85,7 @@ def torch_required(entry, ctx: ModelContext):
 
 
 def _requirement(text):
-    try:
-        return Requirement(text)
-    except InvalidRequirement:
-        return None
+    return pep508.parse(text)
 
 
 @model_rule("pip-requirement-valid", summary="requirements.pip.packages are PEP 508 requirements",

@@ -59,6 +59,33 @@ def cli(tmp_path: Path, stemsep_home: Path, light_env: Any, server: Any) -> Any:
     return Cli()
 
 
+def test_a_broken_user_registry_file_blocks_nothing_else(cli: Any) -> None:
+    """The default model runs its preflight past a malformed user file (reported once); strict mode fails as before."""
+    broken = cli.home / "config" / "registries" / "zz-broken.json"
+    broken.write_text('{"models": [\n  {"id": "x"\n]}')
+    ok = cli("preflight", cli.song)
+    assert ok.returncode == 0, ok.stderr
+    assert "can proceed" in ok.stdout and "builtin-center-split" in ok.stdout
+    assert ok.stderr.count("warning: skipped user registry file") == 1 and f"{broken}:3:1" in ok.stderr
+    strict = cli("preflight", cli.song, extra_env={"STEMSEP_REGISTRY_STRICT": "1"})
+    assert strict.returncode == 2 and f"{broken}:3:1" in strict.stderr and "skipped" not in strict.stderr
+
+
+def test_a_direct_url_requirement_runs_only_pinned_or_trusted(cli: Any) -> None:
+    """`pkg @ file:///...` installs whatever is there: preflight refuses it until you trust that exact requirement
+    (`stemsep models trust`), and `--revoke` takes the trust back."""
+    requirement = "six @ file:///nonexistent/six-1.17.0-py2.py3-none-any.whl"
+    write_user_registry(cli.home, "url", [dsp("pf-url", requirements={"pip": {"packages": [requirement]}})])
+    refused = cli("preflight", cli.song, "-m", "pf-url", "--json")
+    assert refused.returncode == 3 and "E_REQUIREMENT_UNTRUSTED" in refused.stdout
+    trusted = cli("models", "trust", "pf-url", requirement)
+    assert trusted.returncode == 0, trusted.stderr
+    again = cli("preflight", cli.song, "-m", "pf-url", "--json")
+    assert "E_REQUIREMENT_UNTRUSTED" not in again.stdout and "W_REQUIREMENT_USER_TRUSTED" in again.stdout
+    assert cli("models", "trust", "pf-url", requirement, "--revoke").returncode == 0
+    assert "E_REQUIREMENT_UNTRUSTED" in cli("preflight", cli.song, "-m", "pf-url", "--json").stdout
+
+
 def test_preflight_human_view_and_exit_codes(cli: Any) -> None:
     ok = cli("preflight", cli.song)
     assert ok.returncode == 0, ok.stderr

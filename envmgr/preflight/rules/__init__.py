@@ -20,6 +20,7 @@ from envmgr.preflight.rules.inputs import (
 )
 from envmgr.preflight.rules.runtime import RuntimeResolution, route, resolve_job_settings
 from envmgr.preflight.rules.artifacts import ArtifactFacts, check_artifacts
+from envmgr.preflight.rules.direct_requirements import DirectRequirementFacts, check_direct_requirements
 from envmgr.preflight.rules.env import PipFacts, EnvFacts, check_env, check_system_libraries, torch_variant, torchvision_fits
 from envmgr.preflight.rules.model_config import ConfigFacts, check_config
 from envmgr.preflight.rules.manual_steps import step_text, check_manual_steps
@@ -30,6 +31,7 @@ __all__ = [
     'MODES', 'Code', 'CODES', 'Finding', 'from_error', 'FFMPEG_FORMATS', 'UPMIXES_MONO', 'DOWNMIXES_TO_MONO',
     'AudioFacts', 'check_input', 'check_channels', 'model_sample_rate', 'check_sample_rate', 'check_memory',
     'RuntimeResolution', 'route', 'resolve_job_settings', 'ArtifactFacts', 'check_artifacts',
+    'DirectRequirementFacts', 'check_direct_requirements',
     'PipFacts', 'EnvFacts', 'check_env', 'check_system_libraries', 'torch_variant', 'torchvision_fits', 'ConfigFacts', 'check_config', 'step_text', 'check_manual_steps',
     'PHASE_FIX_PARAMS', 'check_phase_fix', 'Decision', 'decide',
 ]

@@ -69,6 +69,7 @@ class ArchCapability:
     adapted_keys: Mapping[str, Any] = field(default_factory=dict)
     needs: tuple[str, ...] = ()  # env needs (NEEDS_*), checked by preflight against the env
     system_libraries: tuple[SystemLibrary, ...] = ()  # checked by preflight against the machine
+    needs_config: bool = False  # its loader builds the network from the model's config file (artifacts.config)
 
 
 @dataclass(frozen=True)
@@ -114,11 +115,12 @@ _AS_MDX23C_MONO_WHY = ("it makes every mix stereo (common_separator.prepare_mix)
 # missing key ("Failed to instantiate Roformer model: 'target_instrument'"); null means "every instrument".
 def _as_mdxc(files: tuple[str, ...], mono: bool, why: str = "") -> ArchCapability:
     return ArchCapability(files, mono, why, config_keys=("training.instruments",),
-                          adapted_keys={"training.target_instrument": None})
+                          adapted_keys={"training.target_instrument": None}, needs_config=True)
 
 
 def _msst(*model_types: str) -> ArchCapability:
-    return ArchCapability(TORCH_FILES, False, _MSST_MONO_WHY, model_types=model_types or MSST_MODEL_TYPES)
+    return ArchCapability(TORCH_FILES, False, _MSST_MONO_WHY, model_types=model_types or MSST_MODEL_TYPES,
+                          needs_config=True)
 
 
 CAPABILITIES: dict[str, RuntimeCapabilities] = {c.runtime: c for c in (
@@ -147,8 +149,10 @@ CAPABILITIES: dict[str, RuntimeCapabilities] = {c.runtime: c for c in (
     # models. A one-channel Roformer runs each input channel on its own (runtimes/legacy/roformer/separator.py).
     # Every model type streams the input file into the stem files: no MemoryGrowth.
     RuntimeCapabilities("stemsep-legacy", "stemsep-legacy", {
-        "BS-Roformer": ArchCapability(TORCH_FILES, True, model_types=("bs_roformer",), splits_channels=True),
-        "Mel-Roformer": ArchCapability(TORCH_FILES, True, model_types=("mel_band_roformer",), splits_channels=True),
+        "BS-Roformer": ArchCapability(TORCH_FILES, True, model_types=("bs_roformer",), splits_channels=True,
+                                      needs_config=True),
+        "Mel-Roformer": ArchCapability(TORCH_FILES, True, model_types=("mel_band_roformer",), splits_channels=True,
+                                       needs_config=True),
         "DSP": ArchCapability((), True, model_types=("dsp_center_split",)),
     }),
 )}
@@ -179,6 +183,10 @@ def cannot_run(entry: Any, runtime: str, *, mono: Optional[bool] = None) -> tupl
     if arch.files and suffix is not None and suffix not in arch.files:
         reasons.append(f"{caps.label} cannot read {suffix} files for {arch_name} models "
                        f"(it reads {', '.join(arch.files)})")
+    artifacts = getattr(entry, "artifacts", None)
+    if arch.needs_config and artifacts is not None and getattr(artifacts, "config", None) is None:
+        reasons.append(f"{caps.label} builds {arch_name} models from their config file, and the entry declares "
+                       "none (artifacts.config)")
     if (is_mono_model(entry) if mono is None else mono) and not arch.mono_models:
         reasons.append(f"{caps.label} cannot run mono {arch_name} models: {arch.mono_why}")
     return tuple(reasons)

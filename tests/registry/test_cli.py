@@ -258,7 +258,8 @@ def test_each_rule_fixture_through_the_cli(case, tmp_path):
 def test_registry_env_var_accepts_several_files(home, tmp_path):
     doc = valid_doc()
     extra = {"models": [dict(doc["models"][3], id="htdemucs-copy",
-                             artifacts={"primary": {"kind": "checkpoint", "filename": "copy.th"}})]}
+                             artifacts={"primary": {"kind": "checkpoint", "filename": "copy.th"},
+                                        "config": {"kind": "config", "filename": "copy.yaml"}})]}
     second = tmp_path / "second.json"
     second.write_text(json.dumps(extra))
     result = stemsep("models", "list", "--json", registry=None, home=home,

@@ -19,6 +19,8 @@ def entry(allowed, preferred=None, reason=REASON, stereo=True):
     """A BS-Roformer (every runtime has code for it); `stereo=False`: a mono one (msst and audio-separator cannot
     run it: registry/capabilities.py)."""
     return ModelEntry.model_validate({"id": "m", "architecture": "BS-Roformer",
+                                      "artifacts": {"primary": {"kind": "checkpoint", "filename": "m.ckpt"},
+                                                    "config": {"kind": "config", "filename": "m.yaml"}},
                                       "capabilities": {"supports_mono": True, "supports_stereo": stereo},
                                       "runtime": {"allowed": allowed, "preferred": preferred,
                                                   "blocking_reason": reason}})
@@ -131,3 +133,16 @@ def test_no_id_or_name_heuristics_in_the_source():
 ])
 def test_heuristic_patterns_catch_typical_code(line):
     assert any(p.search(line) for p in HEURISTICS), line
+
+
+def test_a_runtime_that_builds_the_network_from_the_config_needs_one_declared():
+    """msst, audio-separator and our Roformer build a Roformer from its config file: an entry without
+    artifacts.config would fail to load after preflight said yes (found with mdx23c-instvoc-hq-2)."""
+    from registry.capabilities import cannot_run
+
+    no_config = ModelEntry.model_validate({"id": "m", "architecture": "BS-Roformer",
+                                           "artifacts": {"primary": {"kind": "checkpoint", "filename": "m.ckpt"}},
+                                           "runtime": {"allowed": ["msst"]}})
+    for runtime in ("msst", "audio-separator", "stemsep-legacy"):
+        assert any("declares none (artifacts.config)" in r for r in cannot_run(no_config, runtime)), runtime
+    assert not cannot_run(entry(["msst"]), "msst")

@@ -37,6 +37,13 @@ class EnvBuildError(StemSepError):
     code = "E_ENV_BUILD"
 
 
+class EnvDamagedError(StemSepError):
+    """An env's installed files are not what its packages' RECORDs say (`env verify`), or a repair left them so."""
+
+    exit_code = ExitCode.ENV_BUILD
+    code = "E_ENV_DAMAGED"
+
+
 class NoInterpreterError(StemSepError):
     """No Python interpreter satisfies the requested range."""
 

@@ -107,6 +107,8 @@ HOST_CODES: dict[str, HostCode] = {
     "E_UNRESOLVABLE": HostCode(ExitCode.UNRESOLVABLE, "the env's requirements conflict (the packages are named)"),
     "E_ENV_BUILD": HostCode(ExitCode.ENV_BUILD, "the env could not be built: index unreachable, install or "
                                                 "health check failed"),
+    "E_ENV_DAMAGED": HostCode(ExitCode.ENV_BUILD, "`env verify` found installed files missing or modified (by "
+                                                  "package), or `env repair` could not make them verify"),
     "E_NO_INTERPRETER": HostCode(ExitCode.NO_INTERPRETER, "no Python satisfies the env's range (what was found "
                                                           "is listed)"),
     "E_STORE": HostCode(ExitCode.STORE, "a state dir cannot be written: read-only, full, not a directory"),

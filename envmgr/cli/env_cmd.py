@@ -68,6 +68,8 @@ def setup(
     runtime: Optional[str] = typer.Option(None, "--runtime", "-r", help="Run the models on this runtime."),
     all_models: bool = typer.Option(False, "--all", help="Every model in the registry."),
     refresh: bool = typer.Option(False, "--refresh", help="Resolve again instead of using cached locks."),
+    repair: bool = typer.Option(False, "--repair", help="Verify each env (every file hashed) and reinstall its "
+                                "damaged packages from verified sources (`stemsep env repair`)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Resolve and say which envs would be built; build none."),
     registry: Optional[list[Path]] = typer.Option(None, "--registry", help="Extra registry file overlaid on "
                                                   "the packaged one; repeatable."),
@@ -87,7 +89,7 @@ def setup(
     plan = plan_setup(models or [], runtime=runtime, all_models=all_models, config=config,
                       registries=tuple(str(p) for p in registry or ()))
     results = (_dry_run(manager, plan, refresh=refresh) if dry_run
-               else _run_plan(manager, plan, refresh=refresh, quiet=as_json))
+               else _run_plan(manager, plan, refresh=refresh, quiet=as_json, repair=repair))
     failed = [r for r in results if r["error"]]
     if as_json:
         _print_json({"envs": results, "skipped": plan.skipped})
@@ -100,12 +102,14 @@ def setup(
                            why=first["why"], hint=first["hint"] or "see the table above")
 
 
-def _run_plan(manager, plan, *, refresh: bool, quiet: bool) -> list[dict]:
+def _run_plan(manager, plan, *, refresh: bool, quiet: bool, repair: bool = False) -> list[dict]:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from envmgr.sizes import disk_usage
 
     stages = ["interpreter", "resolve", "venv", "sync", "health", "marker", "rename", "ready"]
+    if repair:
+        stages += ["verify", "evict", "reinstall"]
     results = []
     with Progress(SpinnerColumn(), TextColumn("{task.description:<28}"), BarColumn(), TextColumn("{task.fields[stage]}"),
                   TimeElapsedColumn(), disable=quiet, transient=False) as bars:
@@ -123,10 +127,14 @@ def _run_plan(manager, plan, *, refresh: bool, quiet: bool) -> list[dict]:
             try:
                 if refresh:
                     manager.lock(group.request, refresh=True)
-                was_ready = manager.status(group.request) == "ready"
+                status = manager.status(group.request)
+                damaged = status == "broken" and manager.store.repairable(manager.env_id(group.request))
                 env = manager.ensure(group.request, progress=progress)
                 manager.store.add_models(env.id, group.models)
-                row.update(env_id=env.id, state="ready" if was_ready else "built",
+                state = "ready" if status == "ready" else "repaired" if damaged else "built"
+                if repair and manager.repair(env.id, progress=progress).reinstalled:
+                    state = "repaired"
+                row.update(env_id=env.id, state=state,
                            size_bytes=disk_usage([env.path]), path=str(env.path))
             except StemSepError as err:
                 row["error"] = err.to_dict()
@@ -312,9 +320,7 @@ def env_rm(env_ids: list[str] = typer.Argument(None, help="Env ids (or unique pr
            as_json: bool = _JSON) -> None:
     """Remove envs (shared package files stay in uv's cache)."""
     manager = _manager()
-    if not env_ids and not all_envs:
-        raise UsageError("no env given", hint="name env ids (see `stemsep env list`) or pass --all")
-    ids = [r.id for r in manager.store.records()] if all_envs else [_resolve_id(manager, e) for e in env_ids]
+    ids = _env_ids(manager, env_ids, all_envs)
     for env_id in ids:
         manager.store.remove(env_id)
     if as_json:
@@ -357,3 +363,75 @@ def env_prune(
         typer.echo(f"{'would remove' if dry_run else 'removed'} {item['id']} ({item['reason']}, {human(item['size_bytes'])})")
     if not chosen:
         typer.echo("nothing to prune")
+
+
+def _env_ids(manager, env_ids: list[str] | None, all_envs: bool) -> list[str]:
+    if not env_ids and not all_envs:
+        raise UsageError("no env given", hint="name env ids (see `stemsep env list`) or pass --all")
+    return [r.id for r in manager.store.records()] if all_envs else [_resolve_id(manager, e) for e in env_ids or ()]
+
+
+@app.command("verify")
+def env_verify(env_ids: list[str] = typer.Argument(None, help="Env ids (or unique prefixes)."),
+               all_envs: bool = typer.Option(False, "--all", help="Every env in the store."),
+               quick: bool = typer.Option(False, "--quick", help="Sizes only, no hashing: finds deleted files and "
+                                          "most edits in a fraction of the time, not an edit that keeps the size."),
+               as_json: bool = _JSON) -> None:
+    """Check every installed file against the sha256 and size in its package's RECORD, and StemSep's own files.
+
+    Read by the host: the env's Python is not started. Files RECORD lists without a hash (RECORD itself,
+    compiled bytecode) are skipped and counted. Exits 0 when every env verifies, 5 (E_ENV_DAMAGED) when a
+    file is missing or modified; `stemsep env repair` reinstalls the damaged packages."""
+    from envmgr.errors import EnvDamagedError
+    from envmgr.sizes import human
+
+    manager = _manager()
+    digests: dict = {}  # files hardlinked between envs are hashed once
+    results = [manager.verify(env_id, quick=quick, digests=digests)
+               for env_id in _env_ids(manager, env_ids, all_envs)]
+    if as_json:
+        _print_json({"envs": [r.to_dict() for r in results]})
+    else:
+        for r in results:
+            how = (f"{r.files_checked} files {'sized' if quick else 'hashed'}"
+                   f"{'' if quick else f' ({human(r.bytes_hashed)})'}, {r.files_skipped} listed without a hash "
+                   f"skipped, {r.seconds:.2f} s")
+            typer.echo(f"{r.env_id}: {'ok' if r.ok else 'DAMAGED'} ({how})")
+            for p in r.packages:
+                parts = ([p.problem] if p.problem else []) + [f"{k}: {', '.join(v)}" for k, v in
+                                                               (("missing", p.missing), ("modified", p.modified)) if v]
+                typer.echo(f"  {p.name} {p.version or ''}: {'; '.join(parts)}")
+            for problem in r.own:
+                typer.echo(f"  stemsep's own files: {problem}")
+    damaged = [r for r in results if not r.ok]
+    if damaged:
+        names = ", ".join(r.env_id for r in damaged)
+        raise EnvDamagedError(f"{len(damaged)} of {len(results)} env{'s' if len(results) != 1 else ''} damaged: "
+                              f"{names}", why=damaged[0].summary(),
+                              hint=f"`stemsep env repair {damaged[0].env_id}` reinstalls the damaged packages from "
+                              "verified sources (`stemsep setup --repair` for the envs of the models); if you edit "
+                              "files in envs, set `link_mode` to copy (docs/configuration.md)")
+
+
+@app.command("repair")
+def env_repair(env_ids: list[str] = typer.Argument(None, help="Env ids (or unique prefixes)."),
+               all_envs: bool = typer.Option(False, "--all", help="Every env in the store."),
+               as_json: bool = _JSON) -> None:
+    """Verify envs (every file hashed) and reinstall their damaged packages at exactly the locked versions.
+
+    The damaged packages are evicted from uv's cache first (a hardlinked env shares its files with the cache,
+    so an edit in the env is an edit of the cache), so they come back from their index or find-links dir,
+    checked against the lock's hashes; then the env is verified again."""
+    manager = _manager()
+    results = []
+    for env_id in _env_ids(manager, env_ids, all_envs):
+        result = manager.repair(env_id, progress=None if as_json else
+                                lambda stage, message, env_id=env_id: typer.echo(f"{env_id}: {stage}: {message}"))
+        results.append(result)
+        if not as_json:
+            if result.reinstalled:
+                typer.echo(f"{env_id}: repaired {', '.join(result.reinstalled)}; it verifies now")
+            else:
+                typer.echo(f"{env_id}: nothing damaged")
+    if as_json:
+        _print_json({"envs": [r.to_dict() for r in results]})

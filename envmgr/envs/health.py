@@ -52,6 +52,21 @@ if spec and spec.submodule_search_locations:
         out["torch"] = {"version": ns.get("__version__"), "cuda": ns.get("cuda"), "hip": ns.get("hip")}
     except BaseException as exc:
         out["errors"]["torch.version"] = f"{type(exc).__name__}: {exc}"
+# What the import loaded from inside the env (modules, and shared libraries mapped into the process on Linux),
+# relative to it: the files the host's cheap integrity check stamps (envmgr/envs/file_stamp.py).
+root = os.path.realpath(sys.prefix)
+loaded = set()
+for m in list(sys.modules.values()):
+    f = getattr(m, "__file__", None)
+    if f:
+        loaded.add(os.path.realpath(f))
+try:
+    with open("/proc/self/maps") as maps:
+        loaded.update(line.split(None, 5)[5].strip() for line in maps if len(line.split(None, 5)) == 6)
+except OSError:
+    pass
+out["loaded"] = sorted(os.path.relpath(f, root) for f in loaded
+                       if f.startswith(root + os.sep) and os.path.isfile(f) and "__pycache__" not in f)
 print(json.dumps(out))
 '''
 

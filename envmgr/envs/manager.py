@@ -17,15 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envmgr.config import MachineConfig, load_config
-from envmgr.envs.builder import Progress, build_with_uv, build_with_virtualenv
+from envmgr.envs.builder import Progress, build_with_uv, build_with_virtualenv, link_mode
+from envmgr.envs.file_stamp import stamp_paths, write_stamp
 from envmgr.envs.health import ImportCheck, env_python, lock_mismatches, probe
 from envmgr.envs.interpreters import Interpreter, find_interpreter
 from envmgr.envs.lock import Lock, cached_lock, resolve
+from envmgr.envs.repair import Repair, repair_env
 from envmgr.envs.request import EnvRequest
 from envmgr.envs.store import LOCK_COPY, MARKER, META, Store
 from envmgr.envs.torch_variant import variant_problems
 from envmgr.envs.uvtool import find_uv
-from envmgr.errors import EnvBuildError, UnresolvableError
+from envmgr.envs.verify import Verification, verify
+from envmgr.errors import EnvBuildError, EnvDamagedError, UnresolvableError
 from envmgr.fsutil import atomic_write_json, atomic_write_text, ensure_dir, read_json
 
 # progress(stage, message); stages in order: interpreter, resolve, venv, sync, health, marker, rename, ready
@@ -87,9 +90,49 @@ class EnvManager:
         with self.store.file_lock(env_id):
             if self.store.problem(env_id) is None:  # another process built it while we waited
                 return self._open(env_id, lock, report)
+            if self.store.repairable(env_id):  # files changed since the build: reinstall those packages
+                try:
+                    self._repair(env_id, req, lock, report)
+                    return self._open(env_id, lock, report)
+                except EnvDamagedError:
+                    pass  # what a repair cannot fix, a rebuild from the evicted cache does
             self.store.clear_leftovers(env_id)
             self._build(env_id, req, lock, report)
         return self._open(env_id, lock, report)
+
+    def verify(self, env_id: str, *, quick: bool = False, digests: dict | None = None) -> Verification:
+        """Every installed file of a stored env against its RECORD (envmgr/envs/verify.py); reads only."""
+        return verify(self.store.env_dir(env_id), env_id, quick=quick, digests=digests)
+
+    def repair(self, env_id: str, progress: Progress | None = None) -> Repair:
+        """Verify a stored env and reinstall its damaged packages from verified sources (envmgr/envs/repair.py);
+        its request and lock come from the env's own records."""
+        report = progress or (lambda stage, message: None)
+        path = self.store.env_dir(env_id)
+        with self.store.file_lock(env_id):
+            meta = read_json(path / META, None)
+            try:
+                text = (path / LOCK_COPY).read_text(encoding="utf-8")
+                req = EnvRequest.from_dict(meta["request"])
+                lock = Lock(text, Interpreter(**meta["interpreter"]), "", 0.0)
+            except (OSError, KeyError, TypeError, ValueError) as exc:
+                raise EnvDamagedError(f"env {env_id} cannot be repaired in place: its own records are unreadable",
+                                      why=f"{META} / {LOCK_COPY}: {type(exc).__name__}: {exc}",
+                                      hint=f"remove it (`stemsep env rm {env_id}`) and rebuild it "
+                                      "(`stemsep setup`)") from exc
+            return self._repair(env_id, req, lock, report)
+
+    def _repair(self, env_id: str, req: EnvRequest, lock: Lock, report: Progress) -> Repair:
+        path = self.store.env_dir(env_id)
+        meta = read_json(path / META, {}) or {}
+        caches = [Path(meta["uv_cache_dir"])] if meta.get("uv_cache_dir") else []
+        result = repair_env(path, env_id, req, lock, self.config, builder=meta.get("builder", "uv"),
+                            uv_bin=find_uv(self.config), cache_dirs=[*caches, self.config.uv_cache_dir],
+                            scratch_root=self.config.env_store / ".tmp", report=report)
+        self.store.log_build({"event": "repaired" if result.reinstalled else "verified", "env_id": env_id,
+                              "runtime": req.runtime, "packages": result.reinstalled, "pid": os.getpid(),
+                              "at": time.time()})
+        return result
 
     def record_use(self, env_id: str, model_id: str | None = None) -> None:
         self.store.record_use(env_id, model_id)
@@ -109,16 +152,24 @@ class EnvManager:
                                         on_partial=import_check.start)
             else:
                 builder = build_with_virtualenv(tmp, lock_file, lock, req, self.config, report)
+            libraries = None
+            if uv_bin:
+                repaired, libraries = self._undamaged_from_cache(tmp, env_id, req, lock, uv_bin)
+                if repaired:
+                    import_check.stop()  # it imported the damaged files: the health check probes the repaired env
             report("health", "import check")
             early = import_check.finish()
             found = self._health(tmp, req, lock, early)
             meta = {"id": env_id, "runtime": req.runtime, "request": req.as_dict(), "lock_digest": lock.digest,
                     "interpreter": lock.interpreter.__dict__, "python": found["python"], "torch": found["torch"],
                     "versions": found["dists"], "builder": builder, "built_at": time.time(),
+                    "link_mode": link_mode(self.config) if uv_bin else "copy",
+                    "uv_cache_dir": str(self.config.uv_cache_dir) if uv_bin else None,
                     "health_import": "overlapped the last packages' install" if early else "after the install",
                     "build_seconds": round(time.time() - started, 3)}
             atomic_write_text(tmp / LOCK_COPY, lock.text)
             atomic_write_json(tmp / META, meta)
+            write_stamp(tmp, stamp_paths(tmp, found.get("loaded", []), libraries))
             report("marker", "marking the env complete")
             atomic_write_text(tmp / MARKER, env_id + "\n")
             report("rename", "moving the env into place")
@@ -131,6 +182,20 @@ class EnvManager:
             lock_file.unlink(missing_ok=True)
         self.store.log_build({"event": "built", "env_id": env_id, "runtime": req.runtime, "builder": builder,
                               "seconds": meta["build_seconds"], "pid": os.getpid(), "at": meta["built_at"]})
+
+    def _undamaged_from_cache(self, tmp: Path, env_id: str, req: EnvRequest, lock: Lock,
+                              uv_bin: str) -> tuple[bool, list[str]]:
+        """A file edited in another env that shared it with uv's cache is damaged in the cache too, and a new env
+        links it again: check every file's size (0.1-0.4 s in a torch env; hashes are `env verify`'s) and reinstall
+        what differs from its source, evicted from the cache. Whether anything was reinstalled, and the env's
+        shared libraries (for its stamp)."""
+        sizes = verify(tmp, env_id, quick=True, locked=lock.packages)
+        if not sizes.packages:
+            return False, sizes.libraries
+        repair_env(tmp, env_id, req, lock, self.config, builder="uv", uv_bin=uv_bin,
+                   cache_dirs=[self.config.uv_cache_dir], scratch_root=self.config.env_store / ".tmp",
+                   report=lambda stage, message: None, before=sizes, in_build=True)
+        return True, sizes.libraries
 
     def _health(self, env_dir: Path, req: EnvRequest, lock: Lock, found: dict | None = None) -> dict:
         """Judge the probe's findings (`found`: an ImportCheck's, else a fresh probe's)."""

@@ -1,6 +1,7 @@
 """Layout of the env store and the bookkeeping beside the envs (never inside a finished env).
 
-    <env_store>/<env-id>/                 a finished env (venv + stemsep-env.json + the marker, written last)
+    <env_store>/<env-id>/                 a finished env (venv + stemsep-env.json, stemsep-lock.txt,
+                                          stemsep-stamp.json + the marker, written last)
     <env_store>/.tmp/<env-id>.<pid>.<n>/  builds in progress; leftovers of dead builders are removed
     <env_store>/.locks/<env-id>.lock      per-env file lock (check, lock, check again)
     <env_store>/.usage/<env-id>.json      models served, last use
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envmgr.fsutil import atomic_write_json, ensure_dir, read_json, store_error
+from envmgr.envs.file_stamp import stamp_problem
 from envmgr.envs.health import quick_check
 
 if TYPE_CHECKING:
@@ -73,13 +75,18 @@ class Store:
         return tmp_root / f"{env_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
 
     def problem(self, env_id: str) -> str | None:
-        """None when the env is finished and usable; else why not (cheap: stats only)."""
+        """None when the env is finished and usable; else why not (cheap: stats only, no process, no hashing)."""
         path = self.env_dir(env_id)
         if not path.exists():
             return "not built"
         if not (path / MARKER).is_file():
             return "its build never finished (no marker)"
-        return quick_check(path)
+        return quick_check(path) or stamp_problem(path)
+
+    def repairable(self, env_id: str) -> bool:
+        """Whether the env's one problem is changed files (its import stamp): repaired in place, not rebuilt."""
+        path = self.env_dir(env_id)
+        return (path / MARKER).is_file() and quick_check(path) is None and stamp_problem(path) is not None
 
     def clear_leftovers(self, env_id: str) -> None:
         """Remove dead builders' temp dirs and a broken env of this id. Call with the env's lock held."""

@@ -61,6 +61,7 @@ def repair_env(env_dir: Path, env_id: str, req: EnvRequest, lock: Lock, config: 
     after = None
     if names:
         (env_dir / MARKER).unlink(missing_ok=True)
+        drop_bytecode(env_dir, [f for d in before.packages for f in d.modified + d.missing])
         with tempfile.TemporaryDirectory(dir=ensure_dir(scratch_root), prefix=f"{env_id}.repair-") as tmp:
             scratch = Path(tmp)
             if builder == "uv":
@@ -88,6 +89,17 @@ def repair_env(env_dir: Path, env_id: str, req: EnvRequest, lock: Lock, config: 
         restamp(env_dir)  # a reinstalled file has a new mtime; a touched one too
         atomic_write_text(env_dir / MARKER, env_id + "\n")
     return Repair(before, after, list(names), evicted)
+
+
+def drop_bytecode(env_dir: Path, paths: list[str]) -> None:
+    """Remove the cached bytecode of damaged sources. Python trusts a .pyc whose recorded source mtime (whole
+    seconds) and size match: a same-size edit repaired within the same second would otherwise go on running the
+    edited code, and the uninstall leaves bytecode no RECORD lists."""
+    for rel in paths:
+        source = env_dir / rel
+        if source.suffix == ".py":
+            for cached in (source.parent / "__pycache__").glob(f"{source.stem}.*.pyc"):
+                cached.unlink(missing_ok=True)
 
 
 def evict_from_uv_cache(uv_bin: str, names: tuple[str, ...], cache_dirs: list[Path],

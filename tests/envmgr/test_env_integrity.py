@@ -108,7 +108,8 @@ def test_a_damaged_hardlinked_env_is_broken_found_by_verify_and_repaired_from_it
     assert repaired.id == env.id and manager.status(req) == "ready"
     assert [b["event"] for b in manager.store.builds()[builds:]] == ["repaired"]
     assert manager.verify(env.id).ok
-    assert run_in(repaired, "import soundfile, numpy; print('ok')").stdout.strip() == "ok"
+    imported = run_in(repaired, "import soundfile, numpy; print('ok')")
+    assert imported.stdout.strip() == "ok", imported.stderr
     # The damaged file was evicted from the cache: what it holds now is the wheel's file, and a new env verifies.
     assert not any(b"\nimport numpz\n" in p.read_bytes() for p in cache_copies(own_cache, "soundfile.py"))
     other = manager_for(tmp_path / "other", own_cache)
@@ -176,3 +177,26 @@ def test_env_verify_and_repair_commands(tmp_path, own_cache):
     again = cli("env", "repair", env.id, "--json", env=env_vars)
     assert again.returncode == 0 and json.loads(again.stdout)["envs"][0]["reinstalled"] == []
     assert os.path.exists(env.path / ".stemsep-ready")
+
+
+def test_setup_repair_finds_what_the_cheap_check_cannot(tmp_path, own_cache):
+    from .conftest import write_registry
+
+    env_vars = {"STEMSEP_ENV_STORE": str(tmp_path / "envs"), "STEMSEP_LOG_DIR": str(tmp_path / "logs"),
+                "STEMSEP_UV_CACHE_DIR": str(own_cache)}
+    registry = write_registry(tmp_path / "registry.json", light_entry("integrity-a"))
+    built = cli("setup", "integrity-a", "--registry", registry, "--json", env=env_vars)
+    assert built.returncode == 0, built.stderr
+    env_path = Path(json.loads(built.stdout)["envs"][0]["path"])
+    # A same-size edit of a file no import loads (soundfile's METADATA): the stamp does not cover it.
+    metadata = next((site_packages(env_path) or env_path).glob("soundfile-*.dist-info/METADATA"))
+    text = metadata.read_bytes()
+    with open(metadata, "r+b") as fh:
+        fh.write(text.replace(b"Name: soundfile", b"Name: soundfilf", 1))
+    plain = cli("setup", "integrity-a", "--registry", registry, "--json", env=env_vars)
+    assert json.loads(plain.stdout)["envs"][0]["state"] == "ready"
+    repaired = cli("setup", "integrity-a", "--registry", registry, "--repair", "--json", env=env_vars)
+    assert repaired.returncode == 0, repaired.stderr
+    assert json.loads(repaired.stdout)["envs"][0]["state"] == "repaired"
+    assert b"Name: soundfile\n" in metadata.read_bytes()
+    assert cli("env", "verify", "--all", env=env_vars).returncode == 0

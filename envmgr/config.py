@@ -90,6 +90,8 @@ KEYS: dict[str, Key] = {k.name: k for k in (
     Key("log_dir", "path", "Build and worker logs.", lambda d: d.logs),
     Key("state_dir", "path", "Records of your own decisions: confirmed manual steps, trusted code.",
         lambda d: d.data / "state"),
+    Key("serve_output_dirs", "paths", "Dirs `stemsep serve` may write stems into (a job's output_dir must lie inside "
+        "one). Default: <state_dir>/serve/outputs.", lambda d: []),
     Key("enforcement", "str", "What preflight does with problems it finds: strict (block), soft (block unless "
         "--dev-override), report (only report).", lambda d: "strict"),
     Key("registry_strict", "bool", "A user registry file (`<config dir>/registries/*.json`) that cannot be read "
@@ -123,6 +125,7 @@ class MachineConfig:
     model_store: Path
     log_dir: Path
     state_dir: Path
+    serve_output_dirs: list[Path]
     enforcement: str
     registry_strict: bool
     prewarm: bool

@@ -89,6 +89,26 @@ HOST_CODES: dict[str, HostCode] = {
     "E_CODE_TRUST": HostCode(ExitCode.USAGE, "`models trust` names a file that runs no code, or one not in the store"),
     "E_CONFIG_UNKNOWN_KEY": HostCode(ExitCode.USAGE, "`env config set`/`unset` names no config key (the keys are "
                                                      "listed, the nearest suggested)"),
+    # stemsep serve (envmgr/serve/, docs/serve.md)
+    "E_JOB_SPEC": HostCode(ExitCode.USAGE, "`stemsep serve`: a job spec is malformed (the field is named); nothing "
+                                           "was queued"),
+    "E_JOB_KIND_NOT_RUNNABLE": HostCode(ExitCode.USAGE, "`stemsep serve`: the job's kind (recipe) cannot run on this "
+                                                        "server yet"),
+    "E_QUEUE": HostCode(ExitCode.USAGE, "`stemsep serve`: a queue operation the job's state does not allow"),
+    "E_QUEUE_BUSY": HostCode(ExitCode.USAGE, "`stemsep serve`: another server owns the job queue of this state dir"),
+    "E_JOB_UNKNOWN": HostCode(ExitCode.USAGE, "`stemsep serve`: no job has this id"),
+    "E_JOB_FINISHED": HostCode(ExitCode.USAGE, "`stemsep serve`: the job has finished, so it cannot be cancelled"),
+    "E_JOB_NOT_QUEUED": HostCode(ExitCode.USAGE, "`stemsep serve`: a reorder names a job that is not queued"),
+    "E_PATH_REFUSED": HostCode(ExitCode.USAGE, "`stemsep serve`: a client named a path the server will not read or "
+                                               "write (relative)"),
+    "E_PATH_NOT_FILE": HostCode(ExitCode.USAGE, "`stemsep serve`: an input a client named is not an existing file"),
+    "E_OUTPUT_NOT_ALLOWED": HostCode(ExitCode.USAGE, "`stemsep serve`: an output dir outside the config's "
+                                                     "`serve_output_dirs`"),
+    "E_UPLOAD_UNKNOWN": HostCode(ExitCode.USAGE, "`stemsep serve`: an input names an upload the server does not hold"),
+    "E_UPLOAD_TOO_LARGE": HostCode(ExitCode.USAGE, "`stemsep serve`: an upload is larger than the server's limit"),
+    "E_UNAUTHORIZED": HostCode(ExitCode.USAGE, "`stemsep serve --http`: a request without the server's bearer token"),
+    "E_SERVE_INSECURE": HostCode(ExitCode.USAGE, "`stemsep serve --http`: another address than loopback without an "
+                                                 "explicit token"),
     # registry and configuration content
     "E_CONFIG": HostCode(ExitCode.INVALID, "a bad key or value in config.toml, a STEMSEP_* variable or a flag"),
     "E_REGISTRY_INVALID": HostCode(ExitCode.INVALID, "registry content breaks the schema or a semantic rule"),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from envmgr.jobs.output_checks import OutputError, check_name_lengths, check_output_dir
 from envmgr.preflight.options import JobOptions
@@ -161,20 +161,22 @@ def fetch_artifacts(plan: Plan, emit: Emit, config: MachineConfig) -> Plan:
 
 def run_separation(plan: Plan | Sequence[Plan], emit: Emit, *, config: MachineConfig | None = None,
                    timeouts: Timeouts = Timeouts(), on_stderr: Callable[[str], None] | None = None,
-                   early: EarlyWorker | None = None) -> list[Outcome]:
+                   early: EarlyWorker | None = None, workers: WorkerSource | None = None) -> list[Outcome]:
     """Run every input of `plan` through one worker; given several plans (one per model: `-m A -m B`), run
     them one after another, each in its own env, with one summary at the end. Consecutive models in the
     same env and runtime share the worker (a model's own code loads beside the library's classes).
     Raises Cancelled on Ctrl-C and BatchFailed (or the single input's own error) when inputs failed; the
     events say which. In a multi-model batch, a model that cannot start (download, env build) fails its
     inputs and the next model runs. `early` (envmgr.worker.prewarm): a worker started before planning, adopted
-    when the first worker needed is that very one."""
+    when the first worker needed is that very one. `workers`: workers kept beyond this run (`stemsep serve`
+    keeps them warm across jobs); the run takes its workers from there and leaves them running."""
     from envmgr.config import load_config
 
     config = config or load_config()
     plans = [plan] if isinstance(plan, Plan) else list(plan)
     outcomes: list[Outcome] = []
-    worker = _Worker(emit, timeouts, on_stderr, early)
+    worker: WorkerSource = _Worker(emit, timeouts, on_stderr, early) if workers is None else workers
+    worker.emit = emit  # a kept source reports its workers into this run's events
     try:
         for one in plans:
             try:
@@ -188,7 +190,8 @@ def run_separation(plan: Plan | Sequence[Plan], emit: Emit, *, config: MachineCo
                     outcomes.append(Outcome(path, error=why, model=one.model.id))
                     emit({"type": "error", "job": None, "input": str(path), "model": one.model.id, **why.to_dict()})
     finally:
-        worker.close()
+        if workers is None:
+            worker.close()
     failed = [o for o in outcomes if o.error is not None]
     emit({"type": "summary", "ok": len(outcomes) - len(failed), "failed": len(failed),
           "stems": [s["path"] for o in outcomes for s in o.stems]})
@@ -202,6 +205,26 @@ def run_separation(plan: Plan | Sequence[Plan], emit: Emit, *, config: MachineCo
                           why="; ".join(f"{label(o)}: {o.error.message}" for o in failed if o.error),
                           hint=first.hint, exit_code=first.exit_code)
     return outcomes
+
+
+class WorkerSource(Protocol):
+    """Where a run gets the worker for an env and runtime: `_Worker` (the batch's own) or the warm workers of
+    `stemsep serve` (envmgr/serve/workers.py). `emit` receives the `worker` event of each worker it starts."""
+
+    emit: Emit
+
+    def get(self, env: Any, runtime: str, code: Any) -> WorkerClient: ...
+
+    def close(self) -> None: ...
+
+
+def worker_event(client: WorkerClient, prewarm: str = "none") -> dict[str, Any]:
+    """The `worker` event of a worker that completed its handshake."""
+    hello, ready = client.hello, client.ready
+    assert hello is not None and ready is not None  # start() returns after the handshake
+    return {"type": "worker", "pid": client.pid, "protocol": hello["protocol"], "python": hello["python"],
+            "versions": ready["versions"], "device": ready["device"], "prestarted": prewarm == "adopted",
+            "prewarm": prewarm}
 
 
 class _Worker:
@@ -220,16 +243,12 @@ class _Worker:
             self.client = WorkerClient(env.python, runtime, code, env_id=env.id, timeouts=self.timeouts,
                                        on_stderr=self.on_stderr)
             self.key = (env.id, runtime)
-            ready = self.client.start(self.early)
+            self.client.start(self.early)
             prewarm = "none"
             if self.early is not None:  # only a run's first worker can have been started early
                 self.early.remember(self.client.command(), code.root)
                 prewarm, self.early = self.early.outcome, None
-            hello = self.client.hello
-            assert hello is not None  # start() returns after the handshake
-            self.emit({"type": "worker", "pid": self.client.pid, "protocol": hello["protocol"],
-                       "python": hello["python"], "versions": ready["versions"],
-                       "device": ready["device"], "prestarted": prewarm == "adopted", "prewarm": prewarm})
+            self.emit(worker_event(self.client, prewarm))
         return self.client
 
     def close(self) -> None:
@@ -238,7 +257,7 @@ class _Worker:
         self.client = self.key = None
 
 
-def _run_plan(plan: Plan, emit: Emit, config: MachineConfig, worker: _Worker) -> list[Outcome]:
+def _run_plan(plan: Plan, emit: Emit, config: MachineConfig, worker: WorkerSource) -> list[Outcome]:
     """One model: its artifacts, its env, the batch's worker for that env for all its inputs."""
     from envmgr.envs.manager import EnvManager
     from envmgr.envs.request import request_for_model

@@ -110,6 +110,7 @@ class WorkerClient:
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
         self._threads: list[threading.Thread] = []
         self._seen_version: int | None = None  # protocol of a first line, even one our schema rejects
+        self._send_lock = threading.Lock()  # request_cancel may write from another thread
 
     # --- lifecycle -------------------------------------------------------------------------------
     def command(self) -> list[str]:
@@ -254,6 +255,12 @@ class WorkerClient:
             if kind == "result":
                 return msg
 
+    def request_cancel(self, job_id: str) -> None:
+        """Ask the worker to stop `job_id` between chunks, from any thread (`stemsep serve` cancels a running
+        job so): `run` then raises the worker's E_CANCELLED JobFailed and the worker stays usable. A cancel for
+        a job not started yet stops it before its first chunk."""
+        self._send({"type": "cancel", "job": job_id})
+
     def _cancel(self, job_id: str) -> None:
         """Ctrl-C: ask the worker to stop between chunks; if it does not, terminate, then kill. A second
         Ctrl-C (or stop signal) while it is stopping means "stop now": kill at once."""
@@ -276,9 +283,10 @@ class WorkerClient:
         proc = self._proc
         assert proc is not None and proc.stdin is not None, "start() the worker first"
         try:
-            proc.stdin.write(p.encode(msg))
-            proc.stdin.flush()
-        except OSError as exc:
+            with self._send_lock:
+                proc.stdin.write(p.encode(msg))
+                proc.stdin.flush()
+        except (OSError, ValueError) as exc:  # ValueError: stdin closed meanwhile (close() from another thread)
             raise self._crashed(f"while sending `{msg['type']}`") from exc
 
     def _next(self, timeout: float) -> dict[str, Any] | None:

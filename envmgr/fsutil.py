@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from envmgr.errors import StoreError
 
@@ -83,6 +83,25 @@ def atomic_write_text(path: Path, text: str) -> None:
             raise
     except OSError as exc:
         raise store_error(path, exc) from exc
+
+
+def sync_generated(files: Sequence[tuple[Path, str]], *, check: bool, command: str) -> int:
+    """Generated files (path, the text it should hold): write each that differs (atomically), or with `check`
+    write nothing and name each that is out of date. 1 when `check` found one, else 0."""
+    import sys
+
+    stale = 0
+    for path, text in files:
+        current = path.read_text(encoding="utf-8") if path.is_file() else None
+        if current == text:
+            continue
+        if check:
+            print(f"{path} is out of date: run {command}", file=sys.stderr)
+            stale = 1
+        else:
+            atomic_write_text(path, text)
+            print(f"wrote {path}")
+    return stale
 
 
 def atomic_write_json(path: Path, data: Any) -> None:

@@ -23,6 +23,7 @@ import soundfile as sf
 from envmgr.preflight import rules
 from registry.errors import StemSepError
 from tests.preflight.conftest import STEPS, codes, dsp, load_with, write_audio
+from tests.preflight.recipe_support import channel_codes, recipe_codes, replaced, sep, with_step
 
 VIPERX = "bs-roformer-viperx-1297"  # a Phase Fix reference; audio-separator, msst and stemsep-legacy allowed
 
@@ -445,6 +446,26 @@ CASES: dict[str, Case] = {
                            lambda t: t.codes(phase_fix_reference=VIPERX, phase_fix_params={"lowHz": 400})),
     "W_PHASE_FIX_OVERRIDE": (lambda t: t.codes(phase_fix_reference=VIPERX, phase_fix_params={"lowHz": 400}),
                              lambda t: t.codes(phase_fix_reference=VIPERX)),
+    # recipes (tests/preflight/recipe_support.py: a valid base recipe, and one fault each)
+    "E_RECIPE_CYCLE": (lambda t: recipe_codes(t, with_step({"id": "x", "op": "high_pass", "inputs": ["y.vocals"],
+                                                            "params": {"cutoff_hz": 80}})
+                                              + [{"id": "y", "op": "high_pass", "inputs": ["x.vocals"],
+                                                  "params": {"cutoff_hz": 80}}]),
+                       lambda t: recipe_codes(t)),
+    "E_RECIPE_UNKNOWN_STEP": (lambda t: recipe_codes(t, outputs={"vocals": "nope.vocals"}),
+                              lambda t: recipe_codes(t)),
+    "E_RECIPE_UNKNOWN_STEM": (lambda t: recipe_codes(t, outputs={"vocals": "ens.vocals", "x": "a.noreverb"}),
+                              lambda t: recipe_codes(t, outputs={"vocals": "ens.vocals", "x": "a.instrumental"})),
+    "E_RECIPE_ROLE_INPUT": (lambda t: recipe_codes(t, with_step(sep("dry", "pf-dereverb", "a.instrumental")),
+                                                   {"dry": "dry.noreverb"}),
+                            lambda t: recipe_codes(t, with_step(sep("dry", "pf-dereverb", "ens.vocals")),
+                                                   {"dry": "dry.noreverb", "instrumental": "fix.instrumental"})),
+    "E_RECIPE_ENSEMBLE_STEMS": (lambda t: recipe_codes(t, replaced("ens", {"id": "ens", "op": "ensemble",
+                                                                           "inputs": ["a.vocals", "b.instrumental"]})),
+                                lambda t: recipe_codes(t)),
+    "E_RECIPE_CHANNELS": (lambda t: channel_codes(mono_model=True), lambda t: channel_codes(mono_model=False)),
+    "W_RECIPE_UNUSED_STEP": (lambda t: recipe_codes(t, with_step(sep("extra", "pf-dsp"))),
+                             lambda t: recipe_codes(t)),
     # enforcement
     "W_DEV_OVERRIDE": (lambda t: t.codes(model="pf-steps", enforcement="soft", dev_override=True),
                        lambda t: t.codes(model="pf-steps", enforcement="soft")

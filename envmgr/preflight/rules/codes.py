@@ -15,7 +15,7 @@ MODES = ("strict", "soft", "report")
 @dataclass(frozen=True)
 class Code:
     code: str
-    topic: str  # input | model | settings | artifacts | env | manual_steps | phase_fix | enforcement
+    topic: str  # input | model | settings | artifacts | env | manual_steps | phase_fix | recipe | enforcement
     summary: str
     fatal: bool = False
     exit_code: ExitCode = ExitCode.PREFLIGHT_BLOCKED
@@ -120,6 +120,20 @@ _CODES = (
     Code("E_PHASE_FIX_PARAMS", "phase_fix", "Phase Fix parameters out of range (0 < lowHz <= highHz <= 24000, "
          "weight 0..4)"),
     Code("W_PHASE_FIX_OVERRIDE", "phase_fix", "your Phase Fix parameter replaces the reference's recommended one"),
+    # recipes (the graph; each `separate` step is checked as a one-model job, with the codes above)
+    Code("E_RECIPE_CYCLE", "recipe", "the recipe's steps read each other's stems in a cycle: no order can run them",
+         True),
+    Code("E_RECIPE_UNKNOWN_STEP", "recipe", "a reference names a step the recipe does not have", True),
+    Code("E_RECIPE_UNKNOWN_STEM", "recipe", "a reference names a stem its step does not make (a model's "
+         "`capabilities.stems`; an op's one stem)", True),
+    Code("E_RECIPE_ROLE_INPUT", "recipe", "a processing model is fed a stem its role cannot take (a de-reverb "
+         "model fed anything but vocals)"),
+    Code("E_RECIPE_ENSEMBLE_STEMS", "recipe", "an ensemble combines stems of different names (vocals with an "
+         "instrumental)"),
+    Code("E_RECIPE_CHANNELS", "recipe", "an op combines stems of different channel counts (a mono model's "
+         "downmixed stem with stereo ones)", True),
+    Code("W_RECIPE_UNUSED_STEP", "recipe", "no output and no other step reads the step's stems: it runs for "
+         "nothing"),
     # enforcement
     Code("W_DEV_OVERRIDE", "enforcement", "soft mode + --dev-override: the job proceeds despite errors"),
     Code("W_NOT_ENFORCED", "enforcement", "report mode: errors are reported, not enforced"),

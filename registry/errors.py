@@ -114,6 +114,10 @@ HOST_CODES: dict[str, HostCode] = {
     "E_REGISTRY_INVALID": HostCode(ExitCode.INVALID, "registry content breaks the schema or a semantic rule"),
     "E_REGISTRY_UNREADABLE": HostCode(ExitCode.USAGE, "a registry file is missing, unreadable or not JSON"),
     "E_DUPLICATE_MODEL_ID": HostCode(ExitCode.INVALID, "two registry files define the same model id"),
+    "E_RECIPE_INVALID": HostCode(ExitCode.INVALID, "a recipe file breaks the recipe schema (JSON paths listed)"),
+    "E_RECIPE_UNREADABLE": HostCode(ExitCode.USAGE, "a recipe file is missing, unreadable or not JSON"),
+    "E_UNKNOWN_RECIPE": HostCode(ExitCode.USAGE, "no recipe has this id (nearest ids suggested)"),
+    "E_DUPLICATE_RECIPE_ID": HostCode(ExitCode.INVALID, "two recipe files define the same recipe id"),
     # preflight and routing
     "E_PREFLIGHT_BLOCKED": HostCode(ExitCode.PREFLIGHT_BLOCKED,
                                     "preflight blocked the job; `separate` exits with the blocking findings' own "

@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from envmgr import stop_signals
 from envmgr.cli import (artifacts_cmd, config_cmd, env_cmd, models_cmd, preflight_cmd, registry_cmd, separate_cmd,
                         trust_cmd)
+from envmgr.cli import recipes_cmd
 from envmgr.cli.outcome import error_handler
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ app.add_typer(models_cmd.app, name="models")
 artifacts_cmd.register(models_cmd.app)  # `stemsep models download|import|status|rm`
 trust_cmd.register(models_cmd.app)  # `stemsep models trust`
 app.add_typer(registry_cmd.app, name="registry")
+app.add_typer(recipes_cmd.app, name="recipes")
 app.add_typer(env_cmd.app, name="env")
 config_cmd.register(env_cmd.app)  # `stemsep env config [show|set|unset]`
 env_cmd.register_top_level(app)  # `stemsep setup`

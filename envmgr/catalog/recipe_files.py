@@ -1,0 +1,35 @@
+"""Which recipe files the CLI reads: the packaged `registry/recipes.json`, then the user's
+`<config dir>/recipes/*.json` (sorted by name), as registries have their overlays. A user file that cannot be
+read is left out with a warning on stderr (`stemsep recipes validate` names its problems); the packaged file
+always stops the command."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from envmgr.config import config_dir
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from registry.recipes.loader import LoadedRecipe
+
+
+def recipe_files() -> tuple[list[Path], list[Path]]:
+    """(packaged files, the user's files)."""
+    from registry.recipes.loader import PACKAGED_RECIPES, user_recipe_files
+
+    return [PACKAGED_RECIPES], user_recipe_files(config_dir())
+
+
+def load() -> dict[str, LoadedRecipe]:
+    """Every recipe this machine knows, by id (a broken user file reported on stderr and left out)."""
+    from registry.recipes.loader import load_recipes
+
+    packaged, user = recipe_files()
+    recipes, broken = load_recipes(packaged + user, skip_broken=user)
+    for path, err in broken:
+        sys.stderr.write(f"warning: recipe file {path} is left out: {err.message}; `stemsep recipes validate "
+                         f"{path}` lists its problems\n")
+    return recipes

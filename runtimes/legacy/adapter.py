@@ -29,6 +29,9 @@ MODEL_TYPES: dict[str, str] = {
     "dsp_center_split": "runtimes.legacy.dsp:CenterSplit",
     "bs_roformer": "runtimes.legacy.roformer.separator:RoformerModelType",
     "mel_band_roformer": "runtimes.legacy.roformer.separator:RoformerModelType",
+    "bs_roformer_hyperace": "runtimes.legacy.roformer.separator:RoformerModelType",
+    "bs_roformer_hyperace_v2": "runtimes.legacy.roformer.separator:RoformerModelType",
+    "bs_roformer_fno": "runtimes.legacy.roformer.separator:RoformerModelType",
 }
 
 

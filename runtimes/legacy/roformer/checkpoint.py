@@ -85,14 +85,30 @@ def _load(path: Path, allow_unsafe: bool, warn: Callable[[str], None]) -> Any:
         raise _corrupt(path, exc) from None
 
 
+# Python objects a weights-only load may rebuild besides tensors: references to torch's own functions, which run
+# nothing. neuraloperator stores its constructor arguments (`_metadata`, with `non_linearity=gelu`) in every FNO's
+# state dict, so the FNO Roformer checkpoints hold one; we drop that entry after loading (non-tensor).
+SAFE_GLOBALS = (torch._C._nn.gelu, torch.nn.functional.gelu)
+
+
 def _torch_load(path: Path, weights_only: bool) -> Any:
     # mmap: tensors stay file-backed until the model copies them, so loading does not hold the file twice.
-    try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=True)
-    except RuntimeError as exc:
-        if "mmap" not in str(exc):  # legacy (pre-zip) format cannot be memory-mapped: read it plainly
-            raise
-    return torch.load(path, map_location="cpu", weights_only=weights_only)
+    with _safe_globals(weights_only):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):  # legacy (pre-zip) format cannot be memory-mapped: read it plainly
+                raise
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+
+
+def _safe_globals(weights_only: bool) -> Any:
+    import contextlib
+
+    scope = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
+    if not weights_only or scope is None:
+        return contextlib.nullcontext()
+    return scope(list(SAFE_GLOBALS))
 
 
 def _unsafe_global(text: str) -> str | None:
@@ -144,6 +160,13 @@ def _unwrap(obj: Any, path: Path) -> tuple[Mapping[str, Any], str | None]:
 
 def check_against(state: Mapping[str, torch.Tensor], arch: ArchConfig, bands: BandLayout, path: str | Path) -> None:
     """Raise a CheckpointError naming every key or shape the config does not expect."""
+    variant = layout.variant_mismatch(state, arch.model_type)
+    if variant:
+        found = layout.detect_variant(state)
+        raise CheckpointError(
+            f"checkpoint {Path(path).name} does not fit model type {arch.model_type}: {variant}",
+            hint=(f"set runtime.model_type to {found} (stemsep-legacy implements it), or use the registry entry made for "
+                  "this model" if found else "use the checkpoint published with this model, or fix runtime.model_type"))
     expected = layout.expected_shapes(arch, bands)
     missing = [k for k in expected if k not in state and not layout.is_optional(k)]
     unexpected = [k for k in state if k not in expected]
@@ -170,9 +193,9 @@ def _names(names: list[str]) -> str:
 def diagnose(state: Mapping[str, torch.Tensor], arch: ArchConfig, bands: BandLayout) -> str:
     """What the checkpoint looks like, compared with the config: the likely variant and what to do."""
     names = list(state)
-    if any(".segm." in n or n.startswith("segm.") for n in names):
-        return ("its `.segm.` keys mark a HyperACE checkpoint (a BS-Roformer with a segmentation branch): it needs the "
-                "model's own code; run it with the msst runtime and its code artifact")
+    if any(n.startswith("segm.") for n in names):
+        return ("its `segm.` keys mark a model with a segmentation branch outside the mask estimators, which no "
+                "published HyperACE code has; run it with the msst runtime and its own code")
     if any("pope" in n.lower() for n in names):
         return "its PoPE keys mark a polar-positional-embedding variant; run it with the msst runtime"
     for marker, variant in (("conformer", "BS/Mel-Conformer"), ("conv_module", "BS/Mel-Conformer"),

@@ -21,7 +21,14 @@ from runtimes.legacy.roformer.errors import ConfigError
 
 BS_ROFORMER = "bs_roformer"
 MEL_BAND_ROFORMER = "mel_band_roformer"
-MODEL_TYPES = (BS_ROFORMER, MEL_BAND_ROFORMER)
+# BS-Roformers with mask estimators of their own (unwa's published code; hyperace.py, fno.py).
+BS_HYPERACE = "bs_roformer_hyperace"
+BS_HYPERACE_V2 = "bs_roformer_hyperace_v2"
+BS_FNO = "bs_roformer_fno"
+MODEL_TYPES = (BS_ROFORMER, MEL_BAND_ROFORMER, BS_HYPERACE, BS_HYPERACE_V2, BS_FNO)
+# The mask head each model type has: per-band MLPs, MLPs plus a HyperACE segm branch, or per-band FNOs.
+MASK_HEADS = {BS_ROFORMER: "mlp", MEL_BAND_ROFORMER: "mlp", BS_HYPERACE: "hyperace_v1", BS_HYPERACE_V2: "hyperace_v2",
+              BS_FNO: "fno"}
 
 # msst's BSRoformer default band split (62 bands over 1025 bins of a 2048-point STFT).
 DEFAULT_FREQS_PER_BANDS = (2,) * 24 + (4,) * 12 + (12,) * 8 + (24,) * 8 + (48,) * 8 + (128, 129)
@@ -40,7 +47,12 @@ _COMMON_MODEL_KEYS = frozenset({
 _FAMILY_MODEL_KEYS = {
     BS_ROFORMER: frozenset({"freqs_per_bands"}),
     MEL_BAND_ROFORMER: frozenset({"num_bands", "sample_rate", "match_input_audio_length"}),
+    BS_FNO: frozenset({"freqs_per_bands"}),
 }
+# The published HyperACE BSRoformer's constructor (v1 and v2 alike): no zero_dc or use_pope (it never zeroes
+# the DC bin); it takes linear_transformer_depth and skip_connection but never uses them; sage_attention only
+# picks an attention kernel.
+_HYPERACE_MODEL_KEYS = (_COMMON_MODEL_KEYS - {"zero_dc", "use_pope"}) | {"freqs_per_bands", "sage_attention"}
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,11 @@ class ArchConfig:
     @property
     def is_mel(self) -> bool:
         return self.model_type == MEL_BAND_ROFORMER
+
+    @property
+    def mask_head(self) -> str:
+        """mlp | hyperace_v1 | hyperace_v2 | fno (MASK_HEADS)."""
+        return MASK_HEADS[self.model_type]
 
 
 @dataclass(frozen=True)
@@ -185,7 +202,7 @@ def load_config(path: str | Path, model_type: str | None = None) -> RoformerConf
     declared = training.get("model_type")
     model_type = model_type or declared or _guess_model_type(model, src)
     if model_type not in MODEL_TYPES:
-        raise ConfigError(f"{src}: model type {model_type!r} is not a BS-Roformer or Mel-Band-Roformer",
+        raise ConfigError(f"{src}: model type {model_type!r} is not one of the Roformers stemsep-legacy implements",
                           hint=f"stemsep-legacy implements {', '.join(MODEL_TYPES)}; run other types with the msst runtime")
     return RoformerConfig(arch=_arch(model, model_type, src), inference=_inference(audio, training, inference, src), path=src)
 
@@ -212,10 +229,15 @@ def _section(data: Mapping[str, Any], name: str, src: str, required: bool = Fals
 
 
 def _arch(model: Mapping[str, Any], model_type: str, src: str) -> ArchConfig:
-    allowed = _COMMON_MODEL_KEYS | _FAMILY_MODEL_KEYS[model_type] | _IGNORED_MODEL_KEYS
+    hyperace = MASK_HEADS[model_type].startswith("hyperace")
+    if hyperace:
+        allowed = _HYPERACE_MODEL_KEYS | _IGNORED_MODEL_KEYS
+    else:
+        allowed = _COMMON_MODEL_KEYS | _FAMILY_MODEL_KEYS[model_type] | _IGNORED_MODEL_KEYS
     unknown = sorted(set(model) - allowed)
     if unknown:
-        raise ConfigError(f"{src}: model options {unknown} are not part of msst 0.1.0's {model_type}",
+        owner = "the published HyperACE code's" if hyperace else "msst 0.1.0's"
+        raise ConfigError(f"{src}: model options {unknown} are not part of {owner} {model_type}",
                           hint="this checkpoint needs a modified architecture; run it with the msst runtime and the model's own code")
     if model.get("use_pope"):
         raise ConfigError(f"{src}: use_pope (polar positional embeddings) is not implemented by stemsep-legacy",
@@ -238,7 +260,9 @@ def _arch(model: Mapping[str, Any], model_type: str, src: str) -> ArchConfig:
         linear_transformer_depth=integer("linear_transformer_depth", 0, minimum=0),
         dim_head=integer("dim_head", 64), heads=integer("heads", 8), stft_n_fft=integer("stft_n_fft", 2048),
         stft_hop_length=integer("stft_hop_length", 512), stft_win_length=integer("stft_win_length", 2048),
-        stft_normalized=boolean("stft_normalized", False), zero_dc=boolean("zero_dc", True),
+        stft_normalized=boolean("stft_normalized", False),
+        # msst's BSRoformer zeroes the DC bin by default; the variants' published code predates that option.
+        zero_dc=boolean("zero_dc", model_type in (BS_ROFORMER, MEL_BAND_ROFORMER)),
         mask_estimator_depth=integer("mask_estimator_depth", 1 if mel else 2),
         mlp_expansion_factor=integer("mlp_expansion_factor", 4), skip_connection=boolean("skip_connection", False),
         num_bands=integer("num_bands", 60), mel_sample_rate=integer("sample_rate", 44100),
@@ -257,6 +281,12 @@ def _arch(model: Mapping[str, Any], model_type: str, src: str) -> ArchConfig:
             raise ConfigError(f"{src}: model.freqs_per_bands sums to {sum(bands)}, but a {arch.stft_n_fft}-point STFT has "
                               f"{arch.n_freqs} bins", hint="the band widths must cover every STFT bin exactly once")
         arch = replace(arch, freqs_per_bands=bands)
+    if hyperace:
+        arch = replace(arch, linear_transformer_depth=0, skip_connection=False)  # the published forward skips both
+        if not arch.stereo:
+            raise ConfigError(f"{src}: {model_type} with stereo: false: the published HyperACE code's segm branch "
+                              "only fits stereo models (4 output channels: 2 audio channels x re/im)",
+                              hint="use the config published with the checkpoint (stereo: true)")
     return arch
 
 

@@ -15,14 +15,22 @@ published checkpoints use, e.g. viperx's `model_bs_roformer_ep_317_sdr_12.9755.c
     band_split.to_features.{b}.0.gamma, .1.weight/bias    per band: RMSNorm, Linear(width -> dim)
     final_norm.gamma                    BS-Roformer only
     mask_estimators.{n}.to_freqs.{b}.0.{2l}.weight/bias   per stem and band: MLP (Tanh between), then GLU
+
+The variants with mask estimators of their own (unwa's published code) add or replace keys there:
+
+    mask_estimators.{n}.segm.*          HyperACE v1/v2: the segmentation branch (hyperace.py); v2's head has
+                                        TFC-TDF blocks (`upsample_head.block1.out_conv.*`), v1's has none
+    mask_estimators.{n}.to_freqs.{b}.0.{lifting,fno_blocks,projection}.*   FNO: the MLP replaced (fno.py)
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Iterable
 
 from runtimes.legacy.roformer.bands import BandLayout
-from runtimes.legacy.roformer.config import ArchConfig
+from runtimes.legacy.roformer.config import BS_FNO, BS_HYPERACE, BS_HYPERACE_V2, BS_ROFORMER, ArchConfig
 
 ROTARY_SUFFIX = ".rotary_embed.freqs"
 
@@ -87,12 +95,56 @@ def expected_shapes(arch: ArchConfig, bands: BandLayout) -> dict[str, tuple[int,
         shapes[f"band_split.to_features.{b}.1.bias"] = (d,)
     if not arch.is_mel:
         shapes["final_norm.gamma"] = (d,)
+    head = arch.mask_head
+    if head.startswith("hyperace"):
+        from runtimes.legacy.roformer import hyperace  # torch modules: built on the meta device, nothing allocated
+
+        segm = hyperace.parameter_shapes(head.split("_")[1], d, bands.widths)
     for n in range(arch.num_stems):
         for b, width in enumerate(bands.widths):
+            if head == "fno":
+                from runtimes.legacy.roformer import fno
+
+                for rel, (shape, _) in fno.key_shapes(d, width).items():
+                    shapes[f"mask_estimators.{n}.to_freqs.{b}.0.{rel}"] = shape
+                continue
             for li, (din, dout) in enumerate(mlp_dims(arch, width)):
                 shapes[f"mask_estimators.{n}.to_freqs.{b}.0.{2 * li}.weight"] = (dout, din)
                 shapes[f"mask_estimators.{n}.to_freqs.{b}.0.{2 * li}.bias"] = (dout,)
+        if head.startswith("hyperace"):
+            shapes.update({f"mask_estimators.{n}.segm.{rel}": shape for rel, shape in segm.items()})
     return shapes
+
+
+# The BS-Roformer variants a checkpoint's key names reveal, most specific first.
+VARIANT_NAMES = {BS_HYPERACE: "HyperACE v1", BS_HYPERACE_V2: "HyperACE v2", BS_FNO: "FNO (Inst-FNO)"}
+
+
+def detect_variant(names: Iterable[str]) -> str | None:
+    """The variant model type a checkpoint's keys mark (None: no variant keys, a standard Roformer)."""
+    segm = fno = v2 = False
+    for name in names:
+        if re.match(r"mask_estimators\.\d+\.segm\.", name):
+            segm = True
+            v2 = v2 or ".upsample_head.block1.out_conv." in name
+        elif re.match(r"mask_estimators\.\d+\.to_freqs\.\d+\.0\.(fno_blocks|lifting|projection)\.", name):
+            fno = True
+    if segm:
+        return BS_HYPERACE_V2 if v2 else BS_HYPERACE
+    return BS_FNO if fno else None
+
+
+def variant_mismatch(names: Iterable[str], model_type: str) -> str | None:
+    """Why a checkpoint of one variant cannot load as `model_type` (None when they agree)."""
+    found = detect_variant(names)
+    expected = model_type if model_type in VARIANT_NAMES else None
+    if found == expected:
+        return None
+    if found is None:
+        return (f"it has none of the {VARIANT_NAMES[model_type]} keys: it is a standard Roformer checkpoint, "
+                f"not a {model_type} one")
+    return (f"its keys mark the {VARIANT_NAMES[found]} variant of BS-Roformer (runtime.model_type {found}), "
+            f"not {model_type if expected else 'a standard ' + (model_type or BS_ROFORMER)}")
 
 
 def is_optional(name: str) -> bool:

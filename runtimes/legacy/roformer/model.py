@@ -8,7 +8,9 @@ The network, per chunk of audio:
    position embeddings, per-head sigmoid gates on the attention output, RMSNorm pre-norm, GELU
    feed-forward; optionally a linear-attention transformer first and skip connections between layers.
 3. Per stem and band, an MLP (Tanh, then GLU) estimates a complex mask; the mixture's STFT is
-   multiplied by it (overlapping mel bands average their masks) and inverted.
+   multiplied by it (overlapping mel bands average their masks) and inverted. unwa's variants change
+   this head: HyperACE v1/v2 add a segmentation CNN's output to the MLP masks (hyperace.py), the FNO
+   model replaces each MLP with a Fourier neural operator over frames (fno.py).
 
 It computes what msst 0.1.0's modules compute (parity is tested to 1e-4), arranged for speed:
 - every RMSNorm scale is folded into the Linear that follows it, so a norm is one fused `rms_norm`;
@@ -35,6 +37,7 @@ from torch import Tensor
 from runtimes.legacy.roformer import layout
 from runtimes.legacy.roformer.bands import BandLayout
 from runtimes.legacy.roformer.config import ArchConfig
+from runtimes.legacy.roformer.fno import FNOMasks
 
 _NORM_FLOOR = 1e-24  # msst's F.normalize clamps the norm at 1e-12, i.e. the squared norm at 1e-24
 _LINEAR_ATTN_SCALE = 8.0  # msst's LinearAttention attends with a fixed scale of 8
@@ -195,8 +198,16 @@ class Roformer:
 
         # Mask estimators of the heads we run; BS's final RMSNorm scale folds into each MLP's first Linear.
         final_gamma = sd.get("final_norm.gamma")
+        self.final_gamma = final_gamma  # the variants' own heads take the normed features with their scale
         self.masks: list[list[list[tuple[Tensor, Tensor]]]] = []
+        self.segms: list[torch.nn.Module] = []  # HyperACE: one segm branch per head we run
+        self.fnos: list[FNOMasks] = []  # FNO: the operators replace the MLPs
         for n in self.heads:
+            if arch.mask_head == "fno":
+                self.fnos.append(FNOMasks(sd, f"mask_estimators.{n}.to_freqs", bands.widths))
+                continue
+            if arch.mask_head.startswith("hyperace"):
+                self.segms.append(self._segm(sd, n))
             per_band = []
             for b, width in enumerate(bands.widths):
                 linears = []
@@ -209,6 +220,14 @@ class Roformer:
             self.masks.append(per_band)
         self.window = torch.hann_window(arch.stft_win_length)
         self.d = d
+
+    def _segm(self, sd: Mapping[str, Tensor], n: int) -> torch.nn.Module:
+        from runtimes.legacy.roformer import hyperace
+
+        branch = hyperace.build(self.arch.mask_head.split("_")[1], self.arch.dim, self.bands.widths)
+        prefix = f"mask_estimators.{n}.segm."
+        branch.load_state_dict({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}, strict=True)
+        return branch.eval().requires_grad_(False)
 
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "Roformer":
         """Move to a device; `dtype` float16/bfloat16 runs the transformers in half precision (GPU amp)."""
@@ -225,6 +244,12 @@ class Roformer:
         self.split_w = [weight(t) for t in self.split_w]
         self.split_b = [weight(t) for t in self.split_b]
         self.masks = [[[(weight(w), weight(b)) for w, b in band] for band in head] for head in self.masks]
+        # The variants' heads stay float32 (the FNO's published code turns autocast off around it).
+        self.segms = [branch.to(device) for branch in self.segms]
+        for fno in self.fnos:
+            fno.to(device)
+        if self.final_gamma is not None:
+            self.final_gamma = self.final_gamma.to(device)
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         self.band_of_feature, self.band_indicator = move(self.band_of_feature), move(self.band_indicator)
         self.gather, self.cover, self.window = move(self.gather), move(self.cover), move(self.window)
@@ -375,6 +400,9 @@ class Roformer:
         rows = B * T
         by_band = x.reshape(rows, nb, d)
         mask = ws.take("mask", (rows, self.bands.total), x, torch.float32)
+        if self.fnos:
+            self.fnos[head](x.view(B, T, nb, d).float() * self.final_gamma, mask)
+            return mask
         for b, linears in enumerate(self.masks[head]):
             h = by_band[:, b]
             for li, (weight, bias) in enumerate(linears[:-1]):
@@ -384,6 +412,9 @@ class Roformer:
             half = weight.shape[0] // 2
             lo, hi = self.band_edges[b]
             _into(mask[:, lo:hi], torch.mul(o[:, :half], o[:, half:].sigmoid_(), out=mask[:, lo:hi] if ws.enabled else None))  # GLU
+        if self.segms:  # HyperACE: + the segm branch over the (frame, band) grid, 4 channels per bin = (stereo, re/im)
+            feats = (x.view(B, T, nb, d).float() * self.final_gamma).permute(0, 3, 1, 2)
+            mask.add_(self.segms[head](feats).permute(0, 2, 3, 1).reshape(rows, -1))
         if self.gather is None:
             return mask
         assert self.cover is not None  # set together with gather (bands.py: mel layouts)

@@ -114,6 +114,8 @@ HOST_CODES: dict[str, HostCode] = {
     "E_REGISTRY_INVALID": HostCode(ExitCode.INVALID, "registry content breaks the schema or a semantic rule"),
     "E_REGISTRY_UNREADABLE": HostCode(ExitCode.USAGE, "a registry file is missing, unreadable or not JSON"),
     "E_DUPLICATE_MODEL_ID": HostCode(ExitCode.INVALID, "two registry files define the same model id"),
+    "E_DOCTOR_MISSING": HostCode(ExitCode.INVALID, "`stemsep doctor` found something needed missing: uv, a Python, "
+                                                   "a writable state dir, ffmpeg for an audio-separator env"),
     "E_RECIPE_INVALID": HostCode(ExitCode.INVALID, "a recipe file breaks the recipe schema (JSON paths listed)"),
     "E_RECIPE_UNREADABLE": HostCode(ExitCode.USAGE, "a recipe file is missing, unreadable or not JSON"),
     "E_UNKNOWN_RECIPE": HostCode(ExitCode.USAGE, "no recipe has this id (nearest ids suggested)"),
@@ -133,6 +135,8 @@ HOST_CODES: dict[str, HostCode] = {
                                                 "health check failed"),
     "E_ENV_DAMAGED": HostCode(ExitCode.ENV_BUILD, "`env verify` found installed files missing or modified (by "
                                                   "package), or `env repair` could not make them verify"),
+    "E_ENV_NOT_BUILT": HostCode(ExitCode.ENV_BUILD, "`env run`/`env shell`: the model's env is not built or is "
+                                                    "broken (add --build), or the env's interpreter is gone"),
     "E_NO_INTERPRETER": HostCode(ExitCode.NO_INTERPRETER, "no Python satisfies the env's range (what was found "
                                                           "is listed)"),
     "E_STORE": HostCode(ExitCode.STORE, "a state dir cannot be written: read-only, full, not a directory"),

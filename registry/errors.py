@@ -89,6 +89,12 @@ HOST_CODES: dict[str, HostCode] = {
     "E_CODE_TRUST": HostCode(ExitCode.USAGE, "`models trust` names a file that runs no code, or one not in the store"),
     "E_CONFIG_UNKNOWN_KEY": HostCode(ExitCode.USAGE, "`env config set`/`unset` names no config key (the keys are "
                                                      "listed, the nearest suggested)"),
+    "E_BUNDLE_UNREADABLE": HostCode(ExitCode.USAGE, "`debug show`/`replay`: the file is not a debug bundle this "
+                                                    "stemsep reads (not a zip, damaged, another format)"),
+    "E_REPLAY_NO_JOB": HostCode(ExitCode.USAGE, "`debug replay`: the recorded run stopped at preflight, before any "
+                                                "job: there is nothing to replay (its command is named)"),
+    "E_REPLAY_NO_AUDIO": HostCode(ExitCode.USAGE, "`debug replay`: the bundle holds no audio and the recorded input "
+                                                  "is not here (give --audio), or --audio's count is not the job's"),
     # stemsep serve (envmgr/serve/, docs/serve.md)
     "E_JOB_SPEC": HostCode(ExitCode.USAGE, "`stemsep serve`: a job spec is malformed (the field is named); nothing "
                                            "was queued"),
@@ -114,8 +120,6 @@ HOST_CODES: dict[str, HostCode] = {
     "E_REGISTRY_INVALID": HostCode(ExitCode.INVALID, "registry content breaks the schema or a semantic rule"),
     "E_REGISTRY_UNREADABLE": HostCode(ExitCode.USAGE, "a registry file is missing, unreadable or not JSON"),
     "E_DUPLICATE_MODEL_ID": HostCode(ExitCode.INVALID, "two registry files define the same model id"),
-    "E_DOCTOR_MISSING": HostCode(ExitCode.INVALID, "`stemsep doctor` found something needed missing: uv, a Python, "
-                                                   "a writable state dir, ffmpeg for an audio-separator env"),
     "E_RECIPE_INVALID": HostCode(ExitCode.INVALID, "a recipe file breaks the recipe schema (JSON paths listed)"),
     "E_RECIPE_UNREADABLE": HostCode(ExitCode.USAGE, "a recipe file is missing, unreadable or not JSON"),
     "E_UNKNOWN_RECIPE": HostCode(ExitCode.USAGE, "no recipe has this id (nearest ids suggested)"),
@@ -135,8 +139,9 @@ HOST_CODES: dict[str, HostCode] = {
                                                 "health check failed"),
     "E_ENV_DAMAGED": HostCode(ExitCode.ENV_BUILD, "`env verify` found installed files missing or modified (by "
                                                   "package), or `env repair` could not make them verify"),
-    "E_ENV_NOT_BUILT": HostCode(ExitCode.ENV_BUILD, "`env run`/`env shell`: the model's env is not built or is "
-                                                    "broken (add --build), or the env's interpreter is gone"),
+    "E_REPLAY_LOCK_UNAVAILABLE": HostCode(ExitCode.UNRESOLVABLE, "`debug replay`: the bundle's lock no longer installs "
+                                          "here: a pinned version (or its locked file) is gone from the package "
+                                          "sources (the pins are named)"),
     "E_NO_INTERPRETER": HostCode(ExitCode.NO_INTERPRETER, "no Python satisfies the env's range (what was found "
                                                           "is listed)"),
     "E_STORE": HostCode(ExitCode.STORE, "a state dir cannot be written: read-only, full, not a directory"),
@@ -156,6 +161,8 @@ HOST_CODES: dict[str, HostCode] = {
     "E_ARTIFACT_BUSY": HostCode(ExitCode.ARTIFACT, "another process is downloading or importing into the "
                                                         "model's folder"),
     "E_CODE_TRUST_MISMATCH": HostCode(ExitCode.ARTIFACT, "`models trust`: the file is not the one reviewed or pinned"),
+    "E_REPLAY_ARTIFACT_MISMATCH": HostCode(ExitCode.ARTIFACT, "`debug replay`: a model file's sha256 is not the one "
+                                           "the bundle recorded (--allow-mismatch runs anyway)"),
     # worker
     "E_WORKER": HostCode(ExitCode.WORKER, "the worker failed"),
     "E_WORKER_START": HostCode(ExitCode.WORKER, "the env's interpreter could not be run"),

@@ -37,7 +37,8 @@ def error_handler() -> Iterator[None]:
 @contextmanager
 def exit_event(emit: Callable[[dict[str, Any]], None] | None) -> Iterator[None]:
     """With `--json` (`emit` given): the event stream ends with one `exit` event however the block ends, with
-    exit_code 0 or the error's fields (a bug and Ctrl-C included); the error then goes on to `error_handler`.
+    exit_code 0 or the error's fields (a bug and Ctrl-C included), and `debug_bundle` when a bundle was written for
+    it; the error then goes on to `error_handler`.
     Without `emit`: nothing."""
     if emit is None:
         yield
@@ -49,7 +50,8 @@ def exit_event(emit: Callable[[dict[str, Any]], None] | None) -> Iterator[None]:
         if err is None:
             raise
         stop_signals.ending()
-        emit({"type": "exit", **err.to_dict()})
+        bundle = getattr(err, "debug_bundle", None)  # envmgr/cli/bundle_hook.py: the failed job's debug bundle
+        emit({"type": "exit", **err.to_dict(), **({"debug_bundle": bundle} if bundle else {})})
         if err is exc:
             raise
         raise err from None  # the bug's traceback is in its log already

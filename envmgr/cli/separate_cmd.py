@@ -11,7 +11,7 @@ import json
 import sys
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import typer
 
@@ -45,10 +45,18 @@ def separate(
     job_timeout: Optional[float] = typer.Option(None, "--job-timeout", min=1.0,
                                                 help="Give up on an input after this many seconds."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show the worker's own output (stderr)."),
+    debug_bundle: bool = typer.Option(False, "--debug-bundle",
+                                      help="Write a debug bundle even when the run goes well (a failed run always "
+                                      "gets one, in the log dir; docs/debugging.md)."),
+    include_audio: bool = typer.Option(False, "--include-audio",
+                                       help="Put the input audio itself into the debug bundle (otherwise only its "
+                                       "metadata and sha256)."),
     options: JobOptions = SHARED,  # the nine options `preflight` has too (envmgr/cli/job_options.py)
 ) -> None:
     """Separate audio files into stems. Stem files are named `<input>_(<stem>)_<model>.<format>`."""
+    from envmgr.cli.bundle_hook import debug_bundle as bundle_on_failure
     from envmgr.config import load_config
+    from envmgr.jobs.job_record import JobRecord
     from envmgr.worker.prewarm import EarlyWorker
     from envmgr.worker.client import Timeouts
 
@@ -59,21 +67,34 @@ def separate(
         config = load_config()
         early = EarlyWorker(config, list(dict.fromkeys(model or [])), runtime).start()
         cleanup.callback(early.discard)
+        record = JobRecord()  # the run's facts, for the debug bundle a failure (or --debug-bundle) writes
+        cleanup.enter_context(bundle_on_failure(record, config, always=debug_bundle, include_audio=include_audio,
+                                                tell=_tell_bundle(as_json)))
         from envmgr.jobs.separate import plan_separation, run_separation
 
         # Every model passes preflight before any of them starts.
-        plans = [plan_separation(list(inputs), one, runtime, output_dir, fmt.lower(), options, config=config, emit=emit)
-                 for one in (dict.fromkeys(model) if model else [None])]
+        plans = [plan_separation(list(inputs), one, runtime, output_dir, fmt.lower(), options, config=config,
+                                 emit=record.noting(emit)) for one in (dict.fromkeys(model) if model else [None])]
         timeouts = Timeouts(job=job_timeout)
         if as_json:
-            run_separation(plans, _json_emit, config=config, timeouts=timeouts, early=early)
+            run_separation(plans, _json_emit, config=config, timeouts=timeouts, early=early, record=record)
         else:
             view = _ProgressView(sum(len(p.inputs) + len(p.skipped) for p in plans), models=len(plans))
             with view:
                 for plan in plans:
                     view.preflight_warnings(plan.warnings)
                 run_separation(plans, view, config=config, timeouts=timeouts,
-                               on_stderr=view.on_stderr if verbose else None, early=early)
+                               on_stderr=view.on_stderr if verbose else None, early=early, record=record)
+
+
+def _tell_bundle(as_json: bool) -> Callable[[Path], None]:
+    """How a run that went well says where its --debug-bundle went: an event, or a line on stderr."""
+    def tell(path: Path) -> None:
+        if as_json:
+            _json_emit({"type": "debug_bundle", "path": str(path)})
+        else:
+            sys.stderr.write(f"debug bundle: {path}\n")
+    return tell
 
 
 def _json_emit(event: dict[str, Any]) -> None:

@@ -76,13 +76,16 @@ class EnvManager:
             return "ready"
         return "needs_build" if problem == "not built" else "broken"
 
-    def ensure(self, req: EnvRequest, progress: Progress | None = None) -> Env:
-        """A ready env for `req`, building (or rebuilding a broken one) if needed."""
+    def ensure(self, req: EnvRequest, progress: Progress | None = None, *, lock: Lock | None = None) -> Env:
+        """A ready env for `req`, building (or rebuilding a broken one) if needed. `lock`: build exactly this
+        lock (a debug bundle's, for a replay) instead of the request's resolved one; the env id derives from
+        it, so the same lock on the same interpreter is the same env."""
         report = progress or (lambda stage, message: None)
-        report("interpreter", f"Python {req.python}")
-        interp = self.interpreter(req)
-        report("resolve", f"{req.runtime}: lock")
-        lock = resolve(req, interp, self.config)
+        if lock is None:
+            report("interpreter", f"Python {req.python}")
+            interp = self.interpreter(req)
+            report("resolve", f"{req.runtime}: lock")
+            lock = resolve(req, interp, self.config)
         env_id = env_id_for(req.runtime, lock)
         if self.store.problem(env_id) is None:
             return self._open(env_id, lock, report)

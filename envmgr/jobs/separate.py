@@ -25,6 +25,8 @@ from registry.errors import ExitCode, StemSepError
 
 if TYPE_CHECKING:
     from envmgr.config import MachineConfig
+    from envmgr.envs.lock import Lock
+    from envmgr.jobs.job_record import JobRecord
     from envmgr.preflight.run import Preflight
     from envmgr.worker.prewarm import EarlyWorker
     from registry.loader import Registry
@@ -63,6 +65,7 @@ class Plan:
     skipped: tuple[tuple[Path, StemSepError], ...] = ()  # inputs preflight blocked; the others run
     download: bool = True  # fetch downloadable artifacts before the env is built
     trusted_code: dict[str, str] = field(default_factory=dict)  # code filename -> sha256 the user trusted
+    env_lock: Lock | None = None  # build the env from this lock instead of resolving (a debug replay's)
 
     def output_names(self, input_path: Path) -> tuple[dict[str, str], str]:
         """Deterministic stem file names: `<input stem>_(<stem>)_<model id>.<ext>`."""
@@ -161,26 +164,31 @@ def fetch_artifacts(plan: Plan, emit: Emit, config: MachineConfig) -> Plan:
 
 def run_separation(plan: Plan | Sequence[Plan], emit: Emit, *, config: MachineConfig | None = None,
                    timeouts: Timeouts = Timeouts(), on_stderr: Callable[[str], None] | None = None,
-                   early: EarlyWorker | None = None, workers: WorkerSource | None = None) -> list[Outcome]:
+                   early: EarlyWorker | None = None, record: JobRecord | None = None,
+                   workers: WorkerSource | None = None) -> list[Outcome]:
     """Run every input of `plan` through one worker; given several plans (one per model: `-m A -m B`), run
     them one after another, each in its own env, with one summary at the end. Consecutive models in the
     same env and runtime share the worker (a model's own code loads beside the library's classes).
     Raises Cancelled on Ctrl-C and BatchFailed (or the single input's own error) when inputs failed; the
     events say which. In a multi-model batch, a model that cannot start (download, env build) fails its
     inputs and the next model runs. `early` (envmgr.worker.prewarm): a worker started before planning, adopted
-    when the first worker needed is that very one. `workers`: workers kept beyond this run (`stemsep serve`
-    keeps them warm across jobs); the run takes its workers from there and leaves them running."""
+    when the first worker needed is that very one. `record` (envmgr/jobs/job_record.py): notes the run's facts
+    for a debug bundle. `workers`: workers kept beyond this run (`stemsep serve` keeps them warm across
+    jobs); the run takes its workers from there and leaves them running."""
     from envmgr.config import load_config
 
     config = config or load_config()
     plans = [plan] if isinstance(plan, Plan) else list(plan)
+    if record is not None:
+        record.note_plans(plans)
+        emit = record.noting(emit)
     outcomes: list[Outcome] = []
-    worker: WorkerSource = _Worker(emit, timeouts, on_stderr, early) if workers is None else workers
+    worker: WorkerSource = _Worker(emit, timeouts, on_stderr, early, record) if workers is None else workers
     worker.emit = emit  # a kept source reports its workers into this run's events
     try:
         for one in plans:
             try:
-                outcomes += _run_plan(one, emit, config, worker)
+                outcomes += _run_plan(one, emit, config, worker, record)
             except Cancelled:
                 raise
             except StemSepError as err:
@@ -231,8 +239,8 @@ class _Worker:
     """The batch's current worker: kept while models run in its env and runtime, replaced otherwise."""
 
     def __init__(self, emit: Emit, timeouts: Timeouts, on_stderr: Callable[[str], None] | None,
-                 early: EarlyWorker | None = None) -> None:
-        self.emit, self.timeouts, self.on_stderr, self.early = emit, timeouts, on_stderr, early
+                 early: EarlyWorker | None = None, record: JobRecord | None = None) -> None:
+        self.emit, self.timeouts, self.on_stderr, self.early, self.record = emit, timeouts, on_stderr, early, record
         self.client: WorkerClient | None = None
         self.key: tuple[str, str] | None = None
 
@@ -243,6 +251,8 @@ class _Worker:
             self.client = WorkerClient(env.python, runtime, code, env_id=env.id, timeouts=self.timeouts,
                                        on_stderr=self.on_stderr)
             self.key = (env.id, runtime)
+            if self.record is not None:  # before the start: a failed handshake has a transcript too
+                self.record.note_worker(self.client, env.id, runtime)
             self.client.start(self.early)
             prewarm = "none"
             if self.early is not None:  # only a run's first worker can have been started early
@@ -257,7 +267,8 @@ class _Worker:
         self.client = self.key = None
 
 
-def _run_plan(plan: Plan, emit: Emit, config: MachineConfig, worker: WorkerSource) -> list[Outcome]:
+def _run_plan(plan: Plan, emit: Emit, config: MachineConfig, worker: WorkerSource,
+              record: JobRecord | None = None) -> list[Outcome]:
     """One model: its artifacts, its env, the batch's worker for that env for all its inputs."""
     from envmgr.envs.manager import EnvManager
     from envmgr.envs.request import request_for_model
@@ -268,8 +279,18 @@ def _run_plan(plan: Plan, emit: Emit, config: MachineConfig, worker: WorkerSourc
           "output_format": plan.output_format, "settings": plan.settings})
     plan = fetch_artifacts(plan, emit, config)
     manager = EnvManager(config)
-    env = manager.ensure(request_for_model(plan.model, plan.runtime, config),
-                         progress=lambda stage, message: emit({"type": "env", "stage": stage, "message": message}))
+    request = request_for_model(plan.model, plan.runtime, config)
+    if record is not None:
+        record.note_request(plan.model.id, request)
+    try:
+        env = manager.ensure(request, lock=plan.env_lock,
+                             progress=lambda stage, message: emit({"type": "env", "stage": stage, "message": message}))
+    except BaseException:
+        if record is not None:
+            record.note_env_failed(plan.model.id, manager, request, plan.env_lock)
+        raise
+    if record is not None:
+        record.note_env(plan.model.id, env)
     emit({"type": "env_ready", "env_id": env.id, "python": str(env.python), "model": plan.model.id})
     code = ensure_worker_code(config.cache_dir)
     try:

@@ -6,7 +6,8 @@ loaded). It
   PYTHONHOME or user site; only the content-hashed copy of `runtimes/` is put on its path, and it
   runs in its own session so a terminal's Ctrl-C reaches the host only;
 - reads stdout on a thread (protocol lines, capped) and drains stderr on another, keeping a tail
-  for error reports;
+  for error reports; both directions of the protocol and the stderr tail are kept, bounded, for a debug
+  bundle (`transcript`, `stderr_log`: envmgr/worker/transcript.py);
 - enforces timeouts: hello and ready (handshake), silence (no line at all, heartbeats included),
   and an optional per-job limit;
 - turns worker errors into StemSepErrors with the right exit code, and Ctrl-C (or SIGTERM/SIGHUP,
@@ -16,7 +17,6 @@ Nothing here imports numpy or a runtime library.
 
 from __future__ import annotations
 
-import collections
 import json
 import queue
 import shutil
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from envmgr import stop_signals
 from envmgr.worker.code_copy import WorkerCode
 from envmgr.worker.process import signal_group, spawn_worker
+from envmgr.worker.transcript import TailLog, Transcript
 from envmgr.errors import Cancelled  # one Ctrl-C error for every command; jobs/ catch it from here
 from registry.errors import ExitCode, StemSepError
 from runtimes import protocol as p
@@ -107,7 +108,8 @@ class WorkerClient:
         self._on_stderr = on_stderr
         self._proc: subprocess.Popen[bytes] | None = None
         self._lines: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
+        self.stderr_log = TailLog()
+        self.transcript = Transcript()
         self._threads: list[threading.Thread] = []
         self._seen_version: int | None = None  # protocol of a first line, even one our schema rejects
         self._send_lock = threading.Lock()  # request_cancel may write from another thread
@@ -192,7 +194,7 @@ class WorkerClient:
 
     @property
     def stderr_tail(self) -> str:
-        return "\n".join(self._stderr_tail)
+        return "\n".join(self.stderr_log.last(_STDERR_TAIL_LINES))
 
     # --- jobs ------------------------------------------------------------------------------------
     def run(self, job: dict[str, Any], on_event: Callable[[dict[str, Any]], None] = lambda m: None) -> dict[str, Any]:
@@ -284,6 +286,7 @@ class WorkerClient:
         assert proc is not None and proc.stdin is not None, "start() the worker first"
         try:
             with self._send_lock:
+                self.transcript.add("host", msg)  # before the write: the answer may be read before it returns
                 proc.stdin.write(p.encode(msg))
                 proc.stdin.flush()
         except (OSError, ValueError) as exc:  # ValueError: stdin closed meanwhile (close() from another thread)
@@ -338,14 +341,19 @@ class WorkerClient:
         assert proc is not None and proc.stdout is not None
         reader = p.LineReader(proc.stdout)
         while True:
+            line: bytes | None = b""  # an over-long line raises before it is returned
             try:
                 line = reader.read_line()
                 if line is None:
                     break
                 if self.hello is None:
                     self._note_version(line)
-                self._lines.put(("msg", p.decode(line, p.WORKER_MESSAGES)))
+                msg = p.decode(line, p.WORKER_MESSAGES)
+                self.transcript.add("worker", msg)
+                self._lines.put(("msg", msg))
             except p.ProtocolError as exc:
+                self.transcript.add("worker", {"type": "(unreadable line)", "code": exc.code, "message": exc.message,
+                                               "line": (line or b"")[:500].decode("utf-8", "replace")})
                 self._lines.put(("error", exc))
             except (OSError, ValueError):
                 break
@@ -365,7 +373,7 @@ class WorkerClient:
         assert proc is not None and proc.stderr is not None
         for raw in iter(proc.stderr.readline, b""):
             line = raw.decode("utf-8", "backslashreplace").rstrip("\n")
-            self._stderr_tail.append(line[:2000])
+            self.stderr_log.append(line)
             if self._on_stderr:
                 self._on_stderr(line)
 

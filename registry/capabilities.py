@@ -149,8 +149,10 @@ CAPABILITIES: dict[str, RuntimeCapabilities] = {c.runtime: c for c in (
     # models. A one-channel Roformer runs each input channel on its own (runtimes/legacy/roformer/separator.py).
     # Every model type streams the input file into the stem files: no MemoryGrowth.
     RuntimeCapabilities("stemsep-legacy", "stemsep-legacy", {
-        "BS-Roformer": ArchCapability(TORCH_FILES, True, model_types=("bs_roformer",), splits_channels=True,
-                                      needs_config=True),
+        # unwa's HyperACE v1/v2 and Inst-FNO variants too (runtimes/legacy/roformer/hyperace.py, fno.py).
+        "BS-Roformer": ArchCapability(TORCH_FILES, True, model_types=(
+            "bs_roformer", "bs_roformer_hyperace", "bs_roformer_hyperace_v2", "bs_roformer_fno"),
+            splits_channels=True, needs_config=True),
         "Mel-Roformer": ArchCapability(TORCH_FILES, True, model_types=("mel_band_roformer",), splits_channels=True,
                                        needs_config=True),
         "DSP": ArchCapability((), True, model_types=("dsp_center_split",)),

@@ -120,6 +120,8 @@ HOST_CODES: dict[str, HostCode] = {
     "E_REGISTRY_INVALID": HostCode(ExitCode.INVALID, "registry content breaks the schema or a semantic rule"),
     "E_REGISTRY_UNREADABLE": HostCode(ExitCode.USAGE, "a registry file is missing, unreadable or not JSON"),
     "E_DUPLICATE_MODEL_ID": HostCode(ExitCode.INVALID, "two registry files define the same model id"),
+    "E_DOCTOR_MISSING": HostCode(ExitCode.INVALID, "`stemsep doctor` found something needed missing: uv, a Python, "
+                                                   "a writable state dir, ffmpeg for an audio-separator env"),
     "E_RECIPE_INVALID": HostCode(ExitCode.INVALID, "a recipe file breaks the recipe schema (JSON paths listed)"),
     "E_RECIPE_UNREADABLE": HostCode(ExitCode.USAGE, "a recipe file is missing, unreadable or not JSON"),
     "E_UNKNOWN_RECIPE": HostCode(ExitCode.USAGE, "no recipe has this id (nearest ids suggested)"),
@@ -142,6 +144,8 @@ HOST_CODES: dict[str, HostCode] = {
     "E_REPLAY_LOCK_UNAVAILABLE": HostCode(ExitCode.UNRESOLVABLE, "`debug replay`: the bundle's lock no longer installs "
                                           "here: a pinned version (or its locked file) is gone from the package "
                                           "sources (the pins are named)"),
+    "E_ENV_NOT_BUILT": HostCode(ExitCode.ENV_BUILD, "`env run`/`env shell`: the model's env is not built or is "
+                                                    "broken (add --build), or the env's interpreter is gone"),
     "E_NO_INTERPRETER": HostCode(ExitCode.NO_INTERPRETER, "no Python satisfies the env's range (what was found "
                                                           "is listed)"),
     "E_STORE": HostCode(ExitCode.STORE, "a state dir cannot be written: read-only, full, not a directory"),

@@ -13,8 +13,8 @@ import typer
 from typer.core import TyperGroup
 
 from envmgr import stop_signals
-from envmgr.cli import (artifacts_cmd, config_cmd, debug_cmd, env_cmd, models_cmd, preflight_cmd, registry_cmd,
-                        separate_cmd, trust_cmd)
+from envmgr.cli import (artifacts_cmd, config_cmd, debug_cmd, doctor_cmd, env_cmd, env_run_cmd, models_cmd,
+                        preflight_cmd, registry_cmd, separate_cmd, trust_cmd)
 from envmgr.cli import recipes_cmd
 from envmgr.cli.outcome import error_handler
 
@@ -46,9 +46,11 @@ app.add_typer(registry_cmd.app, name="registry")
 app.add_typer(recipes_cmd.app, name="recipes")
 app.add_typer(env_cmd.app, name="env")
 config_cmd.register(env_cmd.app)  # `stemsep env config [show|set|unset]`
+env_run_cmd.register(env_cmd.app)  # `stemsep env run|shell`
 env_cmd.register_top_level(app)  # `stemsep setup`
 separate_cmd.register(app)  # `stemsep separate`
 preflight_cmd.register(app)  # `stemsep preflight`
+doctor_cmd.register(app)  # `stemsep doctor`
 debug_cmd.register(app)  # `stemsep debug show|replay`
 
 

@@ -163,6 +163,11 @@ def _scan_path() -> list[Interpreter]:
     return out
 
 
+def discovered(config: MachineConfig) -> list[str]:
+    """Every interpreter the env manager can see (python_paths, uv's installed list, else PATH), described."""
+    return _describe_all(config, uvtool.find_uv(config))
+
+
 def _describe_all(config: MachineConfig, uv_bin: str | None) -> list[str]:
     found: dict[str, str] = {}
     for path in config.python_paths:

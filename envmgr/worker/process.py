@@ -29,10 +29,22 @@ def spawn_worker(cmd: list[str], code_root: Path) -> subprocess.Popen[bytes]:
 
 
 def worker_env(code_root: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a worker runs with: what it may inherit, the code copy on its path, no user site."""
     source = os.environ if base is None else base
     env = {k: v for k, v in source.items() if k in _PASS_ENV or k.startswith("LC_")}
     env.update(PYTHONPATH=str(code_root), PYTHONNOUSERSITE="1", PYTHONIOENCODING="utf-8:backslashreplace",
                PYTHONUNBUFFERED="1")
+    return env
+
+
+def env_command_env(code_root: Path, env_dir: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a command a person runs inside a managed env (`stemsep env run/shell`): the worker's
+    own (worker_env), plus the env's scripts dir first on PATH and VIRTUAL_ENV, as activating it would do,
+    so that `python` and the env's console scripts are the env's."""
+    env = worker_env(code_root, base)
+    scripts = env_dir / ("Scripts" if os.name == "nt" else "bin")
+    env["PATH"] = os.pathsep.join([str(scripts), *([env["PATH"]] if env.get("PATH") else [])])
+    env["VIRTUAL_ENV"] = str(env_dir)
     return env
 
 

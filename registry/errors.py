@@ -115,6 +115,10 @@ HOST_CODES: dict[str, HostCode] = {
     "E_UNAUTHORIZED": HostCode(ExitCode.USAGE, "`stemsep serve --http`: a request without the server's bearer token"),
     "E_SERVE_INSECURE": HostCode(ExitCode.USAGE, "`stemsep serve --http`: another address than loopback without an "
                                                  "explicit token"),
+    "E_STEM_UNKNOWN": HostCode(ExitCode.USAGE, "`stemsep serve --http`: the job has no stem of that name (its stems "
+                                               "are listed)"),
+    "E_SERVE_NOT_INSTALLED": HostCode(ExitCode.USAGE, "`stemsep serve --http` without the `serve` extra (Starlette, "
+                                                      "uvicorn) installed"),
     # registry and configuration content
     "E_CONFIG": HostCode(ExitCode.INVALID, "a bad key or value in config.toml, a STEMSEP_* variable or a flag"),
     "E_REGISTRY_INVALID": HostCode(ExitCode.INVALID, "registry content breaks the schema or a semantic rule"),

@@ -16,6 +16,7 @@ from envmgr import stop_signals
 from envmgr.cli import (artifacts_cmd, config_cmd, debug_cmd, doctor_cmd, env_cmd, env_run_cmd, models_cmd,
                         preflight_cmd, registry_cmd, separate_cmd, trust_cmd)
 from envmgr.cli import recipes_cmd
+from envmgr.cli import serve_cmd
 from envmgr.cli.outcome import error_handler
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ env_cmd.register_top_level(app)  # `stemsep setup`
 separate_cmd.register(app)  # `stemsep separate`
 preflight_cmd.register(app)  # `stemsep preflight`
 doctor_cmd.register(app)  # `stemsep doctor`
+serve_cmd.register(app)  # `stemsep serve` (docs/serve.md)
 debug_cmd.register(app)  # `stemsep debug show|replay`
 
 

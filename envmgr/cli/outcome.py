@@ -77,7 +77,7 @@ def _cli_exits() -> tuple[type[BaseException], ...]:
     try:
         from typer._click.exceptions import ClickException  # newer typer carries its own copy of click
     except ImportError:
-        from click.exceptions import ClickException  # type: ignore[no-redef,import-not-found,unused-ignore]
+        from click.exceptions import ClickException  # type: ignore[no-redef,import-not-found,assignment,unused-ignore]
     return ClickException, typer.Exit, typer.Abort
 
 

@@ -17,6 +17,7 @@ cancel request reads as `cancelling` until the scheduler ends it.
 
 from __future__ import annotations
 
+import builtins  # JobQueue.list shadows the builtin in its class body
 import json
 import sqlite3
 import threading
@@ -180,7 +181,7 @@ class JobQueue:
             row = self._db.execute("SELECT value FROM meta WHERE key = 'paused'").fetchone()
         return bool(row and row[0] == "1")
 
-    def reorder(self, job_ids: Sequence[str]) -> list[Job]:
+    def reorder(self, job_ids: Sequence[str]) -> builtins.list[Job]:
         """The named queued jobs go first, in the given order; the other queued jobs follow in their order.
         Returns the queued jobs in their new order."""
         with self._write() as db:
@@ -197,7 +198,7 @@ class JobQueue:
                 db.execute("UPDATE jobs SET position = ? WHERE id = ?", (position, job_id))
         return self.list((QUEUED,))
 
-    def events(self, job_id: str, after_seq: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+    def events(self, job_id: str, after_seq: int = 0, limit: int | None = None) -> builtins.list[dict[str, Any]]:
         """The job's events after `after_seq`, oldest first: each its data plus `seq` and `time`."""
         self.get(job_id)  # unknown job: QueueError
         query = "SELECT seq, time, data FROM events WHERE job = ? AND seq > ? ORDER BY seq"
@@ -224,7 +225,7 @@ class JobQueue:
         """`listener(job_id)` after a cancel request (the scheduler stops a running job with it)."""
         self._cancel_listeners = [*self._cancel_listeners, listener]
 
-    def claim(self, pick: Callable[[list[Job]], Job | None]) -> Job | None:
+    def claim(self, pick: Callable[[builtins.list[Job]], Job | None]) -> Job | None:
         """Mark the queued job `pick` chooses from the queued ones (in queue order) as running; None when
         paused, empty, or `pick` declines."""
         with self._write(durable=True) as db:
@@ -256,7 +257,7 @@ class JobQueue:
         return self.get(job_id)
 
     # --- plumbing ---------------------------------------------------------------------------------
-    def _recover(self) -> list[str]:
+    def _recover(self) -> builtins.list[str]:
         """Jobs a killed server left running run again from the start, ahead of the queued ones (one whose
         cancel was asked for is cancelled instead)."""
         with self._write(durable=True) as db:

@@ -68,6 +68,8 @@ class Scheduler:
         self.max_bypass = max_bypass
         self._slots = [_Slot(i, WarmWorkers(keep=keep_workers, timeouts=timeouts)) for i in range(max(1, concurrency))]
         self._bypassed: dict[str, int] = {}
+        self._registry: tuple[Any, Any] | None = None  # (files' stamp, Registry): read again when a file changes
+        self._registry_lock = threading.Lock()
         self._wake = threading.Condition()
         self._stopping = threading.Event()
         queue.on_cancel(self._cancel_running)
@@ -111,6 +113,18 @@ class Scheduler:
             if slot.thread is not None:
                 slot.thread.join(timeout)
             slot.workers.close()
+
+    def registry(self) -> Any:
+        """The registry `separate` would read, parsed once per change of its files (not once per job)."""
+        from envmgr.catalog.registry_files import load, registry_files
+        from registry.stamps import stamp
+
+        base, overlays = registry_files()
+        key = stamp([*base, *overlays])
+        with self._registry_lock:
+            if self._registry is None or self._registry[0] != key:
+                self._registry = (key, load())
+            return self._registry[1]
 
     @property
     def workers_started(self) -> int:
@@ -232,11 +246,24 @@ def _run_separate(scheduler: Scheduler, slot: _Slot, job: Job, emit: Callable[[d
     spec = job.spec
     inputs = [scheduler.paths.input_path(given) for given in spec.inputs]
     output_dir = scheduler.paths.output_dir(spec.output_dir, job.id)
+    if job.attempts > 1 and spec.output_dir is None:
+        _remove_staging(output_dir)  # the job's own dir: what a killed attempt's worker left half-written
     options = spec.job_options()
+    registry = scheduler.registry()
     plans = [plan_separation(inputs, model, spec.runtime, output_dir, spec.format, options,
-                             config=scheduler.config, emit=emit)
+                             registry=registry, config=scheduler.config, emit=emit)
              for model in (spec.models or [None])]
     run_separation(plans, emit, config=scheduler.config, workers=slot.workers)
+
+
+def _remove_staging(output_dir: Path) -> None:
+    import shutil
+
+    from runtimes.protocol import staging_dir_name
+
+    prefix, suffix = staging_dir_name("x").split("x")  # ".stemsep-", ".partial"
+    for entry in output_dir.glob(f"{prefix}*{suffix}"):
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 RUNNERS: dict[str, Callable[[Scheduler, _Slot, Job, Callable[[dict[str, Any]], None]], None]] = {

@@ -1,0 +1,241 @@
+"""`stemsep serve --http` as an app uses it: a real server process, the packaged default model in the session's
+real DSP env. The demo mix separates through HTTP with progress events and the same stem files `stemsep
+separate` writes; the event stream resumes with Last-Event-ID; stems come with range requests; cancel,
+pause, resume and reorder act on the real queue; and every security refusal the issue names is proved."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from envmgr.worker.process import TEST_HOOK_ENV
+from tests.serve.server import Server
+from tests.support.cli import home_sharing_session_envs, run_cli, write_user_registry
+from tests.worker.conftest import DEMO_MIX, FAULT_HOOK
+from tests.worker.test_separate_cli import SLOW_MODEL
+
+DEFAULT_MODEL = "builtin-center-split"
+
+
+@pytest.fixture(scope="module")
+def serve_env(tmp_path_factory: pytest.TempPathFactory, dsp_env: Any) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("serve-home")
+    write_user_registry(home, "test-models", [SLOW_MODEL])
+    return {**home_sharing_session_envs(home), TEST_HOOK_ENV: str(FAULT_HOOK)}
+
+
+@pytest.fixture(scope="module")
+def server(serve_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = Server(serve_env, "--max-upload-mb", "1", cwd=tmp_path_factory.mktemp("serve-cwd"))
+    yield running
+    assert running.stop() == 143  # SIGTERM ends it as it ends every command (E_TERMINATED)
+
+
+def state_dir(env: dict[str, str]) -> Path:
+    return Path(env["STEMSEP_HOME"]) / "state" / "serve"
+
+
+def test_demo_mix_through_http_equals_separate(server: Server, serve_env: dict[str, str], tmp_path: Path) -> None:
+    job_id = server.submit(inputs=[str(DEMO_MIX)])
+    events = list(server.events(job_id))
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "queued" and kinds[-1] == "completed" and "progress" in kinds and "started" in kinds
+    assert [e["sse_id"] for e in events] == [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    job = server.job(job_id)
+    assert job["state"] == "completed" and job["last_seq"] == len(events)
+
+    # the same files `stemsep separate` writes: names, format and samples (libsndfile stamps float WAVs with
+    # the time they were written, so the bytes of two runs differ there)
+    proc = run_cli("separate", DEMO_MIX, "-o", tmp_path / "cli", env=serve_env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    expected = sorted(p.name for p in (tmp_path / "cli").iterdir())
+    assert sorted(job["result"]["stems"]) == expected == [f"demo_mix_({s})_{DEFAULT_MODEL}.wav"
+                                                            for s in ("instrumental", "vocals")]
+    for name in expected:
+        served = server.http.get(f"/v1/jobs/{job_id}/stems/{name}")
+        assert served.status_code == 200
+        assert_same_audio(served.content, (tmp_path / "cli" / name).read_bytes())
+        assert Path(job["result"]["stems"][name]).parent == state_dir(serve_env) / "outputs" / job_id
+
+    # a range of a stem, by its stem name
+    whole = Path(job["result"]["stems"][expected[1]]).read_bytes()
+    part = server.http.get(f"/v1/jobs/{job_id}/stems/vocals", headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == whole[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{len(whole)}"
+
+    # a client that reconnects with Last-Event-ID gets exactly the rest
+    middle = len(events) // 2
+    assert [e["seq"] for e in server.events(job_id, last_event_id=middle)] == [e["seq"] for e in events[middle:]]
+
+
+def assert_same_audio(one: bytes, other: bytes) -> None:
+    a, b = sf.SoundFile(io.BytesIO(one)), sf.SoundFile(io.BytesIO(other))
+    assert (a.format, a.subtype, a.samplerate, a.channels, a.frames) == (b.format, b.subtype, b.samplerate,
+                                                                         b.channels, b.frames)
+    assert np.array_equal(a.read(), b.read())
+
+
+def test_upload_then_separate(server: Server, serve_env: dict[str, str]) -> None:
+    uploaded = server.http.post("/v1/uploads", params={"filename": "../../my song.flac"}, content=DEMO_MIX.read_bytes())
+    assert uploaded.status_code == 201, uploaded.text
+    body = uploaded.json()
+    stored = state_dir(serve_env) / "uploads" / body["id"] / "my song.flac"  # the client's dirs are dropped
+    assert body["name"] == "my song.flac" and stored.read_bytes() == DEMO_MIX.read_bytes()
+    job = server.wait_final(server.submit(inputs=[body["input"]]))
+    assert job["state"] == "completed", job
+    assert sorted(job["result"]["stems"]) == [f"my song_({s})_{DEFAULT_MODEL}.wav" for s in ("instrumental", "vocals")]
+
+
+def test_cancel_a_running_job_and_the_queue_goes_on(server: Server) -> None:
+    slow = server.submit(inputs=[str(DEMO_MIX)], models=[SLOW_MODEL["id"]])
+    after = server.submit(inputs=[str(DEMO_MIX)])
+    stream = server.events(slow)
+    assert any(event["type"] == "progress" for event in stream)  # stops reading at its first progress
+    stream.close()
+    cancelled = server.http.delete(f"/v1/jobs/{slow}")
+    assert cancelled.status_code == 200 and cancelled.json()["state"] in ("cancelling", "cancelled")
+    job = server.wait_final(slow, timeout=60)
+    assert job["state"] == "cancelled" and list(server.events(slow))[-1]["type"] == "cancelled"
+    assert server.wait_final(after)["state"] == "completed"
+    again = server.http.delete(f"/v1/jobs/{slow}")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "E_JOB_FINISHED"
+
+
+def test_pause_reorder_resume(server: Server) -> None:
+    assert server.http.post("/v1/queue/pause").json() == {"paused": True}
+    first, second, third = (server.submit(inputs=[str(DEMO_MIX)]) for _ in range(3))
+    reordered = server.http.post("/v1/queue/reorder", json={"job_ids": [third, first]})
+    assert reordered.json()["queued"] == [third, first, second]
+    assert all(server.job(j)["state"] == "queued" for j in (first, second, third))
+    assert server.http.post("/v1/queue/resume").json() == {"paused": False}
+    finished = {j: server.wait_final(j)["started"] for j in (first, second, third)}
+    assert sorted(finished, key=lambda j: finished[j]) == [third, first, second]
+
+
+def test_catalog_health_preflight_openapi(server: Server) -> None:
+    assert server.http.get("/v1/health").json()["ok"] is True
+    models = server.http.get("/v1/models").json()["models"]
+    assert DEFAULT_MODEL in {m["id"] for m in models}
+    assert server.http.get(f"/v1/models/{DEFAULT_MODEL}").json()["id"] == DEFAULT_MODEL
+    assert server.http.get("/v1/models/no-such-model").status_code == 404
+    assert isinstance(server.http.get("/v1/recipes").json()["recipes"], list)
+    report = server.http.post("/v1/preflight", json={"inputs": [str(DEMO_MIX)]}).json()
+    assert report["can_proceed"] is True and report["report"]["model"] == DEFAULT_MODEL
+    document = server.http.get("/v1/openapi.json").json()
+    assert document["openapi"].startswith("3.") and "/v1/jobs/{job_id}/events" in document["paths"]
+
+
+def test_openapi_lists_exactly_the_routes(tmp_path: Path) -> None:
+    from starlette.routing import Route
+
+    from envmgr.config import load_config
+    from envmgr.serve.http_app import OPENAPI, create_app
+    from envmgr.serve.paths import PathPolicy
+    from envmgr.serve.queue import JobQueue
+    from envmgr.serve.scheduler import Scheduler
+
+    config = load_config()
+    queue = JobQueue(tmp_path)
+    try:
+        app = create_app(Scheduler(queue, config, PathPolicy.from_config(config, 1)), config, "t" * 20)
+        routes = {(r.path.replace(":path}", "}"), m.lower()) for r in app.routes if isinstance(r, Route)
+                  for m in (r.methods or ()) if m != "HEAD"}
+        documented = {(path, method) for path, ops in OPENAPI["paths"].items() for method in ops}
+        assert routes == documented
+    finally:
+        queue.close()
+
+
+# --- refusals ----------------------------------------------------------------------------------------------
+def test_every_route_refuses_a_request_without_the_token(server: Server) -> None:
+    from envmgr.serve.http_app import OPENAPI
+
+    for path, ops in OPENAPI["paths"].items():
+        url = path.replace("{job_id}", "x").replace("{model_id}", "x").replace("{name}", "x")
+        for method in ops:
+            for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"}, {"Authorization": server.token}):
+                response = httpx.request(method.upper(), server.url + url, headers=headers, timeout=30)
+                assert response.status_code == 401, (method, path, headers)
+                assert response.json()["error"]["code"] == "E_UNAUTHORIZED"
+
+
+def test_token_file_is_private_and_is_the_printed_token(server: Server, serve_env: dict[str, str]) -> None:
+    path = state_dir(serve_env) / "token"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text().strip() == server.token
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--host", "0.0.0.0"), "needs an explicit token"),
+    (("--host", "192.0.2.1"), "needs an explicit token"),
+    (("--token", "short"), "shorter than"),
+])
+def test_another_address_needs_host_and_an_explicit_token(serve_env: dict[str, str], tmp_path: Path,
+                                                          args: tuple[str, ...], message: str) -> None:
+    proc = run_cli("serve", "--port", "0", *args, env=serve_env, unset=["STEMSEP_SERVE_TOKEN"], cwd=tmp_path,
+                   timeout=60)
+    assert proc.returncode == 2 and "E_SERVE_INSECURE" in proc.stderr and message in proc.stderr, proc.stderr
+
+
+def test_paths_outside_what_the_client_names_and_the_config_allows_are_refused(
+        server: Server, serve_env: dict[str, str], tmp_path: Path) -> None:
+    allowed = state_dir(serve_env) / "outputs"
+    allowed.mkdir(parents=True, exist_ok=True)
+    (allowed / "escape").symlink_to(tmp_path)  # a link inside the allowed dir pointing out of it
+    before = sorted(os.listdir(tmp_path))
+    cases = [
+        ({"inputs": ["scripts/demo/demo_mix.flac"]}, 403, "E_PATH_REFUSED"),  # relative: whose cwd?
+        ({"inputs": [str(tmp_path)]}, 403, "E_PATH_NOT_FILE"),  # a dir
+        ({"inputs": [str(tmp_path / "missing.flac")]}, 403, "E_PATH_NOT_FILE"),
+        ({"inputs": ["upload:0123456789abcdef0123456789abcdef"]}, 404, "E_UPLOAD_UNKNOWN"),
+        ({"inputs": ["upload:../../token"]}, 404, "E_UPLOAD_UNKNOWN"),
+        ({"inputs": [str(DEMO_MIX)], "output_dir": str(tmp_path / "out")}, 403, "E_OUTPUT_NOT_ALLOWED"),
+        ({"inputs": [str(DEMO_MIX)], "output_dir": str(allowed / ".." / "x")}, 403, "E_OUTPUT_NOT_ALLOWED"),
+        ({"inputs": [str(DEMO_MIX)], "output_dir": str(allowed / "escape" / "x")}, 403, "E_OUTPUT_NOT_ALLOWED"),
+        ({"inputs": [str(DEMO_MIX)], "output_dir": "out"}, 403, "E_PATH_REFUSED"),
+        ({"inputs": [str(DEMO_MIX)], "format": "exe"}, 400, "E_JOB_SPEC"),
+        ({"kind": "recipe", "recipe": "r", "inputs": [str(DEMO_MIX)]}, 400, "E_JOB_KIND_NOT_RUNNABLE"),
+    ]
+    jobs_before = len(server.http.get("/v1/jobs").json()["jobs"])
+    for spec, status, code in cases:
+        response = server.http.post("/v1/jobs", json={"kind": "separate", **spec})
+        assert (response.status_code, response.json()["error"]["code"]) == (status, code), spec
+    assert len(server.http.get("/v1/jobs").json()["jobs"]) == jobs_before  # nothing was queued
+    assert sorted(os.listdir(tmp_path)) == before  # nothing was written there
+    # a job's stems are only the files its result names
+    done = server.wait_final(server.submit(inputs=[str(DEMO_MIX)]))
+    for name in ("..%2F..%2Ftoken", "token", "/etc/passwd"):
+        assert server.http.get(f"/v1/jobs/{done['id']}/stems/{name}").status_code == 404
+
+
+def test_an_upload_over_the_limit_is_refused_and_leaves_nothing(server: Server, serve_env: dict[str, str]) -> None:
+    uploads = state_dir(serve_env) / "uploads"
+    before = sorted(os.listdir(uploads)) if uploads.exists() else []
+    big = b"\0" * ((1 << 20) + 1)  # the server runs with --max-upload-mb 1
+    response = server.http.post("/v1/uploads", params={"filename": "big.wav"}, content=big)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "E_UPLOAD_TOO_LARGE"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit holds while the body streams in
+        for _ in range(5):
+            yield b"\0" * (300 << 10)
+    response = server.http.post("/v1/uploads", params={"filename": "big.wav"}, content=chunks())
+    assert response.status_code == 413
+    assert (sorted(os.listdir(uploads)) if uploads.exists() else []) == before
+
+
+def test_the_cli_start_up_does_not_load_the_server() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, envmgr.cli.main; print([m for m in ('starlette', 'uvicorn', 'sqlite3', 'envmgr.serve.queue') "
+            "if m in sys.modules])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr

@@ -90,6 +90,9 @@ KEYS: dict[str, Key] = {k.name: k for k in (
     Key("log_dir", "path", "Build and worker logs.", lambda d: d.logs),
     Key("state_dir", "path", "Records of your own decisions: confirmed manual steps, trusted code.",
         lambda d: d.data / "state"),
+    Key("recipe_cache_limit", "str", "Size limit of the recipe step cache (<state_dir>/recipe-cache: each step's "
+        "stems, found again by content), e.g. 500M or 20G; the least recently used entries go first. "
+        "`stemsep cache prune` applies it now.", lambda d: "10G"),
     Key("serve_output_dirs", "paths", "Dirs `stemsep serve` may write stems into (a job's output_dir must lie inside "
         "one). Default: <state_dir>/serve/outputs.", lambda d: []),
     Key("enforcement", "str", "What preflight does with problems it finds: strict (block), soft (block unless "
@@ -125,6 +128,7 @@ class MachineConfig:
     model_store: Path
     log_dir: Path
     state_dir: Path
+    recipe_cache_limit: str
     serve_output_dirs: list[Path]
     enforcement: str
     registry_strict: bool

@@ -42,6 +42,7 @@ E_INFERENCE = "E_INFERENCE"
 E_OUTPUT_WRITE = "E_OUTPUT_WRITE"
 E_CANCELLED = "E_CANCELLED"
 E_WORKER_INTERNAL = "E_WORKER_INTERNAL"  # anything else, including SystemExit from a library
+E_OP_INVALID = "E_OP_INVALID"  # an `op` job's operation refused its inputs or params (runtimes/ops OpError)
 # Model code artifacts (runtimes/code_artifacts.py): the worker runs code only with a matching sha256 pin.
 E_CODE_UNTRUSTED = "E_CODE_UNTRUSTED"  # no sha256 pins the code: it does not run
 E_CODE_HASH_MISMATCH = "E_CODE_HASH_MISMATCH"  # the file is not the pinned one: it does not run
@@ -69,12 +70,15 @@ HEARTBEAT = {"job": "?str"}
 SEPARATE = {"job": _STR, "model": _DICT, "artifacts": _DICT, "settings": _DICT, "input": _STR,
             "output_dir": _STR, "output_format": _STR, "output_names": _DICT, "output_template": _STR,
             "device": "?str"}
+# An audio operation of a recipe (runtimes/ops): input stem files -> one stem file, written as stems are.
+OP = {"job": _STR, "op": _STR, "params": _DICT, "inputs": _LIST, "output_dir": _STR, "output_format": _STR,
+      "output_name": _STR, "stem": _STR}
 CANCEL = {"job": _STR}
 SHUTDOWN: dict[str, str] = {}
 
 WORKER_MESSAGES = {"hello": HELLO, "ready": READY, "progress": PROGRESS, "stem": STEM, "result": RESULT,
                    "error": ERROR, "heartbeat": HEARTBEAT}
-HOST_MESSAGES = {"separate": SEPARATE, "cancel": CANCEL, "shutdown": SHUTDOWN}
+HOST_MESSAGES = {"separate": SEPARATE, "op": OP, "cancel": CANCEL, "shutdown": SHUTDOWN}
 MESSAGES = {**WORKER_MESSAGES, **HOST_MESSAGES}
 
 

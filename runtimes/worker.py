@@ -134,20 +134,19 @@ class Worker:
 
     def run_job(self, msg: dict[str, Any]) -> None:
         from runtimes.adapter import Job, JobContext
-        from runtimes.errors import JobCancelled, JobError
+        from runtimes.errors import JobCancelled
 
         started = time.monotonic()
+        if msg["type"] == "op":
+            self.run_op(msg, started)
+            return
         job = Job.from_message(msg)
         staging = job.output_dir / p.staging_dir_name(job.id)
         try:
             _check_job(job)
             if self.is_cancelled(job.id):
                 raise JobCancelled()
-            try:
-                staging.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise JobError(p.E_OUTPUT_WRITE, f"cannot create the output dir {job.output_dir}: {exc.strerror or exc}",
-                               hint="pick an output dir you can write to (-o)") from exc
+            _make_staging(staging, job.output_dir)
             ctx = JobContext(job, staging, self.channel.send, lambda: self.is_cancelled(job.id), self.device)
             stems = self.adapter.separate(ctx)
             ctx.check_cancelled()
@@ -158,17 +157,53 @@ class Worker:
                 self.channel.send({"type": "stem", "job": job.id, **info})
             self.channel.send({"type": "result", "job": job.id, "stems": final,
                                "seconds": round(time.monotonic() - started, 4), "warnings": ctx.warnings})
-        except JobError as exc:
-            cause = exc.__cause__
-            self.channel.send({"type": "error", "job": job.id, "code": exc.code, "message": exc.message,
-                               "hint": exc.hint, "traceback": _format(cause) if cause else None})
         except BaseException as exc:  # noqa: BLE001 - libraries call sys.exit(); the worker must answer anyway
-            self.channel.send({"type": "error", "job": job.id, "code": p.E_WORKER_INTERNAL,
-                               "message": f"{type(exc).__name__}: {exc}",
-                               "hint": "this is a bug in the runtime or its adapter; the traceback says where",
-                               "traceback": _format(exc)})
+            self._send_failure(job.id, exc)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def run_op(self, msg: dict[str, Any], started: float) -> None:
+        """An `op` job (runtimes/op_job.py): one audio operation of a recipe, answered like a separation."""
+        from runtimes.errors import JobCancelled
+        from runtimes.op_job import op_result, run_op
+
+        job_id = msg["job"]
+        output_dir = Path(msg["output_dir"])
+        staging = output_dir / p.staging_dir_name(job_id)
+        try:
+            if self.is_cancelled(job_id):
+                raise JobCancelled()
+            _make_staging(staging, output_dir)
+            stem = run_op(msg, staging, self.channel.send, lambda: self.is_cancelled(job_id))
+            self.channel.send({"type": "stem", "job": job_id, **{k: v for k, v in stem.items() if k != "warnings"}})
+            self.channel.send(op_result(msg, stem, started))
+        except BaseException as exc:  # noqa: BLE001 - answered as a separation's failure is
+            self._send_failure(job_id, exc)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _send_failure(self, job_id: str, exc: BaseException) -> None:
+        from runtimes.errors import JobError
+
+        if isinstance(exc, JobError):
+            cause = exc.__cause__
+            self.channel.send({"type": "error", "job": job_id, "code": exc.code, "message": exc.message,
+                               "hint": exc.hint, "traceback": _format(cause) if cause else None})
+            return
+        self.channel.send({"type": "error", "job": job_id, "code": p.E_WORKER_INTERNAL,
+                           "message": f"{type(exc).__name__}: {exc}",
+                           "hint": "this is a bug in the runtime or its adapter; the traceback says where",
+                           "traceback": _format(exc)})
+
+
+def _make_staging(staging: Path, output_dir: Path) -> None:
+    from runtimes.errors import JobError
+
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise JobError(p.E_OUTPUT_WRITE, f"cannot create the output dir {output_dir}: {exc.strerror or exc}",
+                       hint="pick an output dir you can write to (-o)") from exc
 
 
 def _format(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ from envmgr.envs.uvtool import Sources
 from envmgr.errors import UnresolvableError
 from registry.errors import ExitCode, StemSepError
 from registry.settings import is_torch_requirement
+from registry.view import pip_packages_for
 
 if TYPE_CHECKING:
     from registry.view import ModelView
@@ -94,7 +95,7 @@ def request_for_model(entry: ModelView, runtime: str, config: MachineConfig | No
         torch_spec = version_spec("torch", _higher(reqs.torch.min, rdef.torch_floor), reqs.torch.max)
         requirements.append(torch_spec)
         requirements += rdef.torch_requires
-    for text in reqs.pip.packages:
+    for text in pip_packages_for(entry, runtime):  # scoped to the runtimes whose code imports them
         from packaging.requirements import InvalidRequirement, Requirement  # here: most models pin nothing
 
         try:
@@ -146,6 +147,16 @@ def request_for_requirements(requirements: list[str] | tuple[str, ...], *, runti
         extra_index_urls=tuple(config.extra_index_urls), find_links=tuple(config.find_links),
         notes=tuple(f"machine override: {o}" for o in config.overrides),
     )
+
+
+def request_for_ops(config: MachineConfig | None = None) -> EnvRequest:
+    """The light env a recipe's audio operations (runtimes/ops) run in: stemsep-legacy without torch, numpy and
+    soundfile only; the same lock inputs as the built-in DSP model's, so the same env."""
+    from dataclasses import replace
+
+    rdef = RUNTIMES["stemsep-legacy"]
+    request = request_for_requirements(list(rdef.requires), runtime=rdef.id, python=rdef.python, config=config)
+    return replace(request, health_modules=rdef.health_imports(False))
 
 
 def _check_torch_pin(model_id: str, pin: str, torch_spec: str) -> None:

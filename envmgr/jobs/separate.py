@@ -102,7 +102,7 @@ def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: st
     `emit` receives the report as a `preflight` event either way. The job's settings carry
     `allow_unsafe_pickle: true` only when preflight found your consent for the model's flagged checkpoints."""
     from envmgr.config import load_config
-    from envmgr.preflight.run import PreflightRequest, run_preflight, trusted_code
+    from envmgr.preflight.run import PreflightRequest, run_preflight
     from envmgr.catalog.registry_files import load
 
     if output_format not in FORMATS:
@@ -116,21 +116,28 @@ def plan_separation(inputs: list[Path], model_id: str | None = None, runtime: st
     if emit is not None:
         emit({"type": "preflight", "report": checked.report})
     checked.raise_if_blocked()
+    plan = plan_from_preflight(checked, (output_dir or DEFAULT_OUTPUT_DIR).expanduser().absolute(), output_format,
+                               options, config)
+    _check_outputs(plan)
+    return plan
+
+
+def plan_from_preflight(checked: Preflight, output_dir: Path, output_format: str, options: JobOptions,
+                        config: MachineConfig) -> Plan:
+    """The plan of a job preflight let through (a recipe's `separate` steps are planned from theirs too)."""
+    from envmgr.preflight.run import trusted_code
+
     assert checked.entry is not None and checked.runtime is not None and checked.runtime.runtime
     assert checked.settings is not None  # a job preflight lets through has its model, runtime and settings
-    skipped = tuple(checked.skipped_inputs())
-    out = (output_dir or DEFAULT_OUTPUT_DIR).expanduser().absolute()
     native = checked.settings.native()
     if checked.unsafe_pickle_allowed:  # every runtime reads the consent here (runtimes/*/adapter.py)
         native["allow_unsafe_pickle"] = True
-    plan = Plan(model=checked.entry, runtime=checked.runtime.runtime, runtime_reason=checked.runtime.reason or "user",
+    return Plan(model=checked.entry, runtime=checked.runtime.runtime, runtime_reason=checked.runtime.reason or "user",
                 settings=native, artifacts={}, inputs=tuple(checked.runnable_inputs),
-                output_dir=out, output_format=output_format,
+                output_dir=output_dir, output_format=output_format,
                 warnings=tuple(f"{w['code']}: {w['message']}" for w in checked.report["warnings"]),
-                preflight=checked, skipped=skipped, download=options.download,
-                trusted_code=trusted_code(config, checked.entry))
-    _check_outputs(plan)
-    return plan
+                preflight=checked, skipped=tuple(checked.skipped_inputs()), download=options.download,
+                trusted_code=trusted_code(config, checked.entry, checked.runtime.runtime))
 
 
 def _check_outputs(plan: Plan) -> None:
@@ -151,14 +158,18 @@ def _check_outputs(plan: Plan) -> None:
 
 def fetch_artifacts(plan: Plan, emit: Emit, config: MachineConfig) -> Plan:
     """The model's files from the store, downloading what preflight found downloadable (`plan.download`).
-    Preflight already enforced --require-hashes (or let it through in a lenient mode)."""
-    if not plan.model.artifacts.all():
+    Preflight already enforced --require-hashes (or let it through in a lenient mode). Only the files the plan's
+    runtime uses (an artifact's `runtimes`)."""
+    from registry.view import artifacts_for
+
+    if not artifacts_for(plan.model, plan.runtime):
         return plan
     from dataclasses import replace
 
     from envmgr.artifacts import ArtifactStore
     with ArtifactStore(config.model_store) as store:
-        paths = store.ensure(plan.model, download=plan.download, progress=lambda event: emit(event.to_dict()))
+        paths = store.ensure(plan.model, download=plan.download, progress=lambda event: emit(event.to_dict()),
+                             runtime=plan.runtime)
     return replace(plan, artifacts={name: str(path) for name, path in paths.items()})
 
 

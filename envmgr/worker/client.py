@@ -198,7 +198,8 @@ class WorkerClient:
 
     # --- jobs ------------------------------------------------------------------------------------
     def run(self, job: dict[str, Any], on_event: Callable[[dict[str, Any]], None] = lambda m: None) -> dict[str, Any]:
-        """Send one `separate` job and follow it to its end. Returns the `result` message.
+        """Send one `separate` job (or, with `"type": "op"` in `job`, a recipe's audio operation) and follow it
+        to its end. Returns the `result` message.
 
         Every progress/stem/result message goes to `on_event` as it arrives. On any failure the
         job's staging dir is removed (the worker does that itself unless it died) and the matching
@@ -207,12 +208,13 @@ class WorkerClient:
         msg = {"type": "separate", **job}
         job_id = msg["job"]
         output_dir = Path(msg["output_dir"])
+        what = msg.get("input") or f"the {msg.get('op')} operation"
         try:
             self._send(msg)
-            return self._follow(job_id, on_event, msg["input"])
+            return self._follow(job_id, on_event, what)
         except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM or SIGHUP (stop_signals)
             self._cancel(job_id)
-            raise stop_signals.cancelled(stop, why=f"the job on {msg['input']} was stopped",
+            raise stop_signals.cancelled(stop, why=f"the job on {what} was stopped",
                                          hint="nothing was written; run the command again to start over") from None
         except JobFailed:
             raise  # the worker answered properly and stays usable

@@ -15,8 +15,8 @@ from typer.core import TyperGroup
 from envmgr import stop_signals
 from envmgr.cli import (artifacts_cmd, config_cmd, debug_cmd, doctor_cmd, env_cmd, env_run_cmd, models_cmd,
                         preflight_cmd, registry_cmd, separate_cmd, trust_cmd)
-from envmgr.cli import recipes_cmd
 from envmgr.cli import serve_cmd
+from envmgr.cli import recipes_cmd, run_cmd
 from envmgr.cli.outcome import error_handler
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ config_cmd.register(env_cmd.app)  # `stemsep env config [show|set|unset]`
 env_run_cmd.register(env_cmd.app)  # `stemsep env run|shell`
 env_cmd.register_top_level(app)  # `stemsep setup`
 separate_cmd.register(app)  # `stemsep separate`
+run_cmd.register(app)  # `stemsep run RECIPE`, `stemsep cache prune`
 preflight_cmd.register(app)  # `stemsep preflight`
 doctor_cmd.register(app)  # `stemsep doctor`
 serve_cmd.register(app)  # `stemsep serve` (docs/serve.md)

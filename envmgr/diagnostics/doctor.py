@@ -104,23 +104,15 @@ def diagnose(*, verify: bool = False) -> list[Check]:
 def _config(config: MachineConfig) -> Check:
     from envmgr.config import KEYS
 
-    values = _masked(config.as_dict())  # index URLs may carry tokens: doctor's output gets pasted into issues
+    from envmgr.diagnostics.scrub import Scrubber
+
+    values = Scrubber().data(config.as_dict())  # index URLs may carry tokens: doctor's output gets pasted into issues
     changed = [f"{k} = {values[k]} ({config.sources[k]})" for k in KEYS if config.sources[k] != "default"]
     where = f"{config.config_file}{'' if config.config_file.exists() else ' (absent)'}"
     return Check("config", "info", f"{len(changed)} key(s) set; file {where}", details=changed,
                  hint="`stemsep env config` shows every key and where it came from",
                  data={"file": str(config.config_file), "home": str(config.home) if config.home else None,
                        "values": values, "sources": config.sources})
-
-
-def _masked(value: Any) -> Any:
-    """URL credentials (`https://user:token@host`) written `https://***@host`, through lists and dicts.
-    (The debug bundle's scrubber, envmgr/diagnostics/scrub.py, does this and more: use it once it is committed.)"""
-    if isinstance(value, dict):
-        return {k: _masked(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_masked(v) for v in value]
-    return re.sub(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@", r"\1***@", value) if isinstance(value, str) else value
 
 
 def _registry(registry: Registry) -> Check:

@@ -92,4 +92,5 @@ class JobRecord:
         facts.lock = lock
 
     def note_worker(self, client: WorkerClient, env_id: str, runtime: str) -> None:
-        self.workers.append(WorkerFacts(env_id, runtime, client))
+        if not any(w.client is client for w in self.workers):  # a warm worker serves many of a run's inputs
+            self.workers.append(WorkerFacts(env_id, runtime, client))

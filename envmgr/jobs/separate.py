@@ -315,7 +315,10 @@ def _run_plan(plan: Plan, emit: Emit, config: MachineConfig, worker: WorkerSourc
         emit({"type": "error", "job": None, "input": str(path), **err.to_dict()})
     try:
         for path in plan.inputs:
-            outcomes.append(_run_one(worker.get(env, plan.runtime, code), plan, path, emit))
+            client = worker.get(env, plan.runtime, code)
+            if record is not None:  # a worker kept warm by the caller (a server's slot) was not noted when started
+                record.note_worker(client, env.id, plan.runtime)
+            outcomes.append(_run_one(client, plan, path, emit))
     finally:
         manager.record_use(env.id, plan.model.id)
     return outcomes

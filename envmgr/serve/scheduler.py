@@ -30,10 +30,11 @@ from envmgr.serve.queue import CANCELLED, COMPLETED, FAILED, Job, JobQueue
 from envmgr.serve.spec import JobSpec, SpecError, parse_spec
 from envmgr.serve.workers import WarmWorkers
 from envmgr.worker.client import Timeouts
-from registry.errors import StemSepError
+from registry.errors import ExitCode, StemSepError
 
 if TYPE_CHECKING:
     from envmgr.config import MachineConfig
+    from envmgr.jobs.job_record import JobRecord
 
 log = logging.getLogger("stemsep.serve")
 RUNNABLE_KINDS = ("separate",)  # "recipe" joins when the recipe runner lands (issue 16)
@@ -51,6 +52,7 @@ class _Slot:
     job: Job | None = None
     worker_job: str | None = None  # the protocol job id the worker is running now
     thread: threading.Thread | None = None
+    record: JobRecord | None = None  # the running job's facts, for its debug bundle if it fails
 
 
 @dataclass
@@ -153,7 +155,10 @@ class Scheduler:
         return pick_next(queued, slot.last_group, self._bypassed, self.max_bypass)
 
     def _run(self, slot: _Slot, job: Job) -> None:
+        from envmgr.jobs.job_record import JobRecord
+
         slot.last_group = job.group
+        slot.record = JobRecord(command=["stemsep", "serve", "job", job.id], kind=f"serve {job.spec.kind}")
         run = _Run()
         emit = self._emitter(slot, job, run)
         try:
@@ -166,12 +171,16 @@ class Scheduler:
             if self.queue.get(job.id).cancel_requested or isinstance(err, Cancelled) or err.code == "E_CANCELLED":
                 self._finish_cancelled(job, run)
             else:
-                self.queue.finish(job.id, FAILED, result=_result(run), error=err.to_dict(), event=err.to_dict())
+                error = {**err.to_dict(), **self._bundle(slot, err, None)}
+                self.queue.finish(job.id, FAILED, result=_result(run), error=error, event=error)
             return
         except Exception as exc:  # a bug: the job fails, the server goes on
-            log.error("job %s: %s", job.id, traceback.format_exc())
+            trace = traceback.format_exc()
+            log.error("job %s: %s", job.id, trace)
             error = {"code": "E_INTERNAL", "message": f"internal error: {exc}", "why": type(exc).__name__,
                      "hint": "this is a bug in StemSep; the server's log has the traceback"}
+            error.update(self._bundle(slot, StemSepError(error["message"], code="E_INTERNAL", why=error["why"],
+                                                         hint=error["hint"]), trace))
             self.queue.finish(job.id, FAILED, result=_result(run), error=error, event=error)
             return
         if self._stopping.is_set():
@@ -180,6 +189,20 @@ class Scheduler:
             self._finish_cancelled(job, run)
         else:
             self.queue.finish(job.id, COMPLETED, result=_result(run), event={"outputs": run.outputs})
+
+    def _bundle(self, slot: _Slot, err: StemSepError, trace: str | None) -> dict[str, str]:
+        """A failed job's debug bundle, as `stemsep separate` writes one (none for what the client asked wrong:
+        exit 2); {"debug_bundle": path} for its error, {} when none was written (the log says why)."""
+        from envmgr.diagnostics.bundle import write_bundle
+
+        if slot.record is None or err.exit_code == ExitCode.USAGE:
+            return {}
+        try:
+            path = write_bundle(slot.record, err, config=self.config, traceback=trace)
+        except Exception:  # never instead of the job's own outcome
+            log.warning("could not write the debug bundle: %s", traceback.format_exc())
+            return {}
+        return {"debug_bundle": str(path)}
 
     def _finish_cancelled(self, job: Job, run: _Run) -> None:
         self.queue.finish(job.id, CANCELLED, result=_result(run), event={"message": "cancelled while running"})
@@ -253,7 +276,7 @@ def _run_separate(scheduler: Scheduler, slot: _Slot, job: Job, emit: Callable[[d
     plans = [plan_separation(inputs, model, spec.runtime, output_dir, spec.format, options,
                              registry=registry, config=scheduler.config, emit=emit)
              for model in (spec.models or [None])]
-    run_separation(plans, emit, config=scheduler.config, workers=slot.workers)
+    run_separation(plans, emit, config=scheduler.config, workers=slot.workers, record=slot.record)
 
 
 def _remove_staging(output_dir: Path) -> None:

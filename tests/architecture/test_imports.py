@@ -16,7 +16,7 @@ PACKAGES = ("envmgr", "registry", "runtimes")
 # `common` is envmgr's top level: config, errors, fsutil, sizes, stop_signals.
 HOST_MAY_IMPORT = {
     "cli": {"serve", "diagnostics", "jobs", "preflight", "worker", "envs", "artifacts", "catalog", "common"},
-    "serve": {"jobs", "preflight", "worker", "envs", "artifacts", "catalog", "common"},
+    "serve": {"diagnostics", "jobs", "preflight", "worker", "envs", "artifacts", "catalog", "common"},
     "diagnostics": {"jobs", "preflight", "worker", "envs", "artifacts", "catalog", "common"},
     "jobs": {"preflight", "worker", "envs", "artifacts", "catalog", "common"},
     "preflight": {"envs", "artifacts", "catalog", "common"},

@@ -23,12 +23,15 @@ from tests.worker.conftest import DEMO_MIX, FAULT_HOOK
 from tests.worker.test_separate_cli import SLOW_MODEL
 
 DEFAULT_MODEL = "builtin-center-split"
+# A library's sys.exit() inside the job (tests/worker/fault_hook.py): the job fails, the worker answers.
+FAILING_MODEL = {**SLOW_MODEL, "id": "test-exit-fault", "name": "test: exits inside the job",
+                 "test_fault": {"fault": "exit"}}
 
 
 @pytest.fixture(scope="module")
 def serve_env(tmp_path_factory: pytest.TempPathFactory, dsp_env: Any) -> dict[str, str]:
     home = tmp_path_factory.mktemp("serve-home")
-    write_user_registry(home, "test-models", [SLOW_MODEL])
+    write_user_registry(home, "test-models", [SLOW_MODEL, FAILING_MODEL])
     return {**home_sharing_session_envs(home), TEST_HOOK_ENV: str(FAULT_HOOK)}
 
 
@@ -92,6 +95,23 @@ def test_upload_then_separate(server: Server, serve_env: dict[str, str]) -> None
     job = server.wait_final(server.submit(inputs=[body["input"]]))
     assert job["state"] == "completed", job
     assert sorted(job["result"]["stems"]) == [f"my song_({s})_{DEFAULT_MODEL}.wav" for s in ("instrumental", "vocals")]
+
+
+def test_a_failed_job_has_a_debug_bundle_with_its_worker(server: Server) -> None:
+    """Server jobs get the bundle `stemsep separate` writes on failure (issue 17, "everywhere a job runs"): its
+    path in the job's error, the job's facts and the warm worker's transcript in it."""
+    import json
+    import zipfile
+
+    job = server.wait_final(server.submit(inputs=[str(DEMO_MIX)], models=[FAILING_MODEL["id"]]))
+    assert job["state"] == "failed" and job["error"]["code"] == "E_WORKER_INTERNAL", job
+    bundle = Path(job["error"]["debug_bundle"])
+    with zipfile.ZipFile(bundle) as archive:
+        names = archive.namelist()
+        facts = json.loads(archive.read("bundle.json"))
+    assert "REPORT.md" in names and any("transcript" in n for n in names), names
+    assert facts["command"][:3] == ["stemsep", "serve", "job"] and job["id"] in facts["command"], facts["command"]
+    assert server.job(server.submit(inputs=[str(DEMO_MIX)]))  # the server goes on
 
 
 def test_cancel_a_running_job_and_the_queue_goes_on(server: Server) -> None:

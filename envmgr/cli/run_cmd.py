@@ -75,7 +75,8 @@ def run_recipe_command(recipe: Recipe, inputs: list[Path], output_dir: Optional[
                        job_timeout: Optional[float] = None, verbose: bool = False, debug_bundle: bool = False,
                        include_audio: bool = False) -> None:
     from envmgr.cli.bundle_hook import debug_bundle as bundle_on_failure
-    from envmgr.cli.separate_cmd import _json_emit, _tell_bundle
+    from envmgr.cli.json_stream import json_emit as _json_emit
+    from envmgr.cli.json_stream import tell_bundle as _tell_bundle
     from envmgr.config import load_config
     from envmgr.jobs.job_record import JobRecord
     from envmgr.jobs.recipe_run import plan_recipe, run_recipe
@@ -93,7 +94,11 @@ def run_recipe_command(recipe: Recipe, inputs: list[Path], output_dir: Optional[
                            emit=record.noting(emit), use_cache=use_cache, keep_intermediates=keep_intermediates)
         record.note_plans(list(plan.models.values()))
         run_recipe(plan, record.noting(view), config=config, timeouts=Timeouts(job=job_timeout),
-                   on_stderr=(lambda line: sys.stderr.write(f"worker: {line}\n")) if verbose else None, record=record)
+                   on_stderr=_worker_stderr if verbose else None, record=record)
+
+
+def _worker_stderr(line: str) -> None:
+    sys.stderr.write(f"worker: {line}\n")
 
 
 class _StepView:

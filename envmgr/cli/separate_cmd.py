@@ -7,15 +7,15 @@ docs/protocol.md, "The --json stream"), ending with an `exit` event, so an app c
 
 from __future__ import annotations
 
-import json
-import sys
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from envmgr.cli.job_options import SHARED, with_job_options
+from envmgr.cli.json_stream import json_emit as _json_emit
+from envmgr.cli.json_stream import tell_bundle as _tell_bundle
 from envmgr.cli.outcome import exit_event
 
 if TYPE_CHECKING:
@@ -51,9 +51,40 @@ def separate(
     include_audio: bool = typer.Option(False, "--include-audio",
                                        help="Put the input audio itself into the debug bundle (otherwise only its "
                                        "metadata and sha256)."),
+    ensemble: Optional[str] = typer.Option(None, "--ensemble", metavar="ALG",
+                                           help="Ensemble the -m models' common stems (avg_wave, max_fft, "
+                                           "uvr_max_spec...; docs/recipes.md): runs as a recipe."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Ensemble weights, one per -m model: 2,1."),
+    phase_fix_ref: Optional[str] = typer.Option(None, "--phase-fix-ref", metavar="MODEL",
+                                                help="Phase Fix the instrumental with this reference model's "
+                                                "instrumental phase (a recipe)."),
+    phase_fix_low_hz: Optional[float] = typer.Option(None, "--phase-fix-low-hz", min=0.0,
+                                                     help="Default: the reference's recommended lowHz."),
+    phase_fix_high_hz: Optional[float] = typer.Option(None, "--phase-fix-high-hz", min=0.0,
+                                                      help="Default: the reference's recommended highHz."),
+    phase_fix_weight: Optional[float] = typer.Option(None, "--phase-fix-weight",
+                                                     help="High frequency weight (not clamped). Default: the "
+                                                     "reference's recommended highFreqWeight."),
+    then: Optional[list[str]] = typer.Option(None, "--then", metavar="MODEL:STEM",
+                                             help="Post-process STEM with MODEL (repeatable; a recipe)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="With the shorthands: do not use the step cache."),
+    keep_intermediates: bool = typer.Option(False, "--keep-intermediates",
+                                            help="With the shorthands: keep the job folder of step stems."),
     options: JobOptions = SHARED,  # the nine options `preflight` has too (envmgr/cli/job_options.py)
 ) -> None:
-    """Separate audio files into stems. Stem files are named `<input>_(<stem>)_<model>.<format>`."""
+    """Separate audio files into stems. Stem files are named `<input>_(<stem>)_<model>.<format>`; with
+    --ensemble, --phase-fix-ref or --then the run is a recipe (`stemsep run`) and its outputs are named
+    `<input>_(<output>)_<recipe>.<format>`."""
+    from envmgr.jobs.adhoc_recipe import Shorthands
+
+    shorthands = Shorthands(list(dict.fromkeys(model or [])), ensemble, _weights(weights), phase_fix_ref,
+                            {k: v for k, v in (("low_hz", phase_fix_low_hz), ("high_hz", phase_fix_high_hz),
+                                               ("weight", phase_fix_weight)) if v is not None}, then or [])
+    if shorthands.used:
+        _run_shorthands(shorthands, list(inputs), output_dir, fmt, options, as_json=as_json, use_cache=not no_cache,
+                        keep_intermediates=keep_intermediates, job_timeout=job_timeout, verbose=verbose,
+                        debug_bundle=debug_bundle, include_audio=include_audio)
+        return
     from envmgr.cli.bundle_hook import debug_bundle as bundle_on_failure
     from envmgr.config import load_config
     from envmgr.jobs.job_record import JobRecord
@@ -87,19 +118,27 @@ def separate(
                                on_stderr=view.on_stderr if verbose else None, early=early, record=record)
 
 
-def _tell_bundle(as_json: bool) -> Callable[[Path], None]:
-    """How a run that went well says where its --debug-bundle went: an event, or a line on stderr."""
-    def tell(path: Path) -> None:
-        if as_json:
-            _json_emit({"type": "debug_bundle", "path": str(path)})
-        else:
-            sys.stderr.write(f"debug bundle: {path}\n")
-    return tell
+def _weights(text: Optional[str]) -> Optional[list[float]]:
+    if text is None:
+        return None
+    try:
+        return [float(w) for w in text.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"--weights {text!r}: give numbers separated by commas, e.g. 2,1") from None
 
 
-def _json_emit(event: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(event) + "\n")
-    sys.stdout.flush()
+def _run_shorthands(shorthands: Any, inputs: list[Path], output_dir: Optional[Path], fmt: str, options: JobOptions,
+                    **run: Any) -> None:
+    """The shorthands as a recipe (envmgr/jobs/adhoc_recipe.py), run as `stemsep run` runs one."""
+    from envmgr.catalog.registry_files import load
+    from envmgr.cli.run_cmd import run_recipe_command
+    from envmgr.jobs.adhoc_recipe import adhoc_recipe
+
+    registry = load()
+    recipe = adhoc_recipe(shorthands, lambda model_id: registry.view(model_id).capabilities.stems)
+    run_recipe_command(recipe, inputs, output_dir, fmt, options, **run)
+
+
 
 
 class _ProgressView:

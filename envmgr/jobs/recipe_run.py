@@ -233,10 +233,8 @@ class _Runner:
         rows = plan.preflight.report["resolved"]["requirements_status"]["artifacts"] if plan.preflight else []
         hashes = {r["filename"]: r.get("sha256") or r.get("expected_sha256") for r in rows}
         if all(hashes.values()):
-            return hashes  # type: ignore[return-value]
-        from envmgr.artifacts import (
-            ArtifactStore,  # not in the store yet and unpinned: download, then hash
-        )
+            return {name: str(sha) for name, sha in hashes.items()}
+        from envmgr.artifacts import ArtifactStore  # not in the store yet and unpinned: download, then hash
 
         self._fetched(step_id)
         with ArtifactStore(self.config.model_store) as store:

@@ -109,7 +109,7 @@ class StepCache:
 
     def entries(self) -> list[tuple[float, int, Path]]:
         """(last use, bytes, folder) of every entry."""
-        out = []
+        out: list[tuple[float, int, Path]] = []
         if not self.root.is_dir():
             return out
         for shard in self.root.iterdir():

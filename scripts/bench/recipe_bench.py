@@ -131,7 +131,7 @@ def main() -> int:
                                "-o", str(out), "--json"], capture_output=True, text=True, cwd=REPO, check=False)
         cli_s = time.perf_counter() - cli_started
         assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = [("model loads (3 models x %d inputs)" % args.inputs, f"{loads}", "3", loads == 3),
+    rows = [(f"model loads (3 models x {args.inputs} inputs)", f"{loads}", "3", loads == 3),
             (f"host overhead per step ({executions} step executions)", f"{overhead * 1000:.1f} ms", "<= 50 ms",
              overhead <= 0.05),
             ("cache-hit path: run_recipe, whole batch", f"{hit_run:.3f} s", "<= 0.5 s", hit_run <= 0.5),

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from envmgr.jobs.job_record import JobRecord
 
 log = logging.getLogger("stemsep.serve")
-RUNNABLE_KINDS = ("separate",)  # "recipe" joins when the recipe runner lands (issue 16)
+RUNNABLE_KINDS = ("separate", "recipe")
 
 
 class _Stop(BaseException):
@@ -84,6 +84,8 @@ class Scheduler:
             raise SpecError(f"{spec.kind} jobs cannot run yet", code="E_JOB_KIND_NOT_RUNNABLE",
                             why="this server runs: " + ", ".join(RUNNABLE_KINDS),
                             hint="run the models of the recipe as separate jobs for now")
+        if spec.kind == "recipe":
+            _recipe(spec.recipe or "")  # an unknown id is the client's error, said now: E_UNKNOWN_RECIPE
         for given in spec.inputs:
             self.paths.input_path(given)
         if spec.output_dir is not None:
@@ -219,9 +221,12 @@ class Scheduler:
                     raise Cancelled("the job was cancelled", why="a client cancelled it")
                 slot.worker_job = event.get("job")
                 models[event["job"]] = event.get("model", "")
-            elif kind == "result":
+            elif kind == "result" and job.spec.kind == "separate":  # a recipe's step results are intermediates
                 run.outputs.append({"input": event.get("input"), "model": models.get(event.get("job", "")),
                                     "stems": {s["name"]: s["path"] for s in event.get("stems", [])}})
+            elif kind == "output":  # a recipe's final output, written in place
+                run.outputs.append({"input": event.get("input"), "model": job.spec.recipe,
+                                    "stems": {event["name"]: event["path"]}})
             elif kind == "error":
                 run.errors.append(event)
             self.queue.append_event(job.id, event)
@@ -279,6 +284,30 @@ def _run_separate(scheduler: Scheduler, slot: _Slot, job: Job, emit: Callable[[d
     run_separation(plans, emit, config=scheduler.config, workers=slot.workers, record=slot.record)
 
 
+def _recipe(recipe_id: str) -> Any:
+    """The packaged or user recipe with this id (the catalog `stemsep recipes list` shows)."""
+    from envmgr.catalog.recipe_files import load
+    from registry.recipes.loader import get
+
+    return get(load(), recipe_id).recipe
+
+
+def _run_recipe(scheduler: Scheduler, slot: _Slot, job: Job, emit: Callable[[dict[str, Any]], None]) -> None:
+    """A recipe job, as `stemsep run` runs it: the whole graph passes preflight first, then its steps run
+    model-major with the content cache (envmgr/jobs/recipe_run.py). Its workers are the run's own, not the
+    slot's warm ones: a recipe spans several envs and closes them at its end."""
+    from envmgr.jobs.recipe_run import plan_recipe, run_recipe
+
+    spec = job.spec
+    inputs = [scheduler.paths.input_path(given) for given in spec.inputs]
+    output_dir = scheduler.paths.output_dir(spec.output_dir, job.id)
+    if job.attempts > 1 and spec.output_dir is None:
+        _remove_staging(output_dir)
+    plan = plan_recipe(_recipe(spec.recipe or ""), inputs, output_dir, spec.format, spec.job_options(),
+                       config=scheduler.config, registry=scheduler.registry(), emit=emit)
+    run_recipe(plan, emit, config=scheduler.config, record=slot.record)
+
+
 def _remove_staging(output_dir: Path) -> None:
     import shutil
 
@@ -291,4 +320,5 @@ def _remove_staging(output_dir: Path) -> None:
 
 RUNNERS: dict[str, Callable[[Scheduler, _Slot, Job, Callable[[dict[str, Any]], None]], None]] = {
     "separate": _run_separate,
+    "recipe": _run_recipe,
 }

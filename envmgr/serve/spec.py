@@ -6,7 +6,7 @@ A spec is plain JSON, stored as given (after checking) in the queue:
      "runtime": null, "output_dir": null (a fresh dir under the first allowed output dir), "format": "wav",
      "options": {JobOptions fields: enforcement, dev_override, confirm_manual_steps, allow_unsafe_pickle,
                  require_hashes, download, settings}}
-    {"kind": "recipe", "recipe": "recipe-id", "inputs": [...], ...}   accepted by the parser, not run yet
+    {"kind": "recipe", "recipe": "recipe-id", "inputs": [...], ...}   run as `stemsep run` runs it
 
 Checking here is about shape only; whether the paths are allowed is `paths.PathPolicy`'s job and whether
 the job can run is preflight's, at run time (its report becomes the job's first event).

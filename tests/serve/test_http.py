@@ -6,6 +6,7 @@ pause, resume and reorder act on the real queue; and every security refusal the 
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 from pathlib import Path
@@ -23,6 +24,14 @@ from tests.worker.conftest import DEMO_MIX, FAULT_HOOK
 from tests.worker.test_separate_cli import SLOW_MODEL
 
 DEFAULT_MODEL = "builtin-center-split"
+# Two separate steps (the default model and its slow twin) and an ensemble of their vocals: the light env only.
+DSP_RECIPE = {"id": "test-dsp-ensemble", "name": "test: two DSP splits averaged", "steps": [
+    {"id": "a", "op": "separate", "inputs": ["mix"], "params": {"model": DEFAULT_MODEL}},
+    {"id": "b", "op": "separate", "inputs": ["mix"], "params": {"model": "test-quick-fault"}},
+    {"id": "avg", "op": "ensemble", "inputs": ["a.vocals", "b.vocals"], "params": {"algorithm": "avg_wave"}}],
+    "outputs": {"vocals": "avg.vocals"}}
+QUICK_MODEL = {**SLOW_MODEL, "id": "test-quick-fault", "name": "test: two quick chunks",
+               "test_fault": {"chunks": 2, "chunk_seconds": 0.01}}
 # A library's sys.exit() inside the job (tests/worker/fault_hook.py): the job fails, the worker answers.
 FAILING_MODEL = {**SLOW_MODEL, "id": "test-exit-fault", "name": "test: exits inside the job",
                  "test_fault": {"fault": "exit"}}
@@ -31,7 +40,10 @@ FAILING_MODEL = {**SLOW_MODEL, "id": "test-exit-fault", "name": "test: exits ins
 @pytest.fixture(scope="module")
 def serve_env(tmp_path_factory: pytest.TempPathFactory, dsp_env: Any) -> dict[str, str]:
     home = tmp_path_factory.mktemp("serve-home")
-    write_user_registry(home, "test-models", [SLOW_MODEL, FAILING_MODEL])
+    write_user_registry(home, "test-models", [SLOW_MODEL, FAILING_MODEL, QUICK_MODEL])
+    recipes = home / "config" / "recipes"
+    recipes.mkdir(parents=True)
+    (recipes / "test-recipes.json").write_text(json.dumps({"schema_version": 1, "recipes": [DSP_RECIPE]}))
     return {**home_sharing_session_envs(home), TEST_HOOK_ENV: str(FAULT_HOOK)}
 
 
@@ -97,10 +109,23 @@ def test_upload_then_separate(server: Server, serve_env: dict[str, str]) -> None
     assert sorted(job["result"]["stems"]) == [f"my song_({s})_{DEFAULT_MODEL}.wav" for s in ("instrumental", "vocals")]
 
 
+def test_a_recipe_job_runs_its_graph_and_returns_its_outputs(server: Server) -> None:
+    """A recipe job runs as `stemsep run` runs it: steps announced, one final output per recipe output, in place;
+    the intermediates are gone."""
+    job_id = server.submit(kind="recipe", recipe=DSP_RECIPE["id"], inputs=[str(DEMO_MIX)])
+    events = list(server.events(job_id))
+    job = server.job(job_id)
+    assert job["state"] == "completed", job
+    assert [e["step"] for e in events if e["type"] == "step"] == ["a", "b", "avg"]
+    (path,) = job["result"]["stems"].values()
+    assert Path(path).name == f"demo_mix_(vocals)_{DSP_RECIPE['id']}.wav" and Path(path).is_file()
+    assert sf.info(path).frames == sf.info(str(DEMO_MIX)).frames
+    assert not list(Path(path).parent.glob(".stemsep-recipe-*"))
+
+
 def test_a_failed_job_has_a_debug_bundle_with_its_worker(server: Server) -> None:
     """Server jobs get the bundle `stemsep separate` writes on failure (issue 17, "everywhere a job runs"): its
     path in the job's error, the job's facts and the warm worker's transcript in it."""
-    import json
     import zipfile
 
     job = server.wait_final(server.submit(inputs=[str(DEMO_MIX)], models=[FAILING_MODEL["id"]]))
@@ -158,6 +183,7 @@ def test_openapi_lists_exactly_the_routes(tmp_path: Path) -> None:
 
     from envmgr.config import load_config
     from envmgr.serve.http_app import OPENAPI, create_app
+    from envmgr.serve.http_page import is_page_path
     from envmgr.serve.paths import PathPolicy
     from envmgr.serve.queue import JobQueue
     from envmgr.serve.scheduler import Scheduler
@@ -167,7 +193,7 @@ def test_openapi_lists_exactly_the_routes(tmp_path: Path) -> None:
     try:
         app = create_app(Scheduler(queue, config, PathPolicy.from_config(config, 1)), config, "t" * 20)
         routes = {(r.path.replace(":path}", "}"), m.lower()) for r in app.routes if isinstance(r, Route)
-                  for m in (r.methods or ()) if m != "HEAD"}
+                  and not is_page_path(r.path) for m in (r.methods or ()) if m != "HEAD"}  # the page: not API
         documented = {(path, method) for path, ops in OPENAPI["paths"].items() for method in ops}
         assert routes == documented
     finally:
@@ -222,7 +248,7 @@ def test_paths_outside_what_the_client_names_and_the_config_allows_are_refused(
         ({"inputs": [str(DEMO_MIX)], "output_dir": str(allowed / "escape" / "x")}, 403, "E_OUTPUT_NOT_ALLOWED"),
         ({"inputs": [str(DEMO_MIX)], "output_dir": "out"}, 403, "E_PATH_REFUSED"),
         ({"inputs": [str(DEMO_MIX)], "format": "exe"}, 400, "E_JOB_SPEC"),
-        ({"kind": "recipe", "recipe": "r", "inputs": [str(DEMO_MIX)]}, 400, "E_JOB_KIND_NOT_RUNNABLE"),
+        ({"kind": "recipe", "recipe": "no-such-recipe", "inputs": [str(DEMO_MIX)]}, 400, "E_UNKNOWN_RECIPE"),
     ]
     jobs_before = len(server.http.get("/v1/jobs").json()["jobs"])
     for spec, status, code in cases:

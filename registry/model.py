@@ -147,6 +147,9 @@ class TorchRequirement(VersionRange):
 
 class PipRequirement(Base):
     packages: NullableList[str] = Field(default_factory=list, description="PEP 508 requirements added to the env.")
+    runtimes: NullableList[RuntimeId] = Field(
+        default_factory=list, description="The runtimes whose env gets these packages (e.g. only the one whose "
+        "code imports them); empty: every runtime's env.")
 
 
 class FilesRequirement(Base):
@@ -244,6 +247,9 @@ class Artifact(Base):
     unsafe_pickle: bool = Field(
         default=False, description="Checkpoints: loading needs full unpickling; still requires the user's consent."
     )
+    runtimes: NullableList[RuntimeId] = Field(
+        default_factory=list, description="The runtimes that use this file (e.g. a code artifact only msst "
+        "imports): the others neither download nor judge it. Empty: every runtime.")
 
 
 class Artifacts(Base):

@@ -33,6 +33,8 @@ class ArtifactView(Protocol):
     def class_name(self) -> Optional[str]: ...
     @property
     def unsafe_pickle(self) -> bool: ...
+    @property
+    def runtimes(self) -> Sequence[str]: ...
 
 
 class ArtifactsView(Protocol):
@@ -86,6 +88,8 @@ class TorchRequirementView(VersionRangeView, Protocol):
 class PipRequirementView(Protocol):
     @property
     def packages(self) -> Sequence[str]: ...
+    @property
+    def runtimes(self) -> Sequence[str]: ...
 
 
 class FilesRequirementView(Protocol):
@@ -214,3 +218,18 @@ class ModelView(Protocol):
     @property
     def artifacts(self) -> ArtifactsView: ...
     def to_json(self) -> dict[str, Any]: ...
+
+
+def artifacts_for(entry: ModelView, runtime: Optional[str]) -> list[ArtifactView]:
+    """The model's artifacts that `runtime` uses (an artifact's `runtimes` scopes it; empty: every runtime).
+    None: every artifact, as for a download of the model for all its runtimes."""
+    return [a for a in entry.artifacts.all() if runtime is None or not a.runtimes or runtime in a.runtimes]
+
+
+def pip_packages_for(entry: ModelView, runtime: Optional[str]) -> list[str]:
+    """The model's pip requirements that `runtime`'s env gets (`requirements.pip.runtimes` scopes them;
+    empty: every runtime). None: all of them."""
+    pip = entry.requirements.pip
+    if runtime is None or not pip.runtimes or runtime in pip.runtimes:
+        return list(pip.packages)
+    return []

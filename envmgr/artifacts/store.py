@@ -43,6 +43,7 @@ from envmgr.artifacts.layout import PARTIAL_DIR, StoreLayout, make_dir, store_er
 from envmgr.artifacts.manifest import Record, new_record, read_manifest, sha256_file, update_manifest
 from envmgr.artifacts.safety import check_name, is_regular_file, refuse_symlink
 from envmgr.artifacts.sources import sources_for
+from registry.view import artifacts_for
 
 if TYPE_CHECKING:  # typed entries or their registry.frozen forms: the store only reads them
     from registry.view import ArtifactView, ModelView
@@ -116,25 +117,27 @@ class ArtifactStore:
     def model_ids(self) -> list[str]:
         return self.layout.model_ids()
 
-    def status(self, entry: ModelView, *, verify: bool = False,
-               progress: Optional[ProgressCallback] = None) -> list[ArtifactStatus]:
-        """State of each of the model's artifacts. Hashes only files not yet recorded (or changed since),
-        or all of them with `verify`; what it computes is recorded so the next call is cheap."""
+    def status(self, entry: ModelView, *, verify: bool = False, progress: Optional[ProgressCallback] = None,
+               runtime: Optional[str] = None) -> list[ArtifactStatus]:
+        """State of each of the model's artifacts (only those `runtime` uses, when given). Hashes only files not
+        yet recorded (or changed since), or all of them with `verify`; what it computes is recorded so the next
+        call is cheap."""
         emit = progress if progress is not None else ignore
         records = read_manifest(self.layout, entry.id) if _safe_id(entry.id) else {}
-        return [self._inspect(entry, a, records, verify, emit) for a in entry.artifacts.all()]
+        return [self._inspect(entry, a, records, verify, emit) for a in artifacts_for(entry, runtime)]
 
     # -- downloads ---------------------------------------------------------------------------------
 
     def ensure(self, entry: ModelView, *, require_hashes: bool = False, download: bool = True,
-               progress: Optional[ProgressCallback] = None) -> dict[str, Path]:
-        """Make every artifact of `entry` present and verified; return {filename: path}.
+               progress: Optional[ProgressCallback] = None, runtime: Optional[str] = None) -> dict[str, Path]:
+        """Make every artifact of `entry` (every one `runtime` uses, when given) present and verified; return
+        {filename: path}.
 
         Checks everything it can before writing anything: names, `require_hashes`, sources and the
         disk space the registry's sizes call for.
         """
         emit = progress if progress is not None else ignore
-        artifacts = entry.artifacts.all()
+        artifacts = artifacts_for(entry, runtime)
         check_name(entry.id, "model id")
         for a in artifacts:
             check_name(a.filename, "artifact filename")
@@ -147,7 +150,7 @@ class ArtifactStore:
                     hint="Add the sha256 to the registry entry (a user registry overlay can do it), or "
                     "drop --require-hashes.",
                 )
-        todo = [s for s in self.status(entry, progress=emit) if s.state is not ArtifactState.PRESENT]
+        todo = [s for s in self.status(entry, progress=emit, runtime=runtime) if s.state is not ArtifactState.PRESENT]
         for s in todo:
             if s.state is ArtifactState.UNSAFE:
                 refuse_symlink(s.path)

@@ -85,7 +85,8 @@ def _requirements(entry: ModelEntry) -> list[str]:
     if req.torch.cuda or req.torch.rocm:
         lines.append("GPU builds: " + ", ".join(list(req.torch.cuda) + list(req.torch.rocm)))
     if req.pip.packages:
-        lines.append("Extra packages installed into its environment: " + ", ".join(req.pip.packages))
+        scope = f" (only on {', '.join(req.pip.runtimes)})" if req.pip.runtimes else ""
+        lines.append(f"Extra packages installed into its environment{scope}: " + ", ".join(req.pip.packages))
     for runtime, pin in req.runtime_pins.items():
         lines.append(f"{runtime} library pinned: {pin}")
     if req.files.expects:
@@ -106,6 +107,8 @@ def _manual_steps(entry: ModelEntry) -> list[dict[str, Any]]:
             artifact = code.get(by)
             how = (f"automated: the worker loads {by} as model type {artifact.model_type}; nothing to do"
                    if artifact else f"automated by {by}")
+            if artifact and artifact.runtimes:
+                how += f" (only on {', '.join(artifact.runtimes)}: the other runtimes need neither step nor file)"
         steps.append({"text": text, "automated_by": by, "automated": by is not None, "how": how})
     return steps
 

@@ -21,6 +21,8 @@ from registry.errors import ExitCode, StemSepError
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
+    from registry.view import ModelView
+
 _JSON = typer.Option(False, "--json", help="JSON output: one event per line on stdout, then a summary.")
 _REGISTRY = typer.Option(None, "--registry", help="Extra registry file overlaid on the packaged one; repeatable.")
 
@@ -38,7 +40,11 @@ def register(models: typer.Typer) -> None:
 def download(
     ids: Optional[list[str]] = typer.Argument(None, help="Model ids.", show_default=False),
     all_for_runtime: Optional[str] = typer.Option(
-        None, "--all-for-runtime", help="Every model the registry allows on this runtime."),
+        None, "--all-for-runtime", help="Every model the registry allows on this runtime (the files it uses)."),
+    runtime: Optional[str] = typer.Option(
+        None, "--runtime", help="Only the files this runtime uses (default: the runtime `separate` would choose "
+        "for each model; a file the registry scopes to other runtimes, such as msst's model code, is skipped)."),
+    all_runtimes: bool = typer.Option(False, "--all-runtimes", help="Every file of the models, whatever runtime uses it."),
     require_hashes: bool = typer.Option(False, "--require-hashes",
                                         help="Refuse artifacts without a sha256 pinned in the registry."),
     retries: int = typer.Option(5, "--retries", min=0, help="Consecutive failed tries per URL before the next one."),
@@ -48,31 +54,40 @@ def download(
 ) -> None:
     """Download the models' artifacts into the store: resumable, retried, mirrors in order, sha256 verified."""
     with exit_event(_emit if as_json else None):  # --json: the stream ends with `exit`, as separate's does
-        _download(ids, all_for_runtime, require_hashes, retries, timeout, registry, as_json)
+        _download(ids, all_for_runtime, runtime, all_runtimes, require_hashes, retries, timeout, registry, as_json)
 
 
-def _download(ids, all_for_runtime, require_hashes, retries, timeout, registry, as_json) -> None:
+def _download(ids, all_for_runtime, runtime, all_runtimes, require_hashes, retries, timeout, registry,
+              as_json) -> None:
     from envmgr.artifacts import DownloadSettings
     from envmgr.artifacts.errors import HashRequiredError, OfflineError
     from registry.vocab import RUNTIME_IDS
+    from registry.view import artifacts_for
 
     if not ids and not all_for_runtime:
         raise UsageError("Name the models to download, or pass --all-for-runtime RUNTIME.",
                          hint="e.g. `stemsep models download bs-roformer-viperx-1297`")
     if all_for_runtime and all_for_runtime not in RUNTIME_IDS:
         raise UsageError(f"Unknown runtime {all_for_runtime!r}.", hint=f"One of: {', '.join(RUNTIME_IDS)}.")
+    if runtime and runtime not in RUNTIME_IDS:
+        raise UsageError(f"Unknown runtime {runtime!r}.", hint=f"One of: {', '.join(RUNTIME_IDS)}.")
+    if sum(bool(x) for x in (all_for_runtime, runtime, all_runtimes)) > 1:
+        raise UsageError("--all-for-runtime, --runtime and --all-runtimes choose the files in different ways.",
+                         hint="pass only one of them")
     config, models, get = _setup(registry)
     entries = [get(i) for i in dict.fromkeys(ids or [])]
     if all_for_runtime:
-        entries += [m for m in models.values() if all_for_runtime in m.runtime.allowed and m.artifacts.all()
-                    and m not in entries]
+        entries += [m for m in models.values() if all_for_runtime in m.runtime.allowed
+                    and artifacts_for(m, all_for_runtime) and m not in entries]
+    runtimes = {e.id: None if all_runtimes else _download_runtime(e, runtime or all_for_runtime) for e in entries}
     if config.offline:
         raise OfflineError("Downloads are off: the machine config says offline.",
                            why=f"offline = true ({config.sources.get('offline', 'config')}).",
                            hint="Unset STEMSEP_OFFLINE (or offline in config.toml), or import the files with "
                            "`stemsep models import`.")
     if require_hashes:  # all or nothing, before the first byte moves
-        unpinned = [f"{e.id}/{a.filename}" for e in entries for a in e.artifacts.all() if not a.sha256]
+        unpinned = [f"{e.id}/{a.filename}" for e in entries for a in artifacts_for(e, runtimes[e.id])
+                    if not a.sha256]
         if unpinned:
             raise HashRequiredError(
                 f"No sha256 pinned for {len(unpinned)} artifact(s): {', '.join(unpinned[:10])}"
@@ -85,7 +100,7 @@ def _download(ids, all_for_runtime, require_hashes, retries, timeout, registry, 
     with _store(config, settings) as store, _Renderer(as_json) as render:
         for entry in entries:
             try:
-                paths = store.ensure(entry, require_hashes=require_hashes, progress=render)
+                paths = store.ensure(entry, require_hashes=require_hashes, progress=render, runtime=runtimes[entry.id])
                 results.append({"model": entry.id, "ok": True, "paths": {k: str(v) for k, v in paths.items()}})
             except StemSepError as err:
                 failures.append((entry.id, err))
@@ -96,6 +111,19 @@ def _download(ids, all_for_runtime, require_hashes, retries, timeout, registry, 
     else:
         _print_download_summary(results)
     _raise_failures(failures, len(entries))
+
+
+def _download_runtime(entry: "ModelView", runtime: Optional[str]) -> Optional[str]:
+    """The runtime whose files a download fetches: the one given, else the one `separate` would choose; None
+    (every file) when the model cannot be routed, as for a catalog-only model."""
+    if runtime is not None:
+        return runtime
+    from registry.routing import choose_runtime
+
+    try:
+        return choose_runtime(entry).runtime
+    except StemSepError:
+        return None
 
 
 def import_files(

@@ -205,7 +205,7 @@ def _artifacts(plan: Plan, config: MachineConfig) -> list[dict[str, Any]]:
 
     try:
         with ArtifactStore(config.model_store) as store:
-            return [s.to_dict() for s in store.status(plan.model)]
+            return [s.to_dict() for s in store.status(plan.model, runtime=plan.runtime)]
     except Exception as exc:  # a broken store must not cost the rest of the bundle
         return [{"error": f"{type(exc).__name__}: {exc}"}]
 

@@ -258,8 +258,8 @@ def _check_artifacts(model: ModelFacts, plan: Plan, config: MachineConfig, repor
     from envmgr.artifacts import ArtifactStore
 
     with ArtifactStore(config.model_store) as store:
-        store.ensure(plan.model, download=plan.download)
-        here = {s.filename: s.sha256 for s in store.status(plan.model, verify=True)}
+        store.ensure(plan.model, download=plan.download, runtime=plan.runtime)
+        here = {s.filename: s.sha256 for s in store.status(plan.model, verify=True, runtime=plan.runtime)}
     wrong = [f"{name} (recorded {want}, here {here.get(name)})" for name, want in recorded.items()
              if want and here.get(name) != want]
     if wrong and not allow_mismatch:

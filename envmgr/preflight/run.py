@@ -26,6 +26,7 @@ from envmgr.preflight import rules
 from envmgr.preflight.consent import PickleConsent, Statements, record_statements
 from envmgr.preflight.options import JobOptions
 from registry.errors import ExitCode, StemSepError
+from registry.view import artifacts_for, pip_packages_for
 
 if TYPE_CHECKING:  # imported where used: a preflight start is latency-tuned
     from envmgr.config import MachineConfig
@@ -152,19 +153,20 @@ def run_preflight(request: PreflightRequest, *, config: Optional[MachineConfig] 
         if resolution.runtime:
             settings, found = rules.resolve_job_settings(entry, resolution.runtime, dict(options.settings))
             findings += found
-        arts = artifact_facts(entry, config, options.allow_unsafe_pickle, statements)
+        arts = artifact_facts(entry, config, options.allow_unsafe_pickle, statements, runtime=resolution.runtime)
         found, status["artifacts"] = rules.check_artifacts(
             entry.id, arts, require_hashes=options.require_hashes, download=options.download,
             allow_unsafe_pickle=options.allow_unsafe_pickle)
         findings += found
-        findings += rules.check_direct_requirements(entry.id, direct_requirement_facts(entry, config))
+        findings += rules.check_direct_requirements(entry.id, direct_requirement_facts(entry, config,
+                                                                                      resolution.runtime))
         if resolution.runtime:
             findings += rules.check_config(entry, resolution.runtime, config_facts(entry, arts))
             findings += _memory_peak(decodable, entry, resolution.runtime, arts)
             findings += rules.check_system_libraries(entry, resolution.runtime,
                                                      system_library_facts(entry, resolution.runtime))
         found, status["manual_steps"] = _manual_steps(entry, config, options.confirm_manual_steps,
-                                                      status["artifacts"], statements)
+                                                      status["artifacts"], statements, resolution.runtime)
         findings += found
         if resolution.runtime:
             # Resolving a lock that is not cached takes seconds (and the network): skip it when the job is
@@ -263,19 +265,21 @@ def _find_model(registry: Registry, model_id: Optional[str], findings: list[rule
 
 
 def artifact_facts(entry: ModelView, config: MachineConfig, allow_unsafe_pickle: bool = False,
-                   statements: Statements | None = None) -> list[rules.ArtifactFacts]:
+                   statements: Statements | None = None, *, runtime: Optional[str] = None) -> list[rules.ArtifactFacts]:
     """Each artifact's state in the model store (hashes only files it has not recorded yet; no network), with
-    the user's trust in code and consent to unpickling (`allow_unsafe_pickle`: given on this run, and recorded)."""
-    if not entry.artifacts.all():
+    the user's trust in code and consent to unpickling (`allow_unsafe_pickle`: given on this run, and recorded).
+    Given the `runtime`, only the artifacts it uses (a code file only msst imports is not judged for another)."""
+    used = artifacts_for(entry, runtime)
+    if not used:
         return []
     from dataclasses import replace
 
     from envmgr.artifacts import ArtifactStore
 
-    by_name = {a.filename: a for a in entry.artifacts.all()}
-    trusted = trusted_code(config, entry)
+    by_name = {a.filename: a for a in used}
+    trusted = trusted_code(config, entry, runtime)
     with ArtifactStore(config.model_store) as store:
-        states = store.status(entry)
+        states = store.status(entry, runtime=runtime)
     facts = [rules.ArtifactFacts(
         filename=s.filename, kind=s.kind, state=s.state.value, expected_sha256=s.expected_sha256, sha256=s.sha256,
         size=s.size, expected_size=s.expected_size, sources=tuple(s.sources), path=str(s.path), detail=s.detail,
@@ -286,11 +290,13 @@ def artifact_facts(entry: ModelView, config: MachineConfig, allow_unsafe_pickle:
             else f for f in facts]
 
 
-def direct_requirement_facts(entry: ModelView, config: MachineConfig) -> list[rules.DirectRequirementFacts]:
-    """The model's pip requirements that install from a direct URL or path, with their pin and your trust."""
+def direct_requirement_facts(entry: ModelView, config: MachineConfig,
+                             runtime: Optional[str] = None) -> list[rules.DirectRequirementFacts]:
+    """The model's pip requirements (those `runtime`'s env gets, when given) that install from a direct URL or
+    path, with their pin and your trust."""
     from registry import pep508
 
-    direct = [(text, pep508.direct_reference(text)) for text in entry.requirements.pip.packages]
+    direct = [(text, pep508.direct_reference(text)) for text in pip_packages_for(entry, runtime)]
     if not any(url for _t, url in direct):
         return []
     from envmgr.preflight import code_trust
@@ -364,12 +370,13 @@ def config_facts(entry: ModelView, arts: Sequence[rules.ArtifactFacts]) -> Optio
     return rules.ConfigFacts(name, config_file.dotted_keys(sections), config_file.is_mono(sections))
 
 
-def trusted_code(config: MachineConfig, entry: ModelView) -> dict[str, str]:
-    """filename -> the sha256 the user trusted (`stemsep models trust`), for the model's unpinned code artifacts."""
+def trusted_code(config: MachineConfig, entry: ModelView, runtime: Optional[str] = None) -> dict[str, str]:
+    """filename -> the sha256 the user trusted (`stemsep models trust`), for the model's unpinned code artifacts
+    (those `runtime` uses, when given)."""
     from envmgr.preflight import code_trust
 
     out = {}
-    for artifact in entry.artifacts.all():
+    for artifact in artifacts_for(entry, runtime):
         if artifact.kind == "code" and not artifact.sha256:
             sha = code_trust.trusted_sha256(config.state_dir, entry.id, artifact.filename)
             if sha:
@@ -378,19 +385,19 @@ def trusted_code(config: MachineConfig, entry: ModelView) -> dict[str, str]:
 
 
 def _manual_steps(entry: ModelView, config: MachineConfig, confirm: bool, artifact_rows: list[dict[str, Any]],
-                  statements: Statements) -> tuple[list[rules.Finding], list[dict[str, Any]]]:
+                  statements: Statements, runtime: Optional[str]) -> tuple[list[rules.Finding], list[dict[str, Any]]]:
     from envmgr.preflight.confirmations import confirmed_steps
 
     if not entry.requirements.manual_steps:
         return [], []
     confirmed = confirmed_steps(config.state_dir, entry.id)
     if confirm:
-        _, rows = rules.check_manual_steps(entry, confirmed, artifact_rows)
+        _, rows = rules.check_manual_steps(entry, confirmed, artifact_rows, runtime)
         waiting = [r["text"] for r in rows if r["state"] == "unconfirmed"]
         if waiting:  # the user's statement: recorded for this model after the decision
             statements.confirmed_steps[entry.id] = waiting
             confirmed |= set(waiting)
-    return rules.check_manual_steps(entry, confirmed, artifact_rows)
+    return rules.check_manual_steps(entry, confirmed, artifact_rows, runtime)
 
 
 def _phase_fix(registry: Registry, request: PreflightRequest) -> tuple[list[rules.Finding], Optional[dict[str, Any]]]:
@@ -484,7 +491,7 @@ def env_facts(entry: ModelView, runtime: str, config: MachineConfig, *, resolve:
         return rules.EnvFacts("unresolvable", error=err, problem=err.message, **machine)
     except StemSepError as err:
         return rules.EnvFacts("invalid", error=err, problem=err.message, **machine)
-    packages = list(entry.requirements.pip.packages)
+    packages = pip_packages_for(entry, runtime)
     base: dict[str, Any] = dict(python_spec=req.python, torch_spec=req.torch, torch_backend=req.torch_backend,
                 overrides=tuple(req.overrides), notes=tuple(req.notes),
                 torch_cap_lifted=RUNTIMES[runtime].torch_cap_lifted if req.torch else None, **machine)

@@ -147,3 +147,18 @@ def size_positive(entry, ctx: ModelContext):
     for path, artifact in _artifacts(entry):
         if artifact.size_bytes is not None and artifact.size_bytes <= 0:
             yield Hit(path + ("size_bytes",), f"size_bytes {artifact.size_bytes} is not positive")
+
+
+@model_rule("runtime-scope-allowed", summary="artifact and pip `runtimes` name only runtimes the model allows",
+            hint="scope the file or package to runtimes in runtime.allowed (or drop `runtimes`: every runtime)")
+def runtime_scope_allowed(entry, ctx: ModelContext):
+    if entry.runtime.catalog_only:  # no runtime runs it now; the scope still says whose code the file is
+        return
+    allowed = set(entry.runtime.allowed)
+    scoped = [(path, artifact.runtimes) for path, artifact in _artifacts(entry)]
+    scoped.append((("requirements", "pip"), entry.requirements.pip.runtimes))
+    for path, runtimes in scoped:
+        for i, runtime in enumerate(runtimes):
+            if runtime not in allowed:
+                yield Hit(path + ("runtimes", i), f"{runtime} is not among the runtimes the model allows "
+                          f"({', '.join(sorted(allowed)) or 'none'})")

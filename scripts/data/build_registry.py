@@ -110,6 +110,11 @@ FAMILIES: dict[str, Family] = {
     # needs its own code, declare it as a code artifact.
     "msst_roformer": Family(
         (MSST,), None, DIV, {MSST: DIV}, {}, ROFORMER_EXTRA, 4, None, ("msst_types", "overlap_roformer")),
+    # Roformers with mask estimators of their own that stemsep-legacy implements (HyperACE v1/v2, FNO: issue 18)
+    # and msst runs with the model's own code file: the facts set the model type and prefer stemsep-legacy.
+    "own_code_roformer": Family(
+        (MSST, LEGACY), None, DIV, {MSST: DIV, LEGACY: DIV}, {}, ROFORMER_EXTRA, 4, None,
+        ("msst_types", "legacy_roformer_variants", "overlap_roformer")),
     "mdx23c": Family(
         (AS, MSST), "mdx23c", DIV, {AS: DIV, MSST: DIV}, {LEGACY: "no_legacy"}, None, 8, True,
         ("as_mdxc", "msst_types", "overlap_mdx23c")),
@@ -428,7 +433,8 @@ def requirements_block(fam: Family, facts: dict, allowed: list[str]) -> dict:
     return {
         "python": facts.get("python"),
         "torch": {"required": facts.get("torch_required")},
-        "pip": {"packages": facts.get("pip") or []},
+        "pip": {"packages": facts.get("pip") or []}
+        | ({"runtimes": facts["pip_runtimes"]} if facts.get("pip_runtimes") else {}),
         "manual_steps": steps,
         "runtime_pins": pins,
     }

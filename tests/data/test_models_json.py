@@ -154,10 +154,13 @@ def test_pip_packages_and_version_ranges_parse(models):
             for bound in (lo, hi):
                 if bound:
                     Version(bound)
-    assert models["unwa-inst-fno"]["requirements"]["pip"]["packages"] == ["neuraloperator==1.0.2"]
+    assert models["unwa-inst-fno"]["requirements"]["pip"] == {"packages": ["neuraloperator==1.0.2"], "runtimes": [MSST]}
 
 
 # --- HyperACE / FNO / code artifacts ------------------------------------------------------------
+
+OWN_CODE_IN_LEGACY = {"unwa-hyperace", "unwa-hyperace-v2-inst", "unwa-hyperace-v2-voc", "unwa-inst-fno"}
+
 
 @pytest.mark.parametrize("mid, code", [
     ("unwa-hyperace", "bs_roformer_hyperace.py"),
@@ -166,13 +169,18 @@ def test_pip_packages_and_version_ranges_parse(models):
     ("unwa-inst-fno", "bs_roformer_fno.py"),
     ("bs-roformer-inst-exp-value-residual", "bs_roformer_value_residual.py"),
 ])
-def test_custom_code_models_are_msst_only_with_a_code_artifact(models, mid, code):
+def test_custom_code_models_run_their_code_artifact_on_msst(models, mid, code):
+    """msst runs them with their own code file (scoped to msst); those stemsep-legacy implements itself (HyperACE,
+    FNO: issue 18) prefer it, since it needs no code from the user."""
     m = models[mid]
-    assert m["runtime"]["allowed"] == [MSST] and m["runtime"]["preferred"] == MSST
-    reason = m["runtime"]["blocking_reason"]
-    assert "audio-separator:" in reason and "stemsep-legacy:" in reason
+    if mid in OWN_CODE_IN_LEGACY:
+        assert m["runtime"]["allowed"] == [LEGACY, MSST] and m["runtime"]["preferred"] == LEGACY
+    else:
+        assert m["runtime"]["allowed"] == [MSST] and m["runtime"]["preferred"] == MSST
+        assert "stemsep-legacy:" in m["runtime"]["blocking_reason"]
+    assert "audio-separator:" in m["runtime"]["blocking_reason"]
     codes = [a for a in m["artifacts"]["additional"] if a["kind"] == "code"]
-    assert [a["filename"] for a in codes] == [code]
+    assert [a["filename"] for a in codes] == [code] and codes[0]["runtimes"] == [MSST]
     assert codes[0]["model_type"] == m["runtime"]["model_type"] and codes[0]["class_name"]
     steps = m["requirements"]["manual_steps"]
     assert steps and all(isinstance(s, dict) and s["automated_by"] == code for s in steps)

@@ -18,6 +18,8 @@ from tests.conftest import REPO, SHARED_REFERENCE
 REFERENCE_CONFIGS = SHARED_REFERENCE / "msst-configs"
 PACKAGED = REPO / "registry" / "models.json"
 
+# The runtime whose own code implements the Roformer variants (HyperACE, FNO) that msst runs from a code file.
+OWN_CODE_RUNTIME = "stemsep-legacy"
 # The architecture's published config, used when the entry's own config file is not among the reference configs.
 PUBLISHED = {
     "bs_roformer": "model_bs_roformer_ep_317_sdr_12.9755.yaml",  # viperx: the layout most BS-Roformers keep
@@ -61,6 +63,17 @@ class MatrixModel:
         config = "real-config" if self.real_config else "published-config"
         # The model's own code file cannot be had here: the matrix serves a stand-in of its class (conftest).
         return f"{config}+stand-in-code" if self.family == "roformer-code" else config
+
+    def own_layout(self, runtime: str) -> bool:
+        """The pair runs the variant with stemsep-legacy's own code: its checkpoint must have the published
+        (real) key layout, which the matrix makes with our model code, not msst's stand-in."""
+        return self.family == "roformer-code" and runtime == OWN_CODE_RUNTIME
+
+    def source_for(self, runtime: str) -> str:
+        """`source` of one pair: own-code runtimes read real-layout weights made by our own code."""
+        if self.own_layout(runtime):
+            return ("real-config" if self.real_config else "published-config") + "+own-code"
+        return self.source
 
     def code_artifact(self) -> dict[str, Any] | None:
         """The entry's code artifact that provides its model type (roformer-code models ship one)."""
@@ -115,4 +128,4 @@ def matrix_models(path: Path = PACKAGED) -> list[MatrixModel]:
 
 
 def case_id(model: MatrixModel, runtime: str) -> str:
-    return f"{runtime}:{model.id}[{model.source}]"
+    return f"{runtime}:{model.id}[{model.source_for(runtime)}]"

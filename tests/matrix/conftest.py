@@ -23,6 +23,7 @@ import pytest
 from tests.artifacts.httpserver import FileServer
 from tests.conftest import REPO
 from tests.matrix.cases import (
+    OWN_CODE_RUNTIME,
     PACKAGED,
     REFERENCE_CONFIGS,
     MatrixModel,
@@ -74,9 +75,14 @@ class Matrix:
     batches: dict[str, dict[str, Outcome]] = field(default_factory=dict)
     # model id -> preflight's error codes for it before the matrix trusted its unpinned (stand-in) code
     without_consent: dict[str, list[str]] = field(default_factory=dict)
+    # runtime -> its own registry copy (stemsep-legacy: the variants' real-layout checkpoints, see own_layout_files)
+    registries: dict[str, Path] = field(default_factory=dict)
     # model id -> why the model's own env could not build its file (its library fails there, e.g. a torchaudio
     # built for another torch): no runtime can run it here, so only a refusal by preflight is a pass
     unmakeable: dict[str, str] = field(default_factory=dict)
+
+    def registry_for(self, runtime: str) -> Path:
+        return self.registries.get(runtime, self.registry)
 
     def outcome(self, model_id: str, runtime: str) -> Outcome:
         if model_id in self.unbuilt:
@@ -91,7 +97,7 @@ class Matrix:
         """Preflight's verdict on a model whose library failed in its env: a yes is a failure (the job would fail
         the same way), a refusal its outcome."""
         proc = run_cli("preflight", self.clip, "-m", model_id, "--runtime", runtime, "--json",
-                       env={"STEMSEP_REGISTRY": str(self.registry)})
+                       env={"STEMSEP_REGISTRY": str(self.registry_for(runtime))})
         errors = json.loads(proc.stdout)["errors"]
         if errors:
             return Outcome("refused", errors[0]["code"], errors[0]["message"])
@@ -107,8 +113,8 @@ class Matrix:
         results: dict[str, Outcome] = {}
         started = time.monotonic()
         out = self.out / runtime
-        env = {"STEMSEP_REGISTRY": str(self.registry)}
-        self.trust_code([m for m in todo if unpinned_code(self.models[m])], runtime, env)
+        env = {"STEMSEP_REGISTRY": str(self.registry_for(runtime))}
+        self.trust_code([m for m in todo if unpinned_code(self.models[m], runtime)], runtime, env)
         while todo:
             args = [a for model_id in todo for a in ("-m", model_id)]
             # Demucs packages unpickle in full: the consent a user gives (preflight refuses them without it)
@@ -139,7 +145,7 @@ class Matrix:
             self.without_consent[model_id] = [e["code"] for e in json.loads(proc.stdout)["errors"]]
         if not todo:
             return
-        download = run_cli("models", "download", *todo, env=env, timeout=600)
+        download = run_cli("models", "download", "--runtime", runtime, *todo, env=env, timeout=600)
         assert download.returncode == 0, download.stderr[-3000:]
         for model_id in todo:
             filename = self.models[model_id].code_artifact()["filename"]
@@ -155,11 +161,13 @@ def unsafe_pickle(model: MatrixModel) -> bool:
     return any(a and a.get("unsafe_pickle") for a in [arts.get("primary"), *(arts.get("additional") or [])])
 
 
-def unpinned_code(model: MatrixModel) -> bool:
-    """The model runs code of its own that the registry pins no sha256 for (a pinned one is the stand-in's pin in
-    the matrix registry, and runs without consent)."""
+def unpinned_code(model: MatrixModel, runtime: str) -> bool:
+    """On `runtime`, the model runs code of its own that the registry pins no sha256 for (a pinned one is the
+    stand-in's pin in the matrix registry, and runs without consent; a code file scoped to other runtimes is not
+    run at all)."""
     code = model.code_artifact() if model.family == "roformer-code" else None
-    return code is not None and not code.get("sha256")
+    return (code is not None and not code.get("sha256")
+            and (not code.get("runtimes") or runtime in code["runtimes"]))
 
 
 def blocked_model(events: list[dict[str, Any]]) -> tuple[str, str, str] | None:
@@ -275,11 +283,13 @@ def specs_for(model: MatrixModel, folder: Path, seed: int) -> tuple[list[dict[st
     raise NotImplementedError(model.family)
 
 
-def build_files(models: list[MatrixModel], root: Path, timings: dict[str, float],
-                unmakeable: dict[str, str]) -> tuple[dict, dict]:
-    """Every model's tiny files, one maker process per env. Returns (artifacts, unbuilt); a model its env failed
-    to build goes into `unmakeable` with the maker's error."""
+def build_files(models: list[MatrixModel], root: Path, timings: dict[str, float], unmakeable: dict[str, str],
+                pairs: set[tuple[str, str]]) -> tuple[dict, dict, dict]:
+    """Every model's tiny files, one maker process per env. Returns (artifacts, unbuilt, own-layout checkpoints:
+    model id -> {registry filename: file} for the selected pairs that run a variant with our own code); a model its
+    env failed to build goes into `unmakeable` with the maker's error."""
     artifacts: dict[str, dict[str, Path]] = {}
+    own: dict[str, dict[str, Path]] = {}
     unbuilt: dict[str, str] = {}
     per_env: dict[str, tuple[Any, list[dict[str, Any]]]] = {}
     for seed, model in enumerate(models):
@@ -300,23 +310,42 @@ def build_files(models: list[MatrixModel], root: Path, timings: dict[str, float]
         env = maker_env(model)
         per_env.setdefault(env.id, (env, []))[1].extend(specs)
         artifacts[model.id] = files
+        if any(model.own_layout(r) and (model.id, r) in pairs for r in model.runtimes):
+            spec, own[model.id] = own_layout_spec(model, files, folder, seed)
+            own_env = model_env(model, OWN_CODE_RUNTIME)
+            per_env.setdefault(own_env.id, (own_env, []))[1].append(spec)
     for env_id, (env, specs) in per_env.items():
         started = time.monotonic()
         spec_file = root / f"specs-{env_id}.json"
         spec_file.write_text(json.dumps(specs))
         proc = subprocess.run([str(env.python), str(MAKE_MODELS), str(spec_file)], capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=1800, check=False)
-        for model_id, error in maker_failures(proc, specs, artifacts).items():
+        for model_id, error in maker_failures(proc, specs, artifacts, own).items():
             unmakeable[model_id] = error
-            del artifacts[model_id]
+            artifacts.pop(model_id, None)
+            own.pop(model_id, None)
         timings[f"make {len(specs)} files in {env_id}"] = time.monotonic() - started
-    return artifacts, unbuilt
+    return artifacts, unbuilt, own
+
+
+def own_layout_spec(model: MatrixModel, files: dict[str, Path], folder: Path,
+                    seed: int) -> tuple[dict[str, Any], dict[str, Path]]:
+    """The maker spec of a checkpoint with the variant's real key layout, made in stemsep-legacy's env with our own
+    model code from the same tiny config (msst's pairs keep the stand-in's checkpoint)."""
+    arts = model.entry["artifacts"]
+    primary, config = arts["primary"]["filename"], arts["config"]["filename"]
+    out = folder / "own-layout" / primary
+    out.parent.mkdir(exist_ok=True)
+    spec = {"kind": "own-roformer", "model_type": model.model_type, "config": str(files[config]), "out": str(out),
+            "seed": seed}
+    return spec, {primary: out}
 
 
 def maker_failures(proc: subprocess.CompletedProcess[str], specs: list[dict[str, Any]],
-                   artifacts: dict[str, dict[str, Path]]) -> dict[str, str]:
+                   *file_maps: dict[str, dict[str, Path]]) -> dict[str, str]:
     """model id -> error, from make_models' `OUT: error` lines; anything else from a failed maker fails the session."""
-    model_of = {str(path): model_id for model_id, files in artifacts.items() for path in files.values()}
+    model_of = {str(path): model_id for files_of in file_maps for model_id, files in files_of.items()
+                for path in files.values()}
     failures = {}
     for line in proc.stderr.splitlines():
         out, _, error = line.partition(": ")
@@ -339,12 +368,30 @@ def matrix_registry(path: Path, artifacts: dict[str, dict[str, Path]], server: F
             if not art or art["filename"] not in files:
                 continue
             tiny = files[art["filename"]]
-            art["filename"] = served_name(art["filename"], tiny)
-            art["url"] = server.file(f"/{entry['id']}/{art['filename']}", tiny.read_bytes())
-            if art.get("sha256"):
-                art["sha256"] = sha256(tiny)
-            if art.get("size_bytes"):
-                art["size_bytes"] = tiny.stat().st_size
+            serve_as(art, served_name(art["filename"], tiny), tiny, entry["id"], server)
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+def serve_as(art: dict[str, Any], name: str, tiny: Path, model_id: str, server: FileServer) -> None:
+    """Point the registry artifact `art` at `tiny`, served as `name`; a pinned sha256/size becomes the tiny file's."""
+    art["filename"] = name
+    art["url"] = server.file(f"/{model_id}/{name}", tiny.read_bytes())
+    if art.get("sha256"):
+        art["sha256"] = sha256(tiny)
+    if art.get("size_bytes"):
+        art["size_bytes"] = tiny.stat().st_size
+
+
+def own_layout_registry(base: Path, path: Path, own: dict[str, dict[str, Path]], server: FileServer) -> Path:
+    """The matrix registry for the own-code runtime: each variant's checkpoint is the real-layout one, under its own
+    name (the model store keeps files by model and name, and msst's stand-in checkpoint may be there already)."""
+    data = json.loads(base.read_text())
+    for entry in data["models"]:
+        for name, tiny in own.get(entry["id"], {}).items():
+            art = entry["artifacts"]["primary"]
+            assert art["filename"] == name
+            serve_as(art, f"own-layout-{name}", tiny, entry["id"], server)
     path.write_text(json.dumps(data, indent=1))
     return path
 
@@ -382,12 +429,13 @@ def matrix(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     build_envs(models, pairs, timings)
     started = time.monotonic()
     unmakeable: dict[str, str] = {}
-    artifacts, unbuilt = build_files(models, root / "files", timings, unmakeable)
+    artifacts, unbuilt, own = build_files(models, root / "files", timings, unmakeable, pairs)
     timings["make tiny files"] = time.monotonic() - started
     registry = matrix_registry(root / "registry.json", artifacts, server)
+    registries = {OWN_CODE_RUNTIME: own_layout_registry(registry, root / "registry-own-layout.json", own, server)}
     clip = demo_clip(root / "clip.wav", CLIP_SECONDS)
     result = Matrix({m.id: m for m in models}, artifacts, unbuilt, registry, clip, root / "out", timings, pairs,
-                    unmakeable=unmakeable)
+                    unmakeable=unmakeable, registries=registries)
     RESULTS.update(matrix=result, json=root / "matrix-summary.json")
     yield result
     assert not network_log.exists(), network_log.read_text()
@@ -406,7 +454,7 @@ def summary_rows(matrix: Matrix) -> list[dict[str, str]]:
         failed = "failed, known" if o.detail.startswith("known:") else "FAILED"
         status = {"ok": "ok", "refused": f"refused by preflight ({o.code})"}.get(o.status,
                                                                                  f"{failed} ({o.code or o.status})")
-        rows.append({"model": model_id, "runtime": runtime, "family": model.family, "source": model.source,
+        rows.append({"model": model_id, "runtime": runtime, "family": model.family, "source": model.source_for(runtime),
                      "outcome": status, "detail": o.detail[:300]})
     return rows
 

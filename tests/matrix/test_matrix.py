@@ -9,7 +9,9 @@ published-config (the architecture's published config with the entry's stems and
 and VR: the registry's UVR parameters are the structure) or builtin (DSP). Models with their own code add
 +stand-in-code: the published code file cannot be had here, so a stand-in class (the runtime tests') is served as it;
 the registry pins none of these files, so the matrix trusts each explicitly (`stemsep models trust`) after
-preflight refused it without that consent.
+preflight refused it without that consent. On stemsep-legacy, which implements these variants itself (HyperACE,
+FNO), they are +own-code instead: the checkpoint has the variant's real key layout, made by our own model code in
+stemsep-legacy's env (tests/matrix/make_models.py own-roformer), and the code file, scoped to msst, is never fetched.
 """
 
 from __future__ import annotations

@@ -194,6 +194,8 @@ CASES: list[Case] = [
          _p(HYPERACE, ".runtime.model_type")),
     Case("code-artifact-pinned", lambda d: m(d, HYPERACE)["artifacts"]["additional"][0].update(sha256=None),
          _p(HYPERACE, ".artifacts.additional[0].sha256")),
+    Case("runtime-scope-allowed", lambda d: m(d, HYPERACE)["artifacts"]["additional"][0].update(
+        runtimes=["audio-separator"]), _p(HYPERACE, ".artifacts.additional[0].runtimes[0]")),
     Case("artifact-unsafe-pickle-kind", _set(VIPERX, "artifacts.config.unsafe_pickle", True),
          _p(VIPERX, ".artifacts.config.unsafe_pickle")),
     Case("artifact-size-positive", _set(VIPERX, "artifacts.primary.size_bytes", 0),

@@ -1,5 +1,6 @@
 """`stemsep serve`: a long-lived host for apps (docs/serve.md). `--http` (the default) serves the loopback HTTP
-API; the durable job queue and the scheduler (envmgr/serve/) run behind it.
+API, `--stdio` StemSep's desktop-app contract; the durable job queue and the scheduler (envmgr/serve/) run
+behind both.
 
 Everything heavy (Starlette, uvicorn: the `serve` extra) is imported inside the command, so other
 commands' start-up does not grow."""
@@ -20,6 +21,8 @@ def register(root: typer.Typer) -> None:
 
 def serve(
     http: bool = typer.Option(True, "--http/--no-http", help="Serve the HTTP API (default)."),
+    stdio: bool = typer.Option(False, "--stdio", help="Speak StemSep's desktop-app contract as JSON lines on "
+                               "stdin/stdout instead (docs/serve.md)."),
     host: Optional[str] = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1). Any other "
                                        "address needs --token too."),
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port (0: any free port; the one taken is printed)."),
@@ -36,8 +39,11 @@ def serve(
     from envmgr.serve.scheduler import Scheduler
     from envmgr.serve.security import DEFAULT_HOST, choose_token, write_token
 
+    if stdio:
+        _serve_stdio(concurrency)
+        return
     if not http:
-        raise UsageError("nothing to serve", hint="use --http")
+        raise UsageError("nothing to serve", hint="use --http or --stdio")
     bind = host or DEFAULT_HOST
     secret = choose_token(bind, token)
     server_http = _import_http()
@@ -51,10 +57,36 @@ def serve(
         url = f"http://{bind if ':' not in bind else f'[{bind}]'}:{sock.getsockname()[1]}"
         print(f"stemsep serve: listening on {url}", flush=True)
         print(f"token: {secret} (also in {token_file}, readable by you only)", flush=True)
+        print(f"page: {server_http.page_url(url, secret)}", flush=True)
         if queue.requeued:
             print(f"{len(queue.requeued)} job(s) interrupted by the last stop run again first", file=sys.stderr)
         scheduler.start()
         server_http.run(scheduler, config, secret, sock)
+    finally:
+        scheduler.stop()
+        queue.close()
+
+
+def _serve_stdio(concurrency: int) -> None:
+    """The app's parent process is the client: it runs as the same user, so its output dirs are not limited
+    to serve_output_dirs (a job without one still goes to the first of them)."""
+    from pathlib import Path
+
+    from envmgr.config import load_config
+    from envmgr.serve.paths import PathPolicy, serve_dir
+    from envmgr.serve.queue import JobQueue
+    from envmgr.serve.scheduler import Scheduler
+    from envmgr.serve.stdio_app import StdioServer, protocol_stdout
+
+    out = protocol_stdout()
+    config = load_config()
+    queue = JobQueue(serve_dir(config))
+    policy = PathPolicy.from_config(config, 0)
+    paths = PathPolicy((*policy.output_dirs, Path("/")), policy.uploads, 0)
+    scheduler = Scheduler(queue, config, paths, concurrency=concurrency)
+    try:
+        scheduler.start()
+        StdioServer(scheduler, config, out).serve(sys.stdin)
     finally:
         scheduler.stop()
         queue.close()

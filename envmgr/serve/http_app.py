@@ -6,7 +6,8 @@ step; Starlette is the small, well-kept ASGI toolkit FastAPI itself is built on 
 has range requests in FileResponse and streaming responses for Server-Sent Events. The OpenAPI document is
 written out here (`OPENAPI`) and a test checks it lists exactly the routes the app has.
 
-Every request needs `Authorization: Bearer <token>`; errors are `{"error": {code, message, why, hint}}`.
+Every /v1 request needs `Authorization: Bearer <token>`; errors are `{"error": {code, message, why, hint}}`.
+The web page at `/` (http_page.py) checks a cookie set from the printed link instead, then calls /v1 the same way.
 Blocking work (SQLite, preflight) runs in Starlette's thread pool (sync endpoints).
 """
 
@@ -24,6 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from envmgr.errors import UsageError
+from envmgr.serve.http_page import is_page_path, page_routes
 from envmgr.serve.paths import UPLOAD_PREFIX, UploadTooLarge
 from envmgr.serve.queue import FINAL, QUEUED, RUNNING, QueueError
 from registry.errors import StemSepError
@@ -58,6 +60,7 @@ def create_app(scheduler: Scheduler, config: MachineConfig, token: str) -> Starl
         Route("/v1/queue/pause", api.pause, methods=["POST"]),
         Route("/v1/queue/resume", api.resume, methods=["POST"]),
         Route("/v1/queue/reorder", api.reorder, methods=["POST"]),
+        *page_routes(token),  # the web page (http_page.py): its own cookie-or-link check
     ]
     app = Starlette(routes=routes, exception_handlers={StemSepError: _error_response})
     app.add_middleware(_BearerToken, token=token)
@@ -76,7 +79,7 @@ class _BearerToken:
         self.app, self.expected = app, f"Bearer {token}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and not is_page_path(scope["path"]):
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
                 err = UsageError("missing or wrong bearer token", code="E_UNAUTHORIZED",
@@ -111,7 +114,7 @@ class _Api:
         row = next((r for r in _model_rows() if r["id"] == model_id), None)
         if row is None:
             raise UsageError(f"no model {model_id!r}", code="E_UNKNOWN_MODEL", hint="GET /v1/models lists them")
-        return JSONResponse(row)
+        return JSONResponse({**row, "explain": _explain(model_id)})
 
     def recipes(self, request: Request) -> JSONResponse:
         try:
@@ -237,6 +240,16 @@ def _model_rows() -> list[dict[str, Any]]:
     return rows
 
 
+def _explain(model_id: str) -> dict[str, Any]:
+    """`stemsep models show --json`'s content: where it runs and why not elsewhere, requirements, settings."""
+    from envmgr.catalog.model_explain import explain_model
+    from envmgr.catalog.registry_files import load
+
+    reg = load(())
+    entry = reg.get(model_id)
+    return explain_model(entry, source=reg.sources[entry.id], default_model=reg.default_model, raw=reg.raw[entry.id])
+
+
 def _json_body(request: Request) -> dict[str, Any]:
     """The JSON object a sync endpoint was sent (read through the request's own loop)."""
     import anyio.from_thread
@@ -311,7 +324,8 @@ OPENAPI: dict[str, Any] = {
         "/v1/health": {"get": _op("Liveness and queue counts")},
         "/v1/openapi.json": {"get": _op("This document")},
         "/v1/models": {"get": _op("Every model of the registry (the rows `stemsep models list` shows)")},
-        "/v1/models/{model_id}": {"get": _op("One model's row", params=("model_id",))},
+        "/v1/models/{model_id}": {"get": _op("One model's row, with `explain`: `stemsep models show --json`",
+                                              params=("model_id",))},
         "/v1/recipes": {"get": _op("Every recipe this machine knows")},
         "/v1/preflight": {"post": _op("Preflight report for inputs and a model", body="#/components/schemas/JobSpec")},
         "/v1/uploads": {"post": _op("Store an input file (the body; ?filename=NAME); returns its upload:<id>",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from envmgr.serve.http_app import create_app
+from envmgr.serve.http_page import page_url  # noqa: F401  (serve_cmd prints it; imported through here)
 
 if TYPE_CHECKING:
     from envmgr.config import MachineConfig

@@ -1,0 +1,182 @@
+"""The web page of `stemsep serve --http` in a real browser: headless Chromium (the system's, driven by
+Playwright; no browser download) against a real server process with the packaged default model in the
+session's DSP env. One server and one browser for the module.
+
+Skips only where no Chromium executable is found, and says so (.ci/run installs Debian's).
+STEMSEP_SCREENSHOTS=DIR writes the catalog, a model page and a finished job as PNGs into DIR (docs/img)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+import soundfile as sf
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # the test extra installs it
+
+from tests.serve.server import Server
+from tests.serve.test_http import serve_env  # noqa: F401  (fixture, registered by import)
+from tests.worker.conftest import DEMO_MIX
+
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+SCREENSHOTS = os.environ.get("STEMSEP_SCREENSHOTS")
+
+
+def find_chromium() -> str | None:
+    given = os.environ.get("STEMSEP_CHROMIUM")
+    if given:
+        return given
+    return next((found for name in CHROMIUM_NAMES if (found := shutil.which(name))), None)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = find_chromium()
+    if executable is None:
+        pytest.skip(f"no Chromium found (looked for {', '.join(CHROMIUM_NAMES)} on PATH and STEMSEP_CHROMIUM): "
+                    "the browser tests need one (apt-get install chromium; .ci/run installs it)")
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=executable, headless=True,
+                                      args=["--autoplay-policy=no-user-gesture-required"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def server(serve_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:  # noqa: F811
+    running = Server(serve_env, cwd=tmp_path_factory.mktemp("web-cwd"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def page_link(server: Server) -> str:
+    assert server.proc.stdout is not None
+    line = server.proc.stdout.readline()  # printed after the token line, like Jupyter's link
+    match = re.match(r"page: (\S+)$", line)
+    assert match and match.group(1) == f"{server.url}/?token={server.token}", line
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def page(browser: Browser, page_link: str) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    opened = context.new_page()
+    opened.goto(page_link)
+    expect(opened).to_have_url(re.compile(r"/#?/?$"))  # the token left the address bar
+    yield opened
+    context.close()
+
+
+def screenshot(page: Page, name: str) -> None:
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        page.evaluate("window.scrollTo(0, 0)")  # the top of the view, whatever an assertion scrolled to
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"web-{name}.png"))
+
+
+def test_the_page_needs_the_link_and_the_api_keeps_its_token(server: Server, page: Page) -> None:
+    plain = httpx.Client(base_url=server.url)
+    assert plain.get("/").status_code == 401
+    assert plain.get("/static/app.js").status_code == 401
+    assert plain.get("/?token=wrong-token-of-enough-length").status_code == 401
+    assert "set-cookie" not in plain.get("/?token=wrong-token-of-enough-length").headers
+    cookie = next(c for c in page.context.cookies() if c["name"].startswith("stemsep_token_"))
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    with_cookie = httpx.Client(base_url=server.url, cookies={cookie["name"]: cookie["value"]})
+    assert with_cookie.get("/static/app.js").status_code == 200
+    for outside in ("/static/%2e%2e%2fhttp_app.py", "/static/..%2Fhttp_app.py", "/static/.hidden", "/static/index.py"):
+        assert with_cookie.get(outside).status_code == 404, outside
+    assert with_cookie.get("/v1/models").status_code == 401  # the API still needs the bearer header
+    assert "frame-ancestors 'none'" in with_cookie.get("/").headers["content-security-policy"]
+
+
+def test_catalog_filters_by_stem(server: Server, page: Page) -> None:
+    models = server.http.get("/v1/models").json()["models"]
+    with_drums = {m["id"] for m in models if "drums" in m["stems"]}
+    assert 0 < len(with_drums) < len(models)
+    page.goto(f"{server.url}/#/")
+    rows = page.locator("#models tbody tr")
+    expect(rows).to_have_count(len(models))
+    page.get_by_label("Stem").select_option("drums")
+    expect(rows).to_have_count(len(with_drums))
+    assert set(rows.evaluate_all("rows => rows.map(r => r.dataset.model)")) == with_drums
+    screenshot(page, "catalog")
+    page.get_by_label("Stem").select_option("")
+    expect(rows).to_have_count(len(models))
+
+
+def test_a_blocked_model_shows_its_reason_and_cannot_start(server: Server, page: Page) -> None:
+    blocked = next(m for m in server.http.get("/v1/models").json()["models"] if m["catalog_only"])
+    reason = server.http.get(f"/v1/models/{blocked['id']}").json()["explain"]["blocking_reason"]
+    assert reason
+    page.goto(f"{server.url}/#/model/{blocked['id']}")
+    expect(page.locator("#blocked-reason")).to_contain_text(reason)
+    expect(page.get_by_role("button", name="Run this model")).to_be_disabled()
+    screenshot(page, "model")
+    page.goto(f"{server.url}/#/run")
+    option = page.locator(f'#model option[value="{blocked["id"]}"]')
+    expect(option).to_be_disabled()
+
+
+def test_upload_preflight_run_listen_download(server: Server, page: Page, serve_env: dict[str, str]) -> None:  # noqa: F811
+    page.goto(f"{server.url}/#/run")
+    page.locator("#file").set_input_files(str(DEMO_MIX))
+    start = page.get_by_role("button", name="Start")
+    expect(start).to_be_disabled()  # nothing starts before its preflight
+    page.get_by_role("button", name="Check (preflight)").click()
+    expect(page.locator("#preflight .verdict")).to_have_text("Preflight passed: ready to start")
+    start.click()
+
+    expect(page.locator("#state")).to_have_text("completed", timeout=120_000)
+    expect(page.locator("#percent")).to_have_text("100 %")
+    bars = page.locator("#main .card progress:not(#overall)")
+    assert bars.count() >= 1 and bars.evaluate_all("bs => bs.every(b => b.value === b.max)")
+    job_id = page.url.rsplit("/", 1)[-1]
+    job = server.job(job_id)
+    kinds = [e["type"] for e in server.events(job_id)]
+    assert job["state"] == "completed" and "progress" in kinds  # 100 % came from real progress events
+
+    stems = job["result"]["stems"]
+    assert sorted(stems) == sorted(page.locator("[data-stem]").evaluate_all("els => els.map(e => e.dataset.stem)"))
+    for name, path in stems.items():
+        card = page.locator(f'[data-stem="{name}"]')
+        audio = card.locator("audio")
+        page.wait_for_function("a => a.readyState >= 1 && isFinite(a.duration)", arg=audio.element_handle())
+        info = sf.info(path)
+        assert audio.evaluate("a => a.duration") == pytest.approx(info.frames / info.samplerate, abs=1e-3)
+        audio.evaluate("a => a.play()")
+        page.wait_for_function("a => !a.paused && a.currentTime > 0", arg=audio.element_handle())
+        audio.evaluate("a => a.pause()")
+        with page.expect_download() as download:
+            card.get_by_role("link", name=f"Download {name}").click()
+        assert Path(download.value.path()).read_bytes() == Path(path).read_bytes()
+        assert download.value.suggested_filename == name
+    screenshot(page, "job")
+
+
+def test_the_page_is_keyboard_reachable(server: Server, page: Page) -> None:
+    page.goto(f"{server.url}/#/")
+    page.reload()  # a fresh load: focus starts at the top of the document
+    expect(page.locator("#models")).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(page.locator(".skip")).to_be_focused()
+    page.keyboard.press("Enter")  # skip to content: focus moves into the view, the route stays
+    expect(page.locator("#main")).to_be_focused()
+    assert page.url.endswith("#/")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("searchbox", name="Search")).to_be_focused()
+    for name in ("Jobs", "Run", "Catalog"):  # back out of the view through the sections
+        page.keyboard.press("Shift+Tab")
+        expect(page.get_by_role("link", name=name, exact=True)).to_be_focused()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Jobs", exact=True)).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+    expect(page.locator("#main")).to_be_focused()  # the new view takes the focus

@@ -160,6 +160,25 @@ def test_upload_preflight_run_listen_download(server: Server, page: Page, serve_
     screenshot(page, "job")
 
 
+def test_the_queue_pauses_reorders_cancels_and_resumes(server: Server, page: Page) -> None:
+    page.goto(f"{server.url}/#/jobs")
+    page.get_by_role("button", name="Pause the queue").click()
+    expect(page.get_by_role("button", name="Resume the queue")).to_be_visible()
+    assert server.http.get("/v1/health").json()["paused"] is True
+    first, second, third = (server.submit(inputs=[str(DEMO_MIX)]) for _ in range(3))
+    page.get_by_role("button", name=f"Move {third} up").click()  # the view refreshes by itself
+    page.wait_for_function("ids => [...document.querySelectorAll('#jobs-table tbody tr code')]"
+                           ".map(c => c.textContent).filter(t => ids.includes(t)).join() === ids.join()",
+                           arg=[first, third, second])
+    queued = [j["id"] for j in server.http.get("/v1/jobs", params={"state": "queued"}).json()["jobs"]]
+    assert queued[-3:] == [first, third, second]
+    page.get_by_role("button", name=f"Cancel {first}").click()
+    page.get_by_role("button", name="Resume the queue").click()
+    assert server.wait_final(third)["state"] == "completed" and server.wait_final(second)["state"] == "completed"
+    assert server.job(first)["state"] == "cancelled"
+    assert server.job(third)["finished"] <= server.job(second)["started"]
+
+
 def test_the_page_is_keyboard_reachable(server: Server, page: Page) -> None:
     page.goto(f"{server.url}/#/")
     page.reload()  # a fresh load: focus starts at the top of the document

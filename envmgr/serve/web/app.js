@@ -213,9 +213,13 @@ async function viewRun(params) {
 async function viewJobs() {
   const body = h("tbody");
   const pause = h("button", { type: "button", class: "secondary" });
-  let paused = false;
+  let paused = false, shownKey = null;
   async function refresh() {
     const data = await getJSON("/v1/jobs");
+    const key = JSON.stringify(data);
+    if (key === shownKey) return;  // unchanged: keep the rows (and the keyboard focus) as they are
+    shownKey = key;
+    const focused = document.activeElement && body.contains(document.activeElement) ? document.activeElement.getAttribute("aria-label") : null;
     paused = data.paused;
     pause.textContent = paused ? "Resume the queue" : "Pause the queue";
     const queued = data.jobs.filter((j) => j.state === "queued").map((j) => j.id);
@@ -230,13 +234,14 @@ async function viewJobs() {
       h("td", {}, (j.spec.models || []).join(", ") || "default"), h("td", {}, (j.spec.inputs || []).join(", ")),
       h("td", {}, j.state === "queued" ? [h("button", { type: "button", class: "secondary", "aria-label": `Move ${j.id} up`, onclick: move(j.id, -1) }, "↑"), " ",
         h("button", { type: "button", class: "secondary", "aria-label": `Move ${j.id} down`, onclick: move(j.id, 1) }, "↓"), " "] : null,
-        FINAL.has(j.state) ? null : h("button", { type: "button", class: "secondary", onclick: async () => { await api(`/v1/jobs/${j.id}`, { method: "DELETE" }); refresh(); } }, "Cancel")))));
+        FINAL.has(j.state) ? null : h("button", { type: "button", class: "secondary", onclick: async () => { await api(`/v1/jobs/${j.id}`, { method: "DELETE" }); refresh(); }, "aria-label": `Cancel ${j.id}` }, "Cancel")))));
+    if (focused) { const again = [...body.querySelectorAll("button")].find((b) => b.getAttribute("aria-label") === focused); if (again) again.focus(); }
   }
   pause.addEventListener("click", async () => { await postJSON(paused ? "/v1/queue/resume" : "/v1/queue/pause", {}); refresh(); });
   await refresh();
   const timer = setInterval(() => refresh().catch(() => {}), 2000);
   show("Jobs", h("h1", {}, "Jobs"), h("div", { class: "row" }, pause),
-    h("table", {}, h("thead", {}, h("tr", {}, ["Job", "State", "Models", "Inputs", "Actions"].map((t) => h("th", {}, t)))), body));
+    h("table", { id: "jobs-table" }, h("thead", {}, h("tr", {}, ["Job", "State", "Models", "Inputs", "Actions"].map((t) => h("th", {}, t)))), body));
   leave = () => clearInterval(timer);
 }
 

@@ -107,6 +107,8 @@ KEYS: dict[str, Key] = {k.name: k for k in (
         "in one env changes the cache and every env sharing the file), copy, or clone (copy-on-write where the "
         "filesystem can). Use copy if you edit files inside envs; `stemsep env verify` finds such edits.",
         lambda d: "hardlink"),
+    Key("adopted_envs", "list", "Per runtime, the adopted env (`stemsep env adopt`) its jobs run in unless --env "
+        "names another: RUNTIME=NAME items, e.g. `msst=my-msst`.", lambda d: []),
 )}
 
 
@@ -134,6 +136,7 @@ class MachineConfig:
     registry_strict: bool
     prewarm: bool
     link_mode: str
+    adopted_envs: list[str]
     config_file: Path
     home: Path | None = None
     # key -> where its value came from: "default", "STEMSEP_HOME", "config file", "env STEMSEP_X", "cli".

@@ -77,6 +77,7 @@ HOST_CODES: dict[str, HostCode] = {
     "E_UNKNOWN_MODEL": HostCode(ExitCode.USAGE, "no model has this id (nearest ids suggested)"),
     "E_UNKNOWN_RUNTIME": HostCode(ExitCode.USAGE, "`--runtime` names no canonical runtime"),
     "E_UNKNOWN_ENV": HostCode(ExitCode.USAGE, "no env in the store has this id, or the id prefix matches several"),
+    "E_ADOPT_INTERPRETER": HostCode(ExitCode.USAGE, "`env adopt`: the path holds no Python interpreter that runs"),
     "E_OUTPUT": HostCode(ExitCode.USAGE, "an unknown `--format`, or the output dir cannot be created"),
     "E_OUTPUT_COLLISION": HostCode(ExitCode.USAGE, "two inputs would write the same stem files"),
     "E_OUTPUT_UNWRITABLE": HostCode(ExitCode.USAGE, "the output dir (or where it would be created) is not writable: "
@@ -148,6 +149,8 @@ HOST_CODES: dict[str, HostCode] = {
     "E_REPLAY_LOCK_UNAVAILABLE": HostCode(ExitCode.UNRESOLVABLE, "`debug replay`: the bundle's lock no longer installs "
                                           "here: a pinned version (or its locked file) is gone from the package "
                                           "sources (the pins are named)"),
+    "E_ADOPT_NO_PIP": HostCode(ExitCode.ENV_BUILD, "an adopted env's pip does not answer (missing, or too old for "
+                                                 "`pip list --format=json`): its distributions cannot be listed"),
     "E_ENV_NOT_BUILT": HostCode(ExitCode.ENV_BUILD, "`env run`/`env shell`: the model's env is not built or is "
                                                     "broken (add --build), or the env's interpreter is gone"),
     "E_NO_INTERPRETER": HostCode(ExitCode.NO_INTERPRETER, "no Python satisfies the env's range (what was found "

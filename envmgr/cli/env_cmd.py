@@ -228,12 +228,16 @@ def env_list(as_json: bool = _JSON) -> None:
 
     from envmgr.sizes import disk_usage, human
 
+    from envmgr.cli.adopted_cmd import adopted_rows, print_adopted_table
+
     manager = _manager()
     records = manager.store.records()
     rows = [_record_dict(r, disk_usage([r.path])) for r in records]
     total = disk_usage([r.path for r in records])
+    adopted = adopted_rows(manager.config.state_dir)
     if as_json:
-        _print_json({"envs": rows, "total_size_bytes": total, "store": str(manager.config.env_store)})
+        _print_json({"envs": rows, "total_size_bytes": total, "store": str(manager.config.env_store),
+                     "adopted": adopted})
         return
     table = Table(title=f"envs in {manager.config.env_store}")
     table.add_column("id", min_width=max([len(r["id"]) for r in rows] + [2]), no_wrap=True)
@@ -246,14 +250,22 @@ def env_list(as_json: bool = _JSON) -> None:
     console = _console()
     console.print(table)
     console.print(f"total on disk (files shared between envs counted once): {human(total)}")
+    if adopted:
+        print_adopted_table(adopted, console)
 
 
 @app.command("show")
-def env_show(env_id: str = typer.Argument(..., help="Env id (or a unique prefix)."), as_json: bool = _JSON) -> None:
-    """Request, interpreter, lock digest and versions of one env."""
+def env_show(env_id: str = typer.Argument(..., help="Env id (or a unique prefix), or an adopted env's name."),
+             as_json: bool = _JSON) -> None:
+    """Request, interpreter, lock digest and versions of one env; for an adopted env (its name), its fingerprint
+    and the models it runs as it is."""
+    from envmgr.cli.adopted_cmd import adopted_name, show_adopted
     from envmgr.sizes import disk_usage, human
 
     manager = _manager()
+    name = adopted_name(env_id, manager.config.state_dir)
+    if name is not None:
+        return show_adopted(name, as_json)
     record = manager.store.record(_resolve_id(manager, env_id))
     data = _record_dict(record, disk_usage([record.path]))
     data.update(request=record.meta.get("request"), interpreter=record.meta.get("interpreter"),

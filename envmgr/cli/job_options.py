@@ -1,8 +1,8 @@
-"""The nine options `stemsep preflight` and `stemsep separate` share (enforcement, confirmations, unpickling
+"""The ten options `stemsep preflight` and `stemsep separate` share (enforcement, confirmations, unpickling
 consent, hashes, downloads, setting overrides), declared once.
 
 A command takes them as one parameter, `options: JobOptions = SHARED`, and is decorated with
-`@with_job_options`: typer sees the nine options where that parameter stands (so each command's help lists
+`@with_job_options`: typer sees the ten options where that parameter stands (so each command's help lists
 them in its own place), and the command receives the one JobOptions (envmgr/preflight/options.py) built
 from them by `job_options`.
 """
@@ -67,18 +67,21 @@ _OPTIONS: dict[str, tuple[Any, Any]] = {
     "batch_size": (Optional[int], typer.Option(
         None, "--batch-size", min=1, help="Chunks per batch. Default: the registry's recommendation.",
         show_default=False)),
+    "env": (Optional[str], typer.Option(
+        None, "--env", metavar="NAME", help="Run in the adopted env NAME (`stemsep env adopt`) instead of a managed "
+        "env. Default: the config's adopted_envs entry for the runtime, else the managed env.", show_default=False)),
 }
 
 
 def job_options(*, enforcement: Optional[str], dev_override: bool, confirm_manual_steps: bool,
                 allow_unsafe_pickle: bool, require_hashes: bool, no_download: bool, overlap: Optional[float],
-                segment_size: Optional[int], batch_size: Optional[int]) -> JobOptions:
+                segment_size: Optional[int], batch_size: Optional[int], env: Optional[str] = None) -> JobOptions:
     """The job options the user gave on the command line."""
     from envmgr.preflight.options import JobOptions
 
     return JobOptions(enforcement=enforcement, dev_override=dev_override, confirm_manual_steps=confirm_manual_steps,
                       allow_unsafe_pickle=allow_unsafe_pickle, require_hashes=require_hashes,
-                      download=not no_download, settings=user_settings(overlap, segment_size, batch_size))
+                      download=not no_download, settings=user_settings(overlap, segment_size, batch_size), env=env)
 
 
 def user_settings(overlap: Optional[float], segment_size: Optional[int], batch_size: Optional[int]) -> dict[str, Any]:
@@ -88,7 +91,7 @@ def user_settings(overlap: Optional[float], segment_size: Optional[int], batch_s
 
 
 def with_job_options(command: Command) -> Command:
-    """`command` as typer should see it: its `options = SHARED` parameter replaced by the nine options."""
+    """`command` as typer should see it: its `options = SHARED` parameter replaced by the ten options."""
     signature = inspect.signature(command)
     params: list[inspect.Parameter] = []
     for param in signature.parameters.values():

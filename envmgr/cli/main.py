@@ -17,6 +17,7 @@ from envmgr.cli import (artifacts_cmd, config_cmd, debug_cmd, doctor_cmd, env_cm
                         preflight_cmd, registry_cmd, separate_cmd, trust_cmd)
 from envmgr.cli import serve_cmd
 from envmgr.cli import recipes_cmd, run_cmd
+from envmgr.cli import adopted_cmd
 from envmgr.cli.outcome import error_handler
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ app.add_typer(recipes_cmd.app, name="recipes")
 app.add_typer(env_cmd.app, name="env")
 config_cmd.register(env_cmd.app)  # `stemsep env config [show|set|unset]`
 env_run_cmd.register(env_cmd.app)  # `stemsep env run|shell`
+adopted_cmd.register(env_cmd.app)  # `stemsep env adopt|forget`
 env_cmd.register_top_level(app)  # `stemsep setup`
 separate_cmd.register(app)  # `stemsep separate`
 run_cmd.register(app)  # `stemsep run RECIPE`, `stemsep cache prune`

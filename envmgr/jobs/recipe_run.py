@@ -261,6 +261,10 @@ class _Runner:
             else:
                 plan = self.plan.models[step_id]
                 request = request_for_model(plan.model, plan.runtime, self.config)
+                if plan.adopted_env is not None:  # preflight routed the step to an env the user has: used as is
+                    target = self.envs[step_id] = plan.adopted_env.worker_target(self.config.cache_dir)
+                    self.emit({"type": "env_ready", "env_id": target.id, "python": str(target.python), "step": step_id})
+                    return target
             env = EnvManager(self.config).ensure(
                 request, progress=lambda stage, message: self.emit({"type": "env", "stage": stage, "message": message}))
             self.emit({"type": "env_ready", "env_id": env.id, "python": str(env.python), "step": step_id})

@@ -25,6 +25,7 @@ from registry.errors import ExitCode, StemSepError
 
 if TYPE_CHECKING:
     from envmgr.config import MachineConfig
+    from envmgr.envs.adopted import AdoptedEnv
     from envmgr.envs.lock import Lock
     from envmgr.jobs.job_record import JobRecord
     from envmgr.preflight.run import Preflight
@@ -66,6 +67,7 @@ class Plan:
     download: bool = True  # fetch downloadable artifacts before the env is built
     trusted_code: dict[str, str] = field(default_factory=dict)  # code filename -> sha256 the user trusted
     env_lock: Lock | None = None  # build the env from this lock instead of resolving (a debug replay's)
+    adopted_env: AdoptedEnv | None = None  # run in this env the user has (envmgr/envs/adopted.py): nothing built
 
     def output_names(self, input_path: Path) -> tuple[dict[str, str], str]:
         """Deterministic stem file names: `<input stem>_(<stem>)_<model id>.<ext>`."""
@@ -137,7 +139,8 @@ def plan_from_preflight(checked: Preflight, output_dir: Path, output_format: str
                 output_dir=output_dir, output_format=output_format,
                 warnings=tuple(f"{w['code']}: {w['message']}" for w in checked.report["warnings"]),
                 preflight=checked, skipped=tuple(checked.skipped_inputs()), download=options.download,
-                trusted_code=trusted_code(config, checked.entry, checked.runtime.runtime))
+                trusted_code=trusted_code(config, checked.entry, checked.runtime.runtime),
+                adopted_env=checked.adopted_env)
 
 
 def _check_outputs(plan: Plan) -> None:
@@ -260,7 +263,7 @@ class _Worker:
             self.close()  # another env, or the last one had to be stopped
         if self.client is None:
             self.client = WorkerClient(env.python, runtime, code, env_id=env.id, timeouts=self.timeouts,
-                                       on_stderr=self.on_stderr)
+                                       on_stderr=self.on_stderr, pycache_prefix=getattr(env, "pycache_prefix", None))
             self.key = (env.id, runtime)
             if self.record is not None:  # before the start: a failed handshake has a transcript too
                 self.record.note_worker(self.client, env.id, runtime)
@@ -290,18 +293,22 @@ def _run_plan(plan: Plan, emit: Emit, config: MachineConfig, worker: WorkerSourc
           "output_format": plan.output_format, "settings": plan.settings})
     plan = fetch_artifacts(plan, emit, config)
     manager = EnvManager(config)
-    request = request_for_model(plan.model, plan.runtime, config)
-    if record is not None:
-        record.note_request(plan.model.id, request)
-    try:
-        env = manager.ensure(request, lock=plan.env_lock,
-                             progress=lambda stage, message: emit({"type": "env", "stage": stage, "message": message}))
-    except BaseException:
+    env: Any
+    if plan.adopted_env is not None:  # the user's own env: used as it is (preflight judged it)
+        env = plan.adopted_env.worker_target(config.cache_dir)
+    else:
+        request = request_for_model(plan.model, plan.runtime, config)
         if record is not None:
-            record.note_env_failed(plan.model.id, manager, request, plan.env_lock)
-        raise
-    if record is not None:
-        record.note_env(plan.model.id, env)
+            record.note_request(plan.model.id, request)
+        try:
+            env = manager.ensure(request, lock=plan.env_lock, progress=lambda stage, message: emit(
+                {"type": "env", "stage": stage, "message": message}))
+        except BaseException:
+            if record is not None:
+                record.note_env_failed(plan.model.id, manager, request, plan.env_lock)
+            raise
+        if record is not None:
+            record.note_env(plan.model.id, env)
     emit({"type": "env_ready", "env_id": env.id, "python": str(env.python), "model": plan.model.id})
     code = ensure_worker_code(config.cache_dir)
     try:
@@ -320,7 +327,8 @@ def _run_plan(plan: Plan, emit: Emit, config: MachineConfig, worker: WorkerSourc
                 record.note_worker(client, env.id, plan.runtime)
             outcomes.append(_run_one(client, plan, path, emit))
     finally:
-        manager.record_use(env.id, plan.model.id)
+        if plan.adopted_env is None:
+            manager.record_use(env.id, plan.model.id)
     return outcomes
 
 

@@ -17,3 +17,4 @@ class JobOptions:
     require_hashes: bool = False  # refuse artifacts the registry gives no sha256 for
     download: bool = True  # False: artifacts must already be in the model store
     settings: Mapping[str, Any] = field(default_factory=dict)  # user overrides (native meaning): overlap...
+    env: Optional[str] = None  # an adopted env's name (envmgr/envs/adopted.py); None: the config's, else managed

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from envmgr.errors import UsageError
 from envmgr.preflight import rules
+from envmgr.preflight.adopted_env import adopted_env_facts, chosen_env, default_env
 from envmgr.preflight.consent import PickleConsent, Statements, record_statements
 from envmgr.preflight.options import JobOptions
 from registry.errors import ExitCode, StemSepError
@@ -30,6 +31,7 @@ from registry.view import artifacts_for, pip_packages_for
 
 if TYPE_CHECKING:  # imported where used: a preflight start is latency-tuned
     from envmgr.config import MachineConfig
+    from envmgr.envs.adopted import AdoptedEnv
     from registry.loader import Registry
     from registry.settings import ResolvedSettings
     from registry.view import ModelView
@@ -79,6 +81,7 @@ class Preflight:
     settings: Optional[ResolvedSettings] = None
     inputs: list[Path] = field(default_factory=list)  # every input, absolute, in order, duplicates dropped
     findings: list[rules.Finding] = field(default_factory=list)
+    adopted_env: Optional[AdoptedEnv] = None  # the job runs in this adopted env instead of a managed one
 
     @property
     def can_proceed(self) -> bool:
@@ -142,11 +145,13 @@ def run_preflight(request: PreflightRequest, *, config: Optional[MachineConfig] 
     registry = registry if registry is not None else _load_registry()
     entry = _find_model(registry, request.model_id, findings)
     resolution = settings = None
+    adopted = chosen_env(options.env, request.runtime, config)  # --env: its runtime unless --runtime says one
+    requested_runtime = request.runtime or (adopted.runtime if adopted else None)
     status: dict[str, Any] = {"env": None, "python": None, "torch": None, "pip": [], "artifacts": [],
                               "manual_steps": []}
     phase_fix = None
     if entry is not None:
-        resolution, found = rules.route(entry, request.runtime)
+        resolution, found = rules.route(entry, requested_runtime)
         findings += found
         for a in decodable:
             findings += rules.check_channels(a, entry, resolution.runtime) + rules.check_sample_rate(a, entry)
@@ -172,8 +177,11 @@ def run_preflight(request: PreflightRequest, *, config: Optional[MachineConfig] 
             # Resolving a lock that is not cached takes seconds (and the network): skip it when the job is
             # already impossible; a cached lock still answers.
             doomed = any(f.fatal and f.input is None for f in findings) or (bool(inputs) and not decodable)
-            found, env_status = rules.check_env(entry, resolution.runtime,
-                                                env_facts(entry, resolution.runtime, config, resolve=not doomed))
+            adopted = adopted or default_env(resolution.runtime, config)
+            runtime = resolution.runtime
+            facts = (adopted_env_facts(entry, runtime, adopted, config, _companions(entry, runtime)) if adopted
+                     else env_facts(entry, runtime, config, resolve=not doomed))
+            found, env_status = rules.check_env(entry, resolution.runtime, facts)
             findings += found
             status.update(env_status)
     if request.phase_fix_reference:
@@ -185,7 +193,7 @@ def run_preflight(request: PreflightRequest, *, config: Optional[MachineConfig] 
     report = _report(request, mode, config, decision, findings, audio, entry, resolution, settings, phase_fix,
                      status, time.perf_counter() - started)
     record_statements(config.state_dir, statements)
-    return Preflight(report, decision, entry, resolution, settings, inputs, findings)
+    return Preflight(report, decision, entry, resolution, settings, inputs, findings, adopted)
 
 
 # ---- facts -------------------------------------------------------------------------------------

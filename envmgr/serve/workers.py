@@ -36,7 +36,7 @@ class WarmWorkers:
             while len(self._clients) >= self.keep:
                 self._clients.popitem(last=False)[1].close()
             client = WorkerClient(env.python, runtime, code, env_id=env.id, timeouts=self.timeouts,
-                                  on_stderr=self.on_stderr)
+                                  on_stderr=self.on_stderr, pycache_prefix=getattr(env, "pycache_prefix", None))
             client.start()
             self.started += 1
             self.emit({**worker_event(client), "warm": False})

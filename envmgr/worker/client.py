@@ -96,8 +96,10 @@ def staging_dir(output_dir: Path, job: str) -> Path:
 class WorkerClient:
     def __init__(self, python: Path | str, runtime: str, code: WorkerCode, *, env_id: str | None = None,
                  timeouts: Timeouts = Timeouts(), on_stderr: Callable[[str], None] | None = None,
-                 protocol_version: int = p.PROTOCOL_VERSION) -> None:
+                 protocol_version: int = p.PROTOCOL_VERSION, pycache_prefix: Path | None = None) -> None:
         self.python = str(python)
+        # An adopted env (envmgr/envs/adopted.py) is never written: its worker keeps bytecode under this dir
+        self.pycache_prefix = pycache_prefix
         self.runtime = runtime
         self.code = code
         self.env_id = env_id
@@ -117,7 +119,8 @@ class WorkerClient:
     # --- lifecycle -------------------------------------------------------------------------------
     def command(self) -> list[str]:
         """The worker's command line: everything that decides which worker this is."""
-        cmd = [self.python, "-s", "-m", "runtimes.worker", "--runtime", self.runtime,
+        cache = ["-X", f"pycache_prefix={self.pycache_prefix}"] if self.pycache_prefix else []
+        cmd = [self.python, "-s", *cache, "-m", "runtimes.worker", "--runtime", self.runtime,
                "--host-protocol", str(self.protocol_version), "--worker-code", self.code.digest,
                "--heartbeat", str(self.timeouts.heartbeat)]
         return cmd + ["--env-id", self.env_id] if self.env_id else cmd

@@ -121,6 +121,13 @@ def _env_codes(t: T, model: str = "pf-dsp", runtime: str = "stemsep-legacy", **k
     return {f.code for f in rules.check_env(t.entry(model), runtime, _env(**kw))[0]}
 
 
+def _adopted(changes: list[str]) -> dict[str, Any]:
+    """An adopted env's record in EnvFacts (envmgr/preflight/adopted_env.py); tests/envmgr/test_adopted_envs.py
+    runs the real thing."""
+    return {"name": "mine", "python": "/opt/mine/bin/python", "fingerprint": "b" * 16,
+            "adopted_fingerprint": "a" * 16 if changes else "b" * 16, "changes": changes}
+
+
 def _torch(**kw: Any) -> dict[str, Any]:
     return dict(torch_spec="torch>=2.0", torch="2.13.0+cpu", torch_seen_in="env", torch_backend="cpu",
                 torch_build={"cuda": None, "hip": None}, **kw)
@@ -398,6 +405,8 @@ CASES: dict[str, Case] = {
     # env and requirements
     "W_ENV_NEEDS_BUILD": (lambda t: t.codes(model="pf-unbuilt"), lambda t: t.codes()),
     "W_ENV_BROKEN": (lambda t: _broken(t, True), lambda t: _broken(t, False)),
+    "W_ENV_CHANGED": (lambda t: _env_codes(t, state="adopted", adopted=_adopted(["idna 3.10 installed"])),
+                      lambda t: _env_codes(t, state="adopted", adopted=_adopted([]))),
     "E_ENV_UNRESOLVABLE": (lambda t: t.codes(model="pf-conflict"), lambda t: t.codes()),
     "E_NO_INTERPRETER": (lambda t: t.codes(model="pf-python2"), lambda t: t.codes()),
     "E_ENV_RESOLVE": (_unreachable_index, lambda t: t.codes(model="pf-unbuilt")),

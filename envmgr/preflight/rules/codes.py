@@ -91,6 +91,8 @@ _CODES = (
     Code("W_ENV_NEEDS_BUILD", "env", "the model's env does not exist yet; it is built before the job starts"),
     Code("W_ENV_BROKEN", "env", "the model's env is broken (half-built, interpreter gone: rebuilt; files it "
          "imports changed or deleted: repaired)"),
+    Code("W_ENV_CHANGED", "env", "the adopted env changed since `stemsep env adopt` recorded it (what changed is "
+         "named)"),
     Code("E_ENV_UNRESOLVABLE", "env", "the model's requirements conflict", True, ExitCode.UNRESOLVABLE),
     Code("E_NO_INTERPRETER", "env", "no Python satisfies the env's range", True, ExitCode.NO_INTERPRETER),
     Code("E_ENV_RESOLVE", "env", "the env's requirements could not be resolved (index unreachable...)", True,

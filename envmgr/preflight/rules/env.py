@@ -26,6 +26,7 @@ class PipFacts:
 @dataclass(frozen=True)
 class EnvFacts:
     state: str  # ready | needs_build | broken | unresolvable | no_interpreter | unknown | invalid | store | not_checked
+    # | adopted (an env the user has: envmgr/envs/adopted.py; checked as it is, fixed by the user)
     env_id: Optional[str] = None
     path: Optional[str] = None
     problem: Optional[str] = None
@@ -51,6 +52,12 @@ class EnvFacts:
     torchaudio_torch: Optional[str] = None
     nvidia: bool = False
     rocm: bool = False
+    # An adopted env: {name, python, fingerprint (now; None: not answered), adopted_fingerprint, changes}
+    adopted: Optional[Mapping[str, Any]] = None
+
+    def fix(self, requirement: str) -> Optional[str]:
+        """The command that installs `requirement` into an adopted env (the user runs it); None: a managed env."""
+        return f"{self.adopted['python']} -m pip install '{requirement}'" if self.adopted else None
 
 
 def check_env(entry: ModelView, runtime: str, env: EnvFacts) -> tuple[list[Finding], dict[str, Any]]:
@@ -68,11 +75,18 @@ def check_env(entry: ModelView, runtime: str, env: EnvFacts) -> tuple[list[Findi
         code = {"unresolvable": "E_ENV_UNRESOLVABLE", "no_interpreter": "E_NO_INTERPRETER",
                 "unknown": "E_ENV_RESOLVE", "invalid": "E_ENV_REQUEST", "store": "E_STORE"}[env.state]
         findings.append(from_error(env.error, code, subject=env.env_id))
+    elif env.state == "adopted" and env.adopted and env.adopted["changes"]:
+        changes = env.adopted["changes"]
+        findings.append(Finding("W_ENV_CHANGED", f"the adopted env {env.adopted['name']} changed since it was "
+                                f"adopted: {len(changes)} change(s)", "; ".join(changes),
+                                "the checks below are of the env as it is now; `stemsep env adopt` again records "
+                                "it as it is", subject=env.env_id))
     findings += _check_python(entry, env) + _check_torch(entry, runtime, env) + _check_companions(runtime, env)
     pip_rows, pip_findings = _check_pip(entry, env)
     findings += pip_findings
     status = {
-        "env": {"id": env.env_id, "state": env.state, "path": env.path, "problem": env.problem},
+        "env": {"id": env.env_id, "state": env.state, "path": env.path, "problem": env.problem,
+                **({"adopted": dict(env.adopted)} if env.adopted else {})},
         "python": {"required": env.python_spec, "version": env.python, "seen_in": env.python_seen_in},
         "torch": None if env.torch_spec is None else {
             "required": env.torch_spec, "version": env.torch, "seen_in": env.torch_seen_in,
@@ -97,7 +111,8 @@ def _check_python(entry: ModelView, env: EnvFacts) -> list[Finding]:
     if env.python_spec and _contains(env.python_spec, env.python) is False:
         where = "the env has" if env.python_seen_in == "env" else "the interpreter found is"
         return [Finding("E_PYTHON_MISMATCH", f"{entry.id} needs Python {env.python_spec}; {where} {env.python}",
-                        hint="install a matching Python (uv python install) or set STEMSEP_PYTHON", subject="python")]
+                        hint="adopt an env with a Python in that range" if env.adopted else
+                        "install a matching Python (uv python install) or set STEMSEP_PYTHON", subject="python")]
     return []
 
 
@@ -130,7 +145,8 @@ def _check_torch(entry: ModelView, runtime: str, env: EnvFacts) -> list[Finding]
     if model_spec and _contains(model_spec, env.torch) is False:
         findings.append(Finding("E_TORCH_MISMATCH", f"{entry.id} needs {env.torch_spec}; the env "
                                 f"{'has' if env.torch_seen_in == 'env' else 'would get'} torch {env.torch}",
-                                hint="change the machine's torch override (STEMSEP_OVERRIDES) or pick another model",
+                                hint=env.fix(env.torch_spec) or "change the machine's torch override "
+                                "(STEMSEP_OVERRIDES) or pick another model",
                                 subject="torch"))
     for problem in env.torch_variant_problems:
         findings.append(Finding("E_TORCH_VARIANT", f"the {runtime} env's torch is not the requested build",
@@ -232,22 +248,26 @@ def _check_pip(entry: ModelView, env: EnvFacts) -> tuple[list[dict[str, Any]], l
 
     for p in env.pip:
         spec = str(Requirement(p.requirement).specifier)
+        # an adopted env's fix is the user's to run: named in `why` too, which a blocked job's error lists
+        how = (f"listed by the env's own pip through pip-api; the fix: {env.fix(p.requirement)}" if env.adopted
+               else "probed with the env's own interpreter")
         if p.seen_in == "env":
             if p.installed is None:
                 state = "missing"
                 findings.append(Finding("E_PIP_MISSING", f"{p.requirement} is not installed in the env {env.env_id}",
-                                        "probed with the env's own interpreter", "remove the env (`stemsep env rm "
+                                        how, env.fix(p.requirement) or "remove the env (`stemsep env rm "
                                         f"{env.env_id}`) so it is rebuilt", subject=p.requirement))
             elif spec and _contains(spec, p.installed) is False:
                 state = "wrong_version"
                 findings.append(Finding("E_PIP_VERSION", f"the env {env.env_id} has {p.installed} of {p.requirement}",
-                                        "probed with the env's own interpreter", f"remove the env (`stemsep env rm "
+                                        how, env.fix(p.requirement) or f"remove the env (`stemsep env rm "
                                         f"{env.env_id}`) so it is rebuilt", subject=p.requirement))
             else:
                 state = "satisfied"
         else:
             state = "to_install"
-        rows.append({"requirement": p.requirement, "state": state, "version": p.installed, "seen_in": p.seen_in})
+        rows.append({"requirement": p.requirement, "state": state, "version": p.installed, "seen_in": p.seen_in,
+                     **({"fix": env.fix(p.requirement)} if env.adopted and state != "satisfied" else {})})
     return rows, findings
 
 

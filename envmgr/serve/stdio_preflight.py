@@ -1,0 +1,123 @@
+"""`separation_preflight` for StemSep's desktop app: our preflight (envmgr/preflight) mapped onto the report
+the app reads (the reference's §2.3): always a report, never a failure reply; `can_proceed`, `errors` and
+`warnings` as `"CODE: message"` strings keeping our codes, `missing_models`, `resolved`, `plan`.
+
+Model ids come from the request as the app's backend resolves them: a recipe named by `model_id` (its
+separate steps' models), else `ensemble_config.models`, else `model_id`; plus `post_processing_steps` and
+an inline `workflow`'s models. Each known model gets our full preflight with the input; our reports are
+kept under `reports` for a client that wants every field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from envmgr.serve.stdio_catalog import Catalog, recipes
+
+
+def separation_preflight(payload: dict[str, Any], catalog: Catalog, config: Any) -> dict[str, Any]:
+    from envmgr.preflight.options import JobOptions
+    from envmgr.preflight.run import PreflightRequest, run_preflight
+
+    errors: list[str] = []
+    warnings: list[str] = []
+    file_path = _first(payload, "file_path", "filePath", "inputFile")
+    if not file_path:
+        errors.append("Missing required parameter: file_path")
+    recipe, workflow, model_ids = _model_ids(payload)
+    if recipe is not None:
+        errors.append(f"NOT_SUPPORTED: recipe {recipe['id']} cannot run on this backend yet "
+                      "(the recipe runner is not built); its models are checked below")
+    known = [m for m in model_ids if m in catalog.registry.models]
+    missing = [m for m in model_ids if m not in known or not catalog.installation("model", m)["installed"]]
+    reports: dict[str, Any] = {}
+    targets: list[str | None] = list(known) or ([None] if not model_ids else [model_ids[0]])
+    for model_id in targets:  # an unknown id: our E_UNKNOWN_MODEL
+        inputs = [Path(file_path)] if file_path else []
+        checked = run_preflight(PreflightRequest(inputs=inputs, model_id=model_id, options=JobOptions()), config=config)
+        report = checked.report
+        reports[report.get("model") or str(model_id)] = report
+        errors += [_line(f) for f in report.get("errors", []) if _line(f) not in errors]
+        warnings += [_line(f) for f in report.get("warnings", []) if _line(f) not in warnings]
+    first: dict[str, Any] = next(iter(reports.values()), {})
+    resolved_model: str | None = first.get("model")
+    effective: list[str] = known or ([resolved_model] if resolved_model and resolved_model in catalog.registry.models else [])
+    audio = next((i for i in first.get("inputs", []) if i.get("state") == "ok"), None)
+    required = [catalog.model_row(catalog.model(m)) for m in effective]
+    blocking = [e for r in reports.values() for e in r.get("errors", [])]
+    runtime = (first.get("resolved") or {}).get("runtime") or {}
+    return {
+        "can_proceed": not errors, "errors": errors, "warnings": warnings,
+        "audio": {"valid": True, "path": audio["path"], "ext": Path(audio["path"]).suffix.lstrip("."),
+                  "sample_rate": audio.get("sample_rate"), "channels": audio.get("channels"),
+                  "duration_s": audio.get("duration_s")} if audio else None,
+        "missing_models": missing, "torch_available": _torch_available(first), "memory": None,
+        "resolved": {"model_id": resolved_model, "recipe": recipe, "workflow": workflow,
+                     "stems": payload.get("stems") or (required[0]["stems"] if required else []),
+                     "device": payload.get("device") or "auto", "runtime": runtime.get("id"),
+                     "settings": (first.get("resolved") or {}).get("settings"),
+                     "output_format": payload.get("output_format") or "wav"},
+        "plan": {"workflow_name": (recipe or workflow or {}).get("name") or resolved_model,
+                 "workflow_type": "pipeline" if (recipe or workflow) else "ensemble" if len(model_ids) > 1 else "single",
+                 "effective_model_id": resolved_model, "effective_model_ids": effective,
+                 "required_models": [_required(row) for row in required],
+                 "runtime_blocks": [_line(e) for e in blocking if str(e.get("code", "")).startswith(("E_RUNTIME", "E_ENV",
+                                                                                                      "E_TORCH"))],
+                 "recommended_adjustments": [e["hint"] for e in blocking if e.get("hint")],
+                 "runtime_adapter": runtime.get("id"), "runtime_reason": runtime.get("why"),
+                 "missing_runtime_assets": [a for row in required for a in row["installation"]["missing_artifacts"]],
+                 "resolved_device": payload.get("device") or "auto", "estimated_vram_gb": None},
+        "reports": reports,
+    }
+
+
+def _model_ids(payload: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[str]]:
+    ids: list[Any] = []
+    recipe = workflow = None
+    model_id = _first(payload, "model_id", "modelId")
+    recipe_row = next((r for r in recipes() if r["id"] == model_id), None) if model_id else None
+    raw_workflow = payload.get("workflow")
+    ensemble = payload.get("ensemble_config")
+    if isinstance(raw_workflow, dict):
+        workflow = {"id": raw_workflow.get("id"), "name": raw_workflow.get("name"), "kind": raw_workflow.get("kind")}
+        ids += [m.get("model_id") for m in raw_workflow.get("models", []) if isinstance(m, dict)]
+        ids += [s.get("model_id") or s.get("source_model") for s in raw_workflow.get("steps", []) if isinstance(s, dict)]
+    elif recipe_row is not None:
+        recipe = {"id": recipe_row["id"], "name": recipe_row["name"], "type": recipe_row["type"],
+                  "steps": [{"step_name": s["id"], "action": s["op"], "model_id": s.get("params", {}).get("model"),
+                             "input_source": s.get("inputs")} for s in recipe_row.get("steps", [])]}
+        ids += recipe_row["required_model_ids"]
+    elif isinstance(ensemble, dict) and isinstance(ensemble.get("models"), list):
+        ids += [m.get("model_id") for m in ensemble["models"] if isinstance(m, dict)]
+    elif model_id:
+        ids.append(model_id)
+    for step in payload.get("post_processing_steps") or []:
+        if isinstance(step, dict):
+            ids.append(step.get("modelId") or step.get("model_id"))
+    return recipe, workflow, list(dict.fromkeys(i for i in ids if isinstance(i, str) and i))
+
+
+def _required(row: dict[str, Any]) -> dict[str, Any]:
+    runtime = row["runtime"]
+    return {"id": row["id"], "name": row["name"], "installed": row["installed"], "curated": True,
+            "install_mode": row["install_policy"], "runtime_engine": runtime["preferred"],
+            "runtime_adapter": runtime["preferred"], "runtime_allowed": runtime["allowed"],
+            "runtime_preferred": runtime["preferred"], "blocking_reason": runtime["blocking_reason"],
+            "blocked_reason": runtime["blocking_reason"] if runtime["catalog_only"] else None,
+            "requires_manual_assets": row["download"]["install_mode"] == "manual",
+            "missing_assets": row["installation"]["missing_artifacts"],
+            "required_files": row["installation"]["relative_paths"], "target_roles": row["stems"]}
+
+
+def _line(finding: dict[str, Any]) -> str:
+    return f"{finding.get('code')}: {finding.get('message')}"
+
+
+def _first(payload: dict[str, Any], *names: str) -> Any:
+    return next((payload[n] for n in names if payload.get(n)), None)
+
+
+def _torch_available(report: dict[str, Any]) -> bool:
+    torch = ((report.get("resolved") or {}).get("requirements_status") or {}).get("torch")
+    return bool(torch and torch.get("version"))

@@ -253,3 +253,15 @@ def test_a_failing_command_is_a_reply_not_a_crash(backend: StdioBackend) -> None
     bad = backend.call("get_selection_job")
     assert bad["success"] is False and bad["error"] == "INVALID: job_id is required"
     assert backend.ok("ping")["status"] == "ok"
+
+
+def test_21_22_a_job_that_fails_ends_with_separation_error(backend: StdioBackend, tmp_path: Path) -> None:
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("not audio at all")
+    job_id = backend.ok("run_selection_job", inputFile=str(not_audio), modelId=DEFAULT_MODEL,
+                        outputDir=str(tmp_path / "out"))["job_id"]
+    terminal = backend.wait_terminal(job_id)
+    assert terminal["type"] == "separation_error" and terminal["error"].startswith("E_")  # our code, then why
+    assert [e["type"] for e in backend.job_events(job_id)].count("separation_error") == 1
+    snap = backend.ok("get_selection_job", job_id=job_id)
+    assert snap["status"] == "failed" and snap["error"] == terminal["error"] and not snap["outputFiles"]

@@ -9,6 +9,13 @@ server, real uv-built envs and workers cut off the network):
 
 Then: which env served which model (`stemsep env list`), and the clear failures when (b)'s code is
 not pinned (preflight blocks; `stemsep models trust` unblocks it) or (c)'s package pin is missing.
+That msst batch stays: it proves conflicting model code side by side in ONE msst worker and the code-trust
+rules, which only msst's code artifacts have.
+
+The same kind of batch with the real architectures (issue 18): a HyperACE v1 and an FNO model (the packaged
+unwa entries, tiny checkpoints of their real key layouts made by the matrix's `own-roformer` maker in
+stemsep-legacy's env) and a standard BS-Roformer, all on stemsep-legacy, their preferred runtime: one env, one
+worker, no code artifact fetched, no neuraloperator.
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,10 +33,28 @@ import soundfile as sf
 
 from envmgr.worker.process import TEST_HOOK_ENV
 from tests.artifacts.httpserver import FileServer
-from tests.runtimes.conftest import FNO_CODE, FNO_PIN, SEGM_CODE, model_entry, sha256
-from tests.support.cli import home_sharing_session_envs, json_events, run_cli, write_user_registry
+from tests.conftest import REPO
+from tests.matrix.cases import PACKAGED
+from tests.runtimes.conftest import (
+    FNO_CODE,
+    FNO_PIN,
+    SEGM_CODE,
+    model_entry,
+    runtime_env,
+    sha256,
+)
+from tests.support.cli import (
+    home_sharing_session_envs,
+    json_events,
+    run_cli,
+    write_user_registry,
+)
 
 CLOSED_PORT_PROXY = "http://127.0.0.1:9"  # discard port: nothing listens; any proxied request fails
+MAKE_MODELS = REPO / "tests" / "matrix" / "make_models.py"
+VARIANT_CONFIGS = REPO / "tests" / "fixtures" / "roformer-variants"  # the golden cases' tiny configs
+# test id -> (packaged entry it copies, golden case whose config it uses)
+REAL_VARIANTS = {"test-legacy-hyperace": ("unwa-hyperace", "hyperace_v1"), "test-legacy-fno": ("unwa-inst-fno", "fno")}
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +155,75 @@ def test_three_conflicting_models_in_one_batch(cli, clip3, network_log, tmp_path
     assert {"test-bs-roformer", "test-bs-roformer-segm"} <= served_by[env_of["test-bs-roformer"]]
     assert "test-bs-roformer-fno" in served_by[env_of["test-bs-roformer-fno"]]
     assert "test-bs-roformer-fno" not in served_by[env_of["test-bs-roformer"]]
+
+
+@pytest.fixture(scope="module")
+def real_variants(server: FileServer, workdir: Path, tiny_bs: Any) -> dict[str, dict[str, Any]]:
+    """Registry entries of the batch on stemsep-legacy: copies of the packaged HyperACE v1 and Inst-FNO entries
+    (their msst-scoped code artifacts and neuraloperator pin kept as they are) with tiny real-layout files, and a
+    standard BS-Roformer."""
+    legacy = runtime_env("stemsep-legacy")
+    specs: list[dict[str, Any]] = []
+    models: dict[str, dict[str, Any]] = {}
+    for model_id, (packaged_id, case) in REAL_VARIANTS.items():
+        entry = json.loads(json.dumps(next(m for m in json.loads(PACKAGED.read_text())["models"]
+                                           if m["id"] == packaged_id)))
+        entry["id"], entry["name"] = model_id, f"test: {packaged_id}, real layout"
+        config = VARIANT_CONFIGS / case / "config.yaml"
+        ckpt = workdir / f"{model_id}.ckpt"
+        specs.append({"kind": "own-roformer", "model_type": entry["runtime"]["model_type"], "config": str(config),
+                      "out": str(ckpt), "seed": len(specs) + 3})
+        entry["artifacts"]["config"] = {**served(server, model_id, config, "config"),
+                                        "filename": entry["artifacts"]["config"]["filename"]}
+        models[model_id] = entry
+    spec_file = workdir / "real-variant-specs.json"
+    spec_file.write_text(json.dumps(specs))
+    made = subprocess.run([str(legacy.python), str(MAKE_MODELS), str(spec_file)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600, check=False)
+    assert made.returncode == 0, made.stderr[-3000:]
+    for model_id in REAL_VARIANTS:  # the checkpoints exist now: serve and pin them
+        models[model_id]["artifacts"]["primary"] = served(server, model_id, workdir / f"{model_id}.ckpt", "checkpoint")
+    standard = model_entry("test-legacy-bs-roformer", ["stemsep-legacy"])
+    standard["requirements"]["torch"] = {"required": True}  # our Roformer needs torch (the DSP default does not)
+    config, ckpt = tiny_bs
+    standard["artifacts"] = {"primary": served(server, standard["id"], ckpt, "checkpoint"),
+                             "config": served(server, standard["id"], config, "config")}
+    return {**models, standard["id"]: standard}
+
+
+def test_real_variants_and_a_standard_roformer_in_one_batch_on_legacy(cli, real_variants, clip3, network_log,
+                                                                      tmp_path):
+    ids = list(real_variants)
+    cli.write_registry(*cli.models.values(), *real_variants.values())
+    try:
+        out = tmp_path / "out"
+        proc = cli("separate", "--json", "-o", out, clip3, *(a for i in ids for a in ("-m", i)), cwd=tmp_path)
+    finally:
+        cli.write_registry(*cli.models.values())
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    events = json_events(proc.stdout)
+    assert {e["model"]: e["runtime"] for e in events if e["type"] == "plan"} == dict.fromkeys(ids, "stemsep-legacy")
+    env_of = {e["model"]: e["env_id"] for e in events if e["type"] == "env_ready"}
+    print("env per model:", json.dumps(env_of))
+    assert set(env_of) == set(ids) and len(set(env_of.values())) == 1  # one stemsep-legacy env for all three
+    assert len([e for e in events if e["type"] == "worker"]) == 1  # and one worker: no code of theirs to isolate
+    reports = {e["report"]["model"]: e["report"] for e in events if e["type"] == "preflight"}
+    for model_id in REAL_VARIANTS:  # msst's code files are not this runtime's: not listed, not fetched
+        status = reports[model_id]["resolved"]["requirements_status"]
+        assert not [a for a in status["artifacts"] if a["kind"] == "code"]
+    python = next(e["python"] for e in events if e["type"] == "env_ready")  # FNO runs without neuraloperator
+    assert subprocess.run([python, "-c", "import neuralop"], capture_output=True, check=False).returncode != 0
+    frames = sf.info(str(clip3)).frames
+    stems = {"test-legacy-bs-roformer": ("vocals", "other")}
+    expected = sorted(f"clip3_({s})_{m}.wav" for m in ids for s in stems.get(m, ("instrumental", "vocals")))
+    assert sorted(os.listdir(out)) == expected
+    for name in expected:
+        info = sf.info(str(out / name))
+        assert (info.subtype, info.frames, info.channels) == ("FLOAT", frames, 2)
+        audio = sf.read(str(out / name), dtype="float32")[0]
+        assert np.isfinite(audio).all() and np.abs(audio).max() > 1e-4, name
+    assert events[-2]["type"] == "summary" and (events[-2]["ok"], events[-2]["failed"]) == (3, 0)
+    assert not network_log.exists(), network_log.read_text()
 
 
 def test_unpinned_code_is_blocked_until_trusted(cli, clip3, tmp_path):

@@ -303,7 +303,7 @@ _APP_CODES = {"run_selection_job": "START_FAILED", "separate_audio": "START_FAIL
               "install_selection": "INSTALL_SELECTION_FAILED"}
 
 
-def _message(err: StemSepError) -> str:
+def _message(err: StemSepError | AppError) -> str:
     text = err.message
     if err.code and err.code not in text:
         text += f" [{err.code}]"

@@ -15,7 +15,6 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from registry.errors import ExitCode, StemSepError
 
 if TYPE_CHECKING:
     from envmgr.artifacts.store import ArtifactStatus, ArtifactStore
@@ -25,15 +24,13 @@ SCHEMA_VERSION = "catalog-runtime-v4"
 RECIPE_BLOCKER = "recipe jobs do not run on this backend yet (the recipe runner is not built)"  # the version family the app checks for (`catalog-runtime-v`)
 
 
-class AppError(StemSepError):
-    """A reply the app reads as `"<app_code>: <message>"` (NOT_FOUND, INVALID, START_FAILED ...)."""
+class AppError(Exception):
+    """A reply the app reads as `"<app_code>: <message>"` (NOT_FOUND, INVALID, START_FAILED ...): a protocol
+    answer, not one of our coded errors (`code`, when given, is ours and is shown after the message)."""
 
-    exit_code = ExitCode.USAGE
-    code = ""  # ours, when one applies (E_UNKNOWN_MODEL ...): shown after the message
-
-    def __init__(self, app_code: str, message: str, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.app_code = app_code
+    def __init__(self, app_code: str, message: str, *, code: str = "", hint: str = "") -> None:
+        super().__init__(message)
+        self.app_code, self.message, self.code, self.hint = app_code, message, code, hint
 
 
 def catalog_status() -> dict[str, Any]:

@@ -29,7 +29,7 @@ def error_text(error: dict[str, Any] | None, fallback: str = "Separation failed"
     """Our error dict as one line the app shows: `CODE: message (hint)`."""
     if not error:
         return fallback
-    text = f"{error.get('code') or 'E_FAILED'}: {error.get('message') or fallback}"
+    text = f"{error.get('code') or 'FAILED'}: {error.get('message') or fallback}"
     return f"{text} ({error['hint']})" if error.get("hint") else text
 
 
@@ -145,7 +145,7 @@ class JobEvents:
         self.outputs = outputs
         files = output_files(outputs)
         if not files:  # every input failed: the app needs an error, not an empty success
-            return self._on_failed({**(self.error or {"code": "E_NO_OUTPUT", "message": "no stem was written"})})
+            return self._on_failed({**(self.error or {"code": "NO_OUTPUT", "message": "no stem was written"})})
         self.terminal, self.progress, self.message = "completed", 100.0, "Separation complete"
         return self._close_step("completed") + [self._event("separation_complete", output_files=files,
                                                             progress=100.0, meta={"outputs": outputs})]

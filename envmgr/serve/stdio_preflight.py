@@ -62,8 +62,7 @@ def separation_preflight(payload: dict[str, Any], catalog: Catalog, config: Any)
                  "workflow_type": "pipeline" if (recipe or workflow) else "ensemble" if len(model_ids) > 1 else "single",
                  "effective_model_id": resolved_model, "effective_model_ids": effective,
                  "required_models": [_required(row) for row in required],
-                 "runtime_blocks": [_line(e) for e in blocking if str(e.get("code", "")).startswith(("E_RUNTIME", "E_ENV",
-                                                                                                      "E_TORCH"))],
+                 "runtime_blocks": [_line(e) for e in blocking if _topic(e) in ("RUNTIME", "ENV", "TORCH")],
                  "recommended_adjustments": [e["hint"] for e in blocking if e.get("hint")],
                  "runtime_adapter": runtime.get("id"), "runtime_reason": runtime.get("why"),
                  "missing_runtime_assets": [a for row in required for a in row["installation"]["missing_artifacts"]],
@@ -112,6 +111,12 @@ def _required(row: dict[str, Any]) -> dict[str, Any]:
 
 def _line(finding: dict[str, Any]) -> str:
     return f"{finding.get('code')}: {finding.get('message')}"
+
+
+def _topic(finding: dict[str, Any]) -> str:
+    """E_ENV_NOT_BUILT -> ENV: what a code is about."""
+    parts = str(finding.get("code", "")).split("_")
+    return parts[1] if len(parts) > 1 else ""
 
 
 def _first(payload: dict[str, Any], *names: str) -> Any:

@@ -189,6 +189,14 @@ HOST_CODES: dict[str, HostCode] = {
     "E_INPUT": HostCode(ExitCode.INPUT, "an input cannot be separated (the `E_INPUT_*` codes of preflight and "
                                           "the worker say why)"),
     "E_BATCH": HostCode(None, "some inputs of a batch failed (each is named); exits with the first failure's code"),
+    # stemsep batch (docs/scale.md)
+    "E_MANIFEST_INVALID": HostCode(ExitCode.USAGE, "a batch manifest cannot be read, names an unknown field or a "
+                                                   "recipe, or repeats an item"),
+    "E_BATCH_LOCKED": HostCode(ExitCode.USAGE, "another batch is writing to the same output dir"),
+    "E_RAY_UNAVAILABLE": HostCode(ExitCode.USAGE, "`--engine ray` without Ray installed, or the cluster cannot be "
+                                                  "reached"),
+    "E_RAY_TASK": HostCode(ExitCode.WORKER, "Ray could not run an input: its actor died more often than Ray "
+                                            "restarts it"),
     # every command
     "E_CANCELLED": HostCode(ExitCode.CANCELLED, "Ctrl-C (SIGINT) stopped the command"),
     "E_TERMINATED": HostCode(ExitCode.TERMINATED, "SIGTERM stopped the command, cleaned up as after Ctrl-C"),

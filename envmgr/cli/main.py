@@ -18,6 +18,7 @@ from envmgr.cli import (artifacts_cmd, config_cmd, debug_cmd, doctor_cmd, env_cm
 from envmgr.cli import serve_cmd
 from envmgr.cli import recipes_cmd, run_cmd
 from envmgr.cli import adopted_cmd
+from envmgr.cli import batch_cmd
 from envmgr.cli.outcome import error_handler
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ preflight_cmd.register(app)  # `stemsep preflight`
 doctor_cmd.register(app)  # `stemsep doctor`
 serve_cmd.register(app)  # `stemsep serve` (docs/serve.md)
 debug_cmd.register(app)  # `stemsep debug show|replay`
+batch_cmd.register(app)  # `stemsep batch MANIFEST` (docs/scale.md)
 
 
 def run() -> None:

@@ -66,3 +66,15 @@ def _check_length(anchor: Path, path: Path, what: str) -> None:
                           why=f"it is {full} bytes; paths may have at most {path_max}",
                           hint="pick a shorter output dir with -o" + (", or rename the input" if what == "stem file"
                                                                      else ""))
+
+
+def remove_staging_dirs(output_dir: Path) -> None:
+    """The hidden staging dirs a killed worker left half-written in `output_dir` (a whole stem is renamed out of
+    its staging dir; what is still in one is never a result). Only for a dir no running worker writes to."""
+    import shutil
+
+    from runtimes.protocol import staging_dir_name
+
+    prefix, suffix = staging_dir_name("x").split("x")  # ".stemsep-", ".partial"
+    for entry in output_dir.glob(f"{prefix}*{suffix}"):
+        shutil.rmtree(entry, ignore_errors=True)

@@ -269,13 +269,14 @@ def _result(run: _Run) -> dict[str, Any]:
 
 def _run_separate(scheduler: Scheduler, slot: _Slot, job: Job, emit: Callable[[dict[str, Any]], None]) -> None:
     """A separate job: every model passes preflight before any runs (as `stemsep separate -m A -m B`)."""
+    from envmgr.jobs.output_checks import remove_staging_dirs
     from envmgr.jobs.separate import plan_separation, run_separation
 
     spec = job.spec
     inputs = [scheduler.paths.input_path(given) for given in spec.inputs]
     output_dir = scheduler.paths.output_dir(spec.output_dir, job.id)
     if job.attempts > 1 and spec.output_dir is None:
-        _remove_staging(output_dir)  # the job's own dir: what a killed attempt's worker left half-written
+        remove_staging_dirs(output_dir)  # the job's own dir: what a killed attempt's worker left half-written
     options = spec.job_options()
     registry = scheduler.registry()
     plans = [plan_separation(inputs, model, spec.runtime, output_dir, spec.format, options,
@@ -296,26 +297,17 @@ def _run_recipe(scheduler: Scheduler, slot: _Slot, job: Job, emit: Callable[[dic
     """A recipe job, as `stemsep run` runs it: the whole graph passes preflight first, then its steps run
     model-major with the content cache (envmgr/jobs/recipe_run.py). Its workers are the run's own, not the
     slot's warm ones: a recipe spans several envs and closes them at its end."""
+    from envmgr.jobs.output_checks import remove_staging_dirs
     from envmgr.jobs.recipe_run import plan_recipe, run_recipe
 
     spec = job.spec
     inputs = [scheduler.paths.input_path(given) for given in spec.inputs]
     output_dir = scheduler.paths.output_dir(spec.output_dir, job.id)
     if job.attempts > 1 and spec.output_dir is None:
-        _remove_staging(output_dir)
+        remove_staging_dirs(output_dir)
     plan = plan_recipe(_recipe(spec.recipe or ""), inputs, output_dir, spec.format, spec.job_options(),
                        config=scheduler.config, registry=scheduler.registry(), emit=emit)
     run_recipe(plan, emit, config=scheduler.config, record=slot.record)
-
-
-def _remove_staging(output_dir: Path) -> None:
-    import shutil
-
-    from runtimes.protocol import staging_dir_name
-
-    prefix, suffix = staging_dir_name("x").split("x")  # ".stemsep-", ".partial"
-    for entry in output_dir.glob(f"{prefix}*{suffix}"):
-        shutil.rmtree(entry, ignore_errors=True)
 
 
 RUNNERS: dict[str, Callable[[Scheduler, _Slot, Job, Callable[[dict[str, Any]], None]], None]] = {

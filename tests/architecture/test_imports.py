@@ -15,8 +15,9 @@ PACKAGES = ("envmgr", "registry", "runtimes")
 # What each part of the host may import, besides the registry and itself (its README says why).
 # `common` is envmgr's top level: config, errors, fsutil, sizes, stop_signals.
 HOST_MAY_IMPORT = {
-    "cli": {"serve", "diagnostics", "jobs", "preflight", "worker", "envs", "artifacts", "catalog", "common"},
+    "cli": {"batch", "serve", "diagnostics", "jobs", "preflight", "worker", "envs", "artifacts", "catalog", "common"},
     "serve": {"diagnostics", "jobs", "preflight", "worker", "envs", "artifacts", "catalog", "common"},
+    "batch": {"jobs", "preflight", "worker", "envs", "artifacts", "catalog", "common"},
     "diagnostics": {"jobs", "preflight", "worker", "envs", "artifacts", "catalog", "common"},
     "jobs": {"preflight", "worker", "envs", "artifacts", "catalog", "common"},
     "preflight": {"envs", "artifacts", "catalog", "common"},

@@ -1,0 +1,190 @@
+"""`stemsep batch`: plan a manifest's model groups, skip what the ledger says is done, run the rest on an engine,
+record each input's outcome as it arrives.
+
+Events (the `--json` stream): `preflight` per group, `batch` (total, todo, already done), `actor` (engine, model,
+node, pid, env id: one per runner started), `item` (input, model, node, status done|failed, stems or the error,
+seconds, done/total so far), `throughput` (per node and model: inputs, seconds, inputs per second), `summary`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from envmgr.batch.ledger import Ledger, item_key
+from envmgr.batch.manifest import Item
+from envmgr.batch.runner import Unit
+from envmgr.jobs.output_checks import remove_staging_dirs
+from envmgr.jobs.separate import BatchFailed, Emit
+from registry.errors import ExitCode, StemSepError
+
+if TYPE_CHECKING:
+    from envmgr.config import MachineConfig
+    from envmgr.preflight.options import JobOptions
+    from registry.loader import Registry
+
+ENGINES = ("local", "ray")
+
+
+@dataclass
+class BatchOptions:
+    engine: str = "local"
+    address: str | None = None
+    actors_per_node: int = 1
+    num_gpus: float | None = None
+    collect: bool = False
+
+
+@dataclass
+class Tally:
+    total: int = 0
+    already: int = 0
+    ok: int = 0
+    failed: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (input, model, error)
+
+
+def run_batch(items: list[Item], output_dir: Path, emit: Emit, *, output_format: str = "wav",
+              options: JobOptions | None = None, batch: BatchOptions | None = None,
+              config: MachineConfig | None = None, registry: Registry | None = None) -> Tally:
+    """Run every item not yet done; raise BatchFailed when some failed (the others are done and recorded)."""
+    from envmgr.catalog.registry_files import load
+    from envmgr.config import load_config
+
+    batch = batch or BatchOptions()
+    config = config or load_config()
+    registry = registry if registry is not None else load()
+    output_dir = output_dir.expanduser().absolute()
+    tally = Tally(total=len(items))
+    with Ledger(output_dir) as ledger:
+        remove_staging_dirs(output_dir)  # what a killed driver's or actor's worker left half-written
+        done = ledger.done()
+        units: list[tuple[Unit, list[Path]]] = []
+        keys: list[dict[Path, str]] = []
+
+        def fail(path: Path, model: str, error: dict[str, Any], key: str | None) -> None:
+            tally.failed.append((str(path), model, error))
+            if key is not None:
+                ledger.append({"key": key, "input": str(path), "model": model, "status": "failed",
+                               "code": error.get("code"), "error": error})
+            emit({"type": "item", "input": str(path), "model": model, "status": "failed", "error": error,
+                  "node": None, "done": tally.ok + len(tally.failed) + tally.already, "total": tally.total})
+
+        for (model, runtime), paths in _groups(items).items():
+            try:
+                unit, blocked = _plan_group(paths, model, runtime, output_dir, output_format, options, config,
+                                            registry, emit)
+            except StemSepError as err:  # the whole group cannot run (preflight, lock): its inputs fail
+                for path in paths:
+                    fail(path, model or "(default)", err.to_dict(), None)
+                continue
+            plan = unit.plan
+            group_keys = {p: item_key(p, plan.model.id, plan.runtime, plan.settings, output_format)
+                          for p in [*plan.inputs, *(p for p, _ in blocked)]}
+            for path, why in blocked:
+                fail(path, plan.model.id, why.to_dict(), group_keys[path])
+            todo = [p for p in plan.inputs if group_keys[p] not in done]
+            tally.already += len(plan.inputs) - len(todo)
+            units.append((unit, todo))
+            keys.append(group_keys)
+        emit({"type": "batch", "engine": batch.engine, "total": tally.total, "already_done": tally.already,
+              "todo": sum(len(t) for _, t in units), "output_dir": str(output_dir)})
+        rates: dict[tuple[str, str], list[float]] = defaultdict(list)
+        ready: dict[str, float] = {}  # model -> when its first runner was ready: throughput leaves out start-up
+
+        def noting(event: dict[str, Any]) -> None:
+            if event["type"] == "actor":
+                ready.setdefault(event["model"], time.monotonic())
+            emit(event)
+
+        def report(index: int, path: Path, result: dict[str, Any]) -> None:
+            unit = units[index][0]
+            model, key, node = unit.plan.model.id, keys[index][path], result.get("node")
+            if "error" in result:
+                fail(path, model, result["error"], key)
+                return
+            stems = result["stems"]
+            if "files" in result:  # --collect: the actor returned the bytes; written here, each renamed whole
+                stems = [_write_collected(output_dir, name, data, stem)
+                         for (name, data), stem in zip(result["files"].items(), stems)]
+            ledger.append({"key": key, "input": str(path), "model": model, "status": "done",
+                           "stems": [s["path"] for s in stems], "node": node})
+            tally.ok += 1
+            rates[(str(node), model)].append(time.monotonic())
+            emit({"type": "item", "input": str(path), "model": model, "status": "done", "node": node,
+                  "pid": result.get("pid"),
+                  "stems": [s["path"] for s in stems], "seconds": result.get("seconds"),
+                  "done": tally.ok + len(tally.failed) + tally.already, "total": tally.total})
+
+        _engine(batch)(units, report, noting)
+        for (node, model), times in sorted(rates.items()):
+            span = max(times[-1] - ready.get(model, times[0]), 1e-9)
+            emit({"type": "throughput", "node": node, "model": model, "inputs": len(times), "seconds": span,
+                  "inputs_per_s": len(times) / span})
+        remove_staging_dirs(output_dir)
+    emit({"type": "summary", "ok": tally.ok, "failed": len(tally.failed), "already_done": tally.already,
+          "total": tally.total})
+    if tally.failed:
+        first = tally.failed[0][2]
+        raise BatchFailed(f"{len(tally.failed)} of {tally.total} inputs failed",
+                          why="; ".join(f"{model}: {Path(path).name}: {err.get('code')}: {err.get('message')}"
+                                        for path, model, err in tally.failed[:10]),
+                          hint=f"{first.get('hint') or 'fix those inputs'}; re-submitting the manifest runs only "
+                               "the inputs not done",
+                          exit_code=ExitCode(int(first.get("exit_code") or ExitCode.JOB)))
+    return tally
+
+
+def _groups(items: list[Item]) -> dict[tuple[str | None, str | None], list[Path]]:
+    """Inputs per (model, runtime), in manifest order: a model is loaded once per runner."""
+    groups: dict[tuple[str | None, str | None], list[Path]] = {}
+    for item in items:
+        groups.setdefault((item.model, item.runtime), []).append(item.input)
+    return groups
+
+
+def _plan_group(paths: list[Path], model: str | None, runtime: str | None, output_dir: Path, output_format: str,
+                options: JobOptions | None, config: MachineConfig, registry: Registry,
+                emit: Emit) -> tuple[Unit, tuple[tuple[Path, StemSepError], ...]]:
+    """Preflight the group as `stemsep separate` would; its plan made picklable (the typed entry, no report) with
+    the lock every node builds its env from."""
+    from envmgr.envs.manager import EnvManager
+    from envmgr.envs.request import request_for_model
+    from envmgr.jobs.separate import plan_separation
+
+    plan = plan_separation(paths, model, runtime, output_dir, output_format, options, registry=registry,
+                           config=config, emit=emit)
+    lock = EnvManager(config).lock(request_for_model(plan.model, plan.runtime, config))
+    shipped = replace(plan, model=registry.get(plan.model.id), preflight=None, skipped=())
+    return Unit(plan=shipped, lock=lock), plan.skipped
+
+
+def _engine(batch: BatchOptions) -> Callable[..., None]:
+    if batch.engine == "ray":
+        try:
+            from envmgr.batch.ray_engine import run_ray
+        except ImportError as exc:
+            raise StemSepError("the ray engine needs Ray", code="E_RAY_UNAVAILABLE", why=str(exc),
+                               hint="pip install 'stemsep-runtime[ray]' (into the host's environment)",
+                               exit_code=ExitCode.USAGE) from exc
+        return lambda units, report, emit: run_ray(units, report, emit, address=batch.address,
+                                                   actors_per_node=batch.actors_per_node, num_gpus=batch.num_gpus,
+                                                   collect=batch.collect)
+    from envmgr.batch.local_engine import run_local
+
+    return lambda units, report, emit: run_local(units, report, emit, collect=batch.collect)
+
+
+def _write_collected(output_dir: Path, name: str, data: bytes, stem: dict[str, Any]) -> dict[str, Any]:
+    target = output_dir / name
+    tmp = output_dir / f".{name}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    return {**stem, "path": str(target)}
+

@@ -188,6 +188,8 @@ HOST_CODES: dict[str, HostCode] = {
     # jobs
     "E_INPUT": HostCode(ExitCode.INPUT, "an input cannot be separated (the `E_INPUT_*` codes of preflight and "
                                           "the worker say why)"),
+    "E_INPUT_BLOCKED": HostCode(ExitCode.PREFLIGHT_BLOCKED, "preflight blocked one input of a recipe run; the "
+                                                            "others ran"),
     "E_BATCH": HostCode(None, "some inputs of a batch failed (each is named); exits with the first failure's code"),
     # stemsep batch (docs/scale.md)
     "E_MANIFEST_INVALID": HostCode(ExitCode.USAGE, "a batch manifest cannot be read, names an unknown field or a "

@@ -36,7 +36,7 @@ from envmgr.jobs.separate import (
 from envmgr.jobs.step_cache import StepCache, content_key, file_sha256
 from envmgr.preflight.options import JobOptions
 from envmgr.worker.client import Cancelled, Timeouts
-from registry.errors import StemSepError
+from registry.errors import ExitCode, StemSepError
 from registry.recipes.graph import split_ref
 from registry.recipes.model import Recipe, SeparateStep
 
@@ -76,14 +76,14 @@ class InputState:
 
 
 def cache_for(config: MachineConfig) -> StepCache:
+    from envmgr.errors import ConfigError
     from envmgr.sizes import parse_size
 
     try:
         limit = parse_size(config.recipe_cache_limit)
     except ValueError as exc:
-        raise StemSepError(f"recipe_cache_limit {config.recipe_cache_limit!r} is not a size", why=str(exc),
-                           hint="set it to e.g. 500M or 20G (`stemsep env config set recipe_cache_limit 20G`)",
-                           code="E_CONFIG_INVALID") from None
+        raise ConfigError(f"recipe_cache_limit {config.recipe_cache_limit!r} is not a size", why=str(exc),
+                          hint="set it to e.g. 500M or 20G (`stemsep env config set recipe_cache_limit 20G`)") from None
     return StepCache(config.state_dir / CACHE_FOLDER, limit)
 
 
@@ -116,6 +116,7 @@ def plan_recipe(recipe: Recipe, inputs: Sequence[Path], output_dir: Path, output
     blocked = {a["path"] for a in checked.report["inputs"] if a.get("state") == "blocked"}
     runnable = tuple(p for p in checked.inputs if str(p) not in blocked)
     skipped = tuple((p, StemSepError(f"preflight blocked {p.name}", code="E_INPUT_BLOCKED",
+                                     exit_code=ExitCode.PREFLIGHT_BLOCKED,
                                      hint="`stemsep preflight` on the file says why")) for p in checked.inputs
                     if str(p) in blocked)
     plan = RecipePlan(recipe, checked, models, op_params, tuple(checked.report["order"]), runnable, skipped, out,

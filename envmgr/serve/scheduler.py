@@ -179,10 +179,11 @@ class Scheduler:
         except Exception as exc:  # a bug: the job fails, the server goes on
             trace = traceback.format_exc()
             log.error("job %s: %s", job.id, trace)
-            error = {"code": "E_INTERNAL", "message": f"internal error: {exc}", "why": type(exc).__name__,
-                     "hint": "this is a bug in StemSep; the server's log has the traceback"}
-            error.update(self._bundle(slot, StemSepError(error["message"], code="E_INTERNAL", why=error["why"],
-                                                         hint=error["hint"]), trace))
+            bug = StemSepError(f"internal error: {exc}", code="E_INTERNAL", exit_code=ExitCode.INTERNAL,
+                               why=type(exc).__name__,
+                               hint="this is a bug in StemSep; the server's log has the traceback")
+            error = {"code": bug.code, "message": bug.message, "why": bug.why, "hint": bug.hint,
+                                     **self._bundle(slot, bug, trace)}
             self.queue.finish(job.id, FAILED, result=_result(run), error=error, event=error)
             return
         if self._stopping.is_set():

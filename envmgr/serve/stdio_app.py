@@ -238,17 +238,16 @@ class StdioServer:
     def run_selection_job(self, payload: dict[str, Any]) -> Any:
         catalog = self._catalog()
         kind, selection_id = catalog.selection(payload)
-        if kind != "model":
-            raise AppError("NOT_SUPPORTED", f"recipe {selection_id} cannot run on this backend yet: the recipe "
-                                            "runner is not built", code="E_JOB_KIND_NOT_RUNNABLE",
-                           hint="run the recipe's models as model selections for now")
         given = _pick(payload, "inputFile", "input_file", "file_path", "filePath")
         if not isinstance(given, str) or not given:
             raise AppError("INVALID", "inputFile is required", code="E_JOB_SPEC", hint="send the audio file's path")
         output_dir = _pick(payload, "outputDir", "output_dir")
         fmt = str(_pick(payload, "outputFormat", "output_format") or "wav").lower()
-        spec = {"kind": "separate", "inputs": [os.path.abspath(given)], "models": [selection_id],
-                "output_dir": os.path.abspath(output_dir) if output_dir else None, "format": fmt}
+        spec: dict[str, Any] = {"inputs": [os.path.abspath(given)],
+                                "output_dir": os.path.abspath(output_dir) if output_dir else None, "format": fmt}
+        # a recipe runs as `stemsep run` runs it (the scheduler's recipe jobs); a model as `stemsep separate`
+        spec.update({"kind": "recipe", "recipe": selection_id} if kind == "recipe"
+                    else {"kind": "separate", "models": [selection_id]})
         try:
             with self._submit_lock:  # the app re-sends on a timeout: the same request is the same job
                 same = next((j for j in self.queue.list((QUEUED, RUNNING)) if _same(j.spec.to_json(), spec)), None)

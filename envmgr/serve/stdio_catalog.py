@@ -20,8 +20,7 @@ if TYPE_CHECKING:
     from envmgr.artifacts.store import ArtifactStatus, ArtifactStore
     from registry.view import ModelView
 
-SCHEMA_VERSION = "catalog-runtime-v4"
-RECIPE_BLOCKER = "recipe jobs do not run on this backend yet (the recipe runner is not built)"  # the version family the app checks for (`catalog-runtime-v`)
+SCHEMA_VERSION = "catalog-runtime-v4"  # the version family the app checks for (`catalog-runtime-v`)
 
 
 class AppError(Exception):
@@ -72,7 +71,7 @@ def recipes() -> list[dict[str, Any]]:
                      "simple_surface": False, "surface_policy": "advanced_only", "requires_verified_assets": False,
                      "requires_qa_pass": False, "qa_policy_ready": False, "quality_tradeoff": None,
                      "guide_topics": [], "required_model_statuses": [],
-                     "surface_blockers": [RECIPE_BLOCKER], "source_path": str(item.path)})
+                     "surface_blockers": [], "source_path": str(item.path)})
     return rows
 
 

@@ -26,12 +26,18 @@ def separation_preflight(payload: dict[str, Any], catalog: Catalog, config: Any)
     if not file_path:
         errors.append("Missing required parameter: file_path")
     recipe, workflow, model_ids = _model_ids(payload)
-    if recipe is not None:
-        errors.append(f"NOT_SUPPORTED: recipe {recipe['id']} cannot run on this backend yet "
-                      "(the recipe runner is not built); its models are checked below")
+    reports: dict[str, Any] = {}
+    if recipe is not None:  # the whole graph, as `stemsep run` checks it; its models are checked below too
+        from envmgr.catalog.recipe_files import load
+        from envmgr.preflight.recipe import run_recipe_preflight
+        from registry.recipes.loader import get
+
+        graph = run_recipe_preflight(get(load(), recipe["id"]).recipe, [Path(file_path)] if file_path else [],
+                                     JobOptions(), config=config, registry=catalog.registry)
+        reports["recipe"] = graph.report
+        errors += [f"{e['code']}: {e['message']}" for e in graph.report.get("errors", [])]
     known = [m for m in model_ids if m in catalog.registry.models]
     missing = [m for m in model_ids if m not in known or not catalog.installation("model", m)["installed"]]
-    reports: dict[str, Any] = {}
     targets: list[str | None] = list(known) or ([None] if not model_ids else [model_ids[0]])
     for model_id in targets:  # an unknown id: our E_UNKNOWN_MODEL
         inputs = [Path(file_path)] if file_path else []

@@ -6,6 +6,7 @@ with events, and its stems are the files `stemsep separate` writes."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from envmgr.worker.process import TEST_HOOK_ENV
 from tests.artifacts.httpserver import FileServer
 from tests.preflight.conftest import dsp
 from tests.serve.stdio_client import TERMINAL, StdioBackend
-from tests.serve.test_http import assert_same_audio
+from tests.serve.test_http import DSP_RECIPE, QUICK_MODEL, assert_same_audio
 from tests.support.cli import home_sharing_session_envs, run_cli, write_user_registry
 from tests.worker.conftest import DEMO_MIX, FAULT_HOOK
 from tests.worker.test_separate_cli import SLOW_MODEL
@@ -41,7 +42,10 @@ def stdio_env(tmp_path_factory: pytest.TempPathFactory, dsp_env: Any, files: Fil
     home = tmp_path_factory.mktemp("stdio-home")
     fetched = {**FETCHED, "artifacts": {"additional": [{**FETCHED["artifacts"]["additional"][0],
                                                         "url": files.file("/stdio/data.bin", PAYLOAD)}]}}
-    write_user_registry(home, "test-models", [SLOW_MODEL, fetched])
+    write_user_registry(home, "test-models", [SLOW_MODEL, fetched, QUICK_MODEL])
+    recipes = home / "config" / "recipes"
+    recipes.mkdir(parents=True)
+    (recipes / "test-recipes.json").write_text(json.dumps({"schema_version": 1, "recipes": [DSP_RECIPE]}))
     return {**home_sharing_session_envs(home), TEST_HOOK_ENV: str(FAULT_HOOK),
             "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
 
@@ -236,14 +240,20 @@ def test_25_install_selection_downloads_with_events(backend: StdioBackend) -> No
     assert again["results"][0]["already_installed"] is True
 
 
-def test_recipe_jobs_are_refused_until_the_runner_exists(backend: StdioBackend) -> None:
-    recipes = backend.ok("get_recipes")
-    if not recipes:
-        pytest.skip("no recipe catalog in this build")
-    answer = backend.call("run_selection_job", inputFile=str(DEMO_MIX), selectionType="recipe",
-                          selectionId=recipes[0]["id"], outputDir="/tmp")
-    assert answer["success"] is False and answer["error"].startswith("NOT_SUPPORTED: ")
-    assert "recipe runner" in answer["error"]
+def test_a_recipe_selection_runs_its_graph(backend: StdioBackend, tmp_path: Path) -> None:
+    """A recipe selection is a recipe job (as `stemsep run`): one terminal event, the recipe's outputs as the job's
+    output files."""
+    assert DSP_RECIPE["id"] in [r["id"] for r in backend.ok("get_recipes")]
+    verdict = backend.ok("separation_preflight", file_path=str(DEMO_MIX), model_id=DSP_RECIPE["id"])  # as the app
+    assert verdict["can_proceed"] is True and verdict["reports"]["recipe"]["can_proceed"] is True, verdict
+    out = tmp_path / "recipe-out"
+    reply = backend.call("run_selection_job", inputFile=str(DEMO_MIX), selectionType="recipe",
+                         selectionId=DSP_RECIPE["id"], outputDir=str(out))
+    assert reply["success"] is True, reply
+    terminal = backend.wait_terminal(reply["data"]["job_id"])
+    assert terminal["type"] == "separation_complete", terminal
+    (path,) = terminal["output_files"].values()
+    assert Path(path) == out / f"demo_mix_(vocals)_{DSP_RECIPE['id']}.wav" and Path(path).is_file()
 
 
 def test_a_failing_command_is_a_reply_not_a_crash(backend: StdioBackend) -> None:

@@ -53,15 +53,24 @@ def nearest_existing(path: Path) -> Path:
     return path
 
 
-def check_creatable(path: Path) -> None:
-    """Raise a StoreError unless `path` is a writable dir or can be created: said before work that needs it."""
+def why_not_creatable(path: Path) -> tuple[Path, int | None]:
+    """(the dir that exists now where `path` is or would be created, the errno that stops writing there:
+    ENOTDIR, EROFS or EACCES; None when `path` is a writable dir or can be created)."""
     anchor = nearest_existing(path)
     if not anchor.is_dir():
-        raise store_error(path, OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)), "create")
+        return anchor, errno.ENOTDIR
     if os.statvfs(anchor).f_flag & os.ST_RDONLY:
-        raise store_error(path, OSError(errno.EROFS, os.strerror(errno.EROFS)), "create")
+        return anchor, errno.EROFS
     if not os.access(anchor, os.W_OK | os.X_OK):
-        raise store_error(path, OSError(errno.EACCES, os.strerror(errno.EACCES)), "create")
+        return anchor, errno.EACCES
+    return anchor, None
+
+
+def check_creatable(path: Path) -> None:
+    """Raise a StoreError unless `path` is a writable dir or can be created: said before work that needs it."""
+    _, err = why_not_creatable(path)
+    if err is not None:
+        raise store_error(path, OSError(err, os.strerror(err)), "create")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

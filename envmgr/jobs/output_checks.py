@@ -3,12 +3,13 @@ separation, so a `-o` that cannot be written or a name the filesystem refuses co
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from envmgr.fsutil import nearest_existing
+from envmgr.fsutil import why_not_creatable
 from registry.errors import ExitCode, StemSepError
 
 NAME_MAX, PATH_MAX = 255, 4096  # where the filesystem does not say (POSIX's usual limits)
@@ -21,15 +22,14 @@ class OutputError(StemSepError):
 
 def check_output_dir(out: Path) -> Path:
     """Raise unless `out` exists as a writable dir or can be created; returns the dir that exists now."""
-    anchor = nearest_existing(out)
-    if not anchor.is_dir():
+    anchor, err = why_not_creatable(out)
+    if err == errno.ENOTDIR:
         raise OutputError(f"cannot create the output dir {out}", code="E_OUTPUT_UNWRITABLE",
                           why=f"{anchor} is a file, not a directory", hint="pick another dir with -o")
-    read_only = bool(os.statvfs(anchor).f_flag & os.ST_RDONLY)
-    if read_only or not os.access(anchor, os.W_OK | os.X_OK):
+    if err is not None:
         target = "the output dir" if anchor == out else f"{anchor}, where the output dir {out} would be created,"
-        raise OutputError(f"cannot write stems into {out}", code="E_OUTPUT_UNWRITABLE",
-                          why=f"{target} is {'on a read-only filesystem' if read_only else 'not writable by you'}",
+        state = "on a read-only filesystem" if err == errno.EROFS else "not writable by you"
+        raise OutputError(f"cannot write stems into {out}", code="E_OUTPUT_UNWRITABLE", why=f"{target} is {state}",
                           hint="pick a dir you can write to with -o")
     new_parts = out.relative_to(anchor).parts
     for i in range(len(new_parts)):

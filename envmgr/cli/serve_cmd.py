@@ -28,7 +28,8 @@ def serve(
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port (0: any free port; the one taken is printed)."),
     token: Optional[str] = typer.Option(None, "--token", envvar="STEMSEP_SERVE_TOKEN", show_envvar=True,
                                         help="Bearer token clients must send (default: a fresh one per start)."),
-    concurrency: int = typer.Option(1, "--concurrency", min=1, help="Jobs run at once (default 1: one per device)."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1, help="Jobs run at once (default: one per "
+                                              "GPU nvidia-smi lists, each slot pinned to its GPU; 1 without a GPU)."),
     max_upload_mb: int = typer.Option(2048, "--max-upload-mb", min=1, help="Largest upload accepted, in MiB."),
 ) -> None:
     """Run the job server: a durable queue of separation jobs, warm workers, and the HTTP API."""
@@ -50,7 +51,9 @@ def serve(
     config = load_config()
     folder = serve_dir(config)
     queue = JobQueue(folder)
-    scheduler = Scheduler(queue, config, PathPolicy.from_config(config, max_upload_mb << 20), concurrency=concurrency)
+    slots, gpus = _slots(concurrency)
+    scheduler = Scheduler(queue, config, PathPolicy.from_config(config, max_upload_mb << 20), concurrency=slots,
+                          gpus=gpus)
     try:
         token_file = write_token(folder, secret)
         sock = server_http.bind(bind, port)
@@ -67,7 +70,16 @@ def serve(
         queue.close()
 
 
-def _serve_stdio(concurrency: int) -> None:
+def _slots(concurrency: int | None) -> tuple[int, list[int]]:
+    """How many jobs run at once, and the GPUs the slots are pinned to (round-robin): one slot per GPU unless
+    --concurrency says otherwise; one slot without a GPU."""
+    from envmgr.serve.stdio_system import gpu_indices
+
+    gpus = gpu_indices()
+    return concurrency or max(1, len(gpus)), gpus
+
+
+def _serve_stdio(concurrency: int | None) -> None:
     """The app's parent process is the client: it runs as the same user, so its output dirs are not limited
     to serve_output_dirs (a job without one still goes to the first of them)."""
     from pathlib import Path
@@ -83,7 +95,8 @@ def _serve_stdio(concurrency: int) -> None:
     queue = JobQueue(serve_dir(config))
     policy = PathPolicy.from_config(config, 0)
     paths = PathPolicy((*policy.output_dirs, Path("/")), policy.uploads, 0)
-    scheduler = Scheduler(queue, config, paths, concurrency=concurrency)
+    slots, gpus = _slots(concurrency)
+    scheduler = Scheduler(queue, config, paths, concurrency=slots, gpus=gpus)
     try:
         scheduler.start()
         StdioServer(scheduler, config, out).serve(sys.stdin)

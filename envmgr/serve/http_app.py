@@ -101,7 +101,7 @@ class _Api:
         jobs = self.queue.list((QUEUED, RUNNING))
         return JSONResponse({"ok": True, "api": API_VERSION, "paused": self.queue.paused,
                              "queued": sum(j.state == QUEUED for j in jobs),
-                             "running": sum(j.state == RUNNING for j in jobs)})
+                             "running": sum(j.state == RUNNING for j in jobs), "slots": self.scheduler.slots()})
 
     def openapi(self, request: Request) -> JSONResponse:
         return JSONResponse(OPENAPI)
@@ -321,7 +321,7 @@ OPENAPI: dict[str, Any] = {
         },
     },
     "paths": {
-        "/v1/health": {"get": _op("Liveness and queue counts")},
+        "/v1/health": {"get": _op("Liveness, queue counts and the slots (their GPU, their job)")},
         "/v1/openapi.json": {"get": _op("This document")},
         "/v1/models": {"get": _op("Every model of the registry (the rows `stemsep models list` shows)")},
         "/v1/models/{model_id}": {"get": _op("One model's row, with `explain`: `stemsep models show --json`",

@@ -1,5 +1,6 @@
-"""Runs the queue's jobs: `concurrency` slots (default one: one job per device), each a thread with its own
-warm workers (envmgr/serve/workers.py), taking the next job from the durable queue (envmgr/serve/queue.py).
+"""Runs the queue's jobs: `concurrency` slots (the CLI's default: one per GPU, each pinned to it; one without a
+GPU), each a thread with its own warm workers (envmgr/serve/workers.py), taking the next job from the durable
+queue (envmgr/serve/queue.py).
 
 Which job next: the head of the queue, except that a slot whose last job had the same group (same kind,
 models and runtime: the same workers and loaded weights) takes the next job of that group first, so a
@@ -22,7 +23,7 @@ import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from envmgr.errors import Cancelled
 from envmgr.serve.paths import PathPolicy
@@ -65,10 +66,14 @@ class _Run:
 
 class Scheduler:
     def __init__(self, queue: JobQueue, config: MachineConfig, paths: PathPolicy, *, concurrency: int = 1,
-                 max_bypass: int = 4, keep_workers: int = 2, timeouts: Timeouts = Timeouts()) -> None:
+                 gpus: Sequence[int] = (), max_bypass: int = 4, keep_workers: int = 2,
+                 timeouts: Timeouts = Timeouts()) -> None:
+        """`gpus`: the machine's GPU indices; slot i is pinned to gpus[i % len(gpus)] (none: no pinning)."""
         self.queue, self.config, self.paths = queue, config, paths
         self.max_bypass = max_bypass
-        self._slots = [_Slot(i, WarmWorkers(keep=keep_workers, timeouts=timeouts)) for i in range(max(1, concurrency))]
+        self._slots = [_Slot(i, WarmWorkers(keep=keep_workers, timeouts=timeouts,
+                                            gpu=gpus[i % len(gpus)] if gpus else None))
+                       for i in range(max(1, concurrency))]
         self._bypassed: dict[str, int] = {}
         self._registry: tuple[Any, Any] | None = None  # (files' stamp, Registry): read again when a file changes
         self._registry_lock = threading.Lock()
@@ -129,6 +134,10 @@ class Scheduler:
             if self._registry is None or self._registry[0] != key:
                 self._registry = (key, load())
             return self._registry[1]
+
+    def slots(self) -> list[dict[str, Any]]:
+        """Each slot: its index, the GPU it is pinned to (None: not pinned) and the job it runs (None: idle)."""
+        return [{"slot": s.index, "gpu": s.workers.gpu, "job": s.job.id if s.job else None} for s in self._slots]
 
     @property
     def workers_started(self) -> int:

@@ -33,6 +33,18 @@ def _nvidia() -> tuple[list[dict[str, Any]], str | None]:
     return gpus, driver
 
 
+def gpu_indices() -> list[int]:
+    """The NVIDIA GPUs this server may use, by nvidia-smi's index ([] without nvidia-smi or GPUs): one server slot
+    each. A CUDA_VISIBLE_DEVICES the server was started with narrows them to the indices it names (UUIDs are
+    not matched: then no slot is pinned and the workers inherit the variable as it is)."""
+    listed = [int(g["index"]) for g in _nvidia()[0]]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return listed
+    named = [int(v) for v in (v.strip() for v in visible.split(",")) if v.isdigit()]
+    return [i for i in dict.fromkeys(named) if i in listed]
+
+
 def gpu_devices() -> dict[str, Any]:
     gpus, driver = _nvidia()
     best = next((g for g in gpus if g.get("recommended")), None)

@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from envmgr import stop_signals
 from envmgr.worker.code_copy import WorkerCode
@@ -96,8 +96,10 @@ def staging_dir(output_dir: Path, job: str) -> Path:
 class WorkerClient:
     def __init__(self, python: Path | str, runtime: str, code: WorkerCode, *, env_id: str | None = None,
                  timeouts: Timeouts = Timeouts(), on_stderr: Callable[[str], None] | None = None,
-                 protocol_version: int = p.PROTOCOL_VERSION, pycache_prefix: Path | None = None) -> None:
+                 protocol_version: int = p.PROTOCOL_VERSION, pycache_prefix: Path | None = None,
+                 extra_env: Mapping[str, str] | None = None) -> None:
         self.python = str(python)
+        self.extra_env = dict(extra_env or {})  # over the inherited environment (a server slot's GPU)
         # An adopted env (envmgr/envs/adopted.py) is never written: its worker keeps bytecode under this dir
         self.pycache_prefix = pycache_prefix
         self.runtime = runtime
@@ -129,10 +131,10 @@ class WorkerClient:
         """Spawn the worker (or adopt `early`'s, when it started this very command) and complete the
         handshake. Returns the `ready` message."""
         cmd = self.command()
-        self._proc = early.take(cmd, self.code.root) if early else None
+        self._proc = early.take(cmd, self.code.root) if early and not self.extra_env else None
         if self._proc is None:
             try:
-                self._proc = spawn_worker(cmd, self.code.root)
+                self._proc = spawn_worker(cmd, self.code.root, self.extra_env)
             except OSError as exc:
                 raise WorkerError(f"cannot start the {self.runtime} worker: {exc}", code="E_WORKER_START",
                                   why=f"running {self.python} failed", hint="the env may be broken; rebuild it") from exc

@@ -20,12 +20,12 @@ _PASS_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDI
              "ROCR_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
              "TORCH_HOME", "XDG_CACHE_HOME", TEST_HOOK_ENV)
 
-def spawn_worker(cmd: list[str], code_root: Path) -> subprocess.Popen[bytes]:
+def spawn_worker(cmd: list[str], code_root: Path, extra_env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start a worker process: pipes on all three streams, its own session (a terminal's Ctrl-C reaches
     the host only), cwd the code copy (`-m` puts the cwd first on sys.path: a user's dir could shadow
-    modules)."""
+    modules). `extra_env`: set for this worker over what it inherits (a server slot's CUDA_VISIBLE_DEVICES)."""
     return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=code_root, env=worker_env(code_root), start_new_session=True)
+                            cwd=code_root, env={**worker_env(code_root), **(extra_env or {})}, start_new_session=True)
 
 
 def worker_env(code_root: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:

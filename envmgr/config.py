@@ -31,7 +31,7 @@ _FALSE = {"0", "false", "no", "off", ""}
 @dataclass(frozen=True)
 class Key:
     name: str
-    kind: str  # str | list | path | paths | bool
+    kind: str  # str | list | path | paths | bool | int (a whole number >= 0)
     help: str
     default: Callable[["_Dirs"], Any] = lambda d: None
 
@@ -93,6 +93,9 @@ KEYS: dict[str, Key] = {k.name: k for k in (
     Key("recipe_cache_limit", "str", "Size limit of the recipe step cache (<state_dir>/recipe-cache: each step's "
         "stems, found again by content), e.g. 500M or 20G; the least recently used entries go first. "
         "`stemsep cache prune` applies it now.", lambda d: "10G"),
+    Key("debug_bundle_keep", "int", "How many debug bundles each bundle folder keeps (<log_dir>/debug-bundles, a "
+        "batch's <output dir>/.stemsep-batch/bundles): writing one removes the oldest beyond it; 0 keeps all.",
+        lambda d: 50),
     Key("serve_output_dirs", "paths", "Dirs `stemsep serve` may write stems into (a job's output_dir must lie inside "
         "one). Default: <state_dir>/serve/outputs.", lambda d: []),
     Key("enforcement", "str", "What preflight does with problems it finds: strict (block), soft (block unless "
@@ -131,6 +134,7 @@ class MachineConfig:
     log_dir: Path
     state_dir: Path
     recipe_cache_limit: str
+    debug_bundle_keep: int
     serve_output_dirs: list[Path]
     enforcement: str
     registry_strict: bool
@@ -295,6 +299,12 @@ def _coerce(key: Key, raw: Any, *, origin: str, base: Path) -> Any:
         if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
             return raw.strip().lower() in _TRUE
         raise bad("true or false")
+    if key.kind == "int":
+        if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+            return raw
+        if isinstance(raw, str) and raw.strip().isdigit():
+            return int(raw.strip())
+        raise bad("a whole number (0 or more)")
     if key.kind in ("list", "paths"):
         if isinstance(raw, str):
             items = _split_list(raw)

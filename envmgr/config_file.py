@@ -128,7 +128,7 @@ def _has_own_comments(path: Path) -> bool:
 
 
 def render(values: dict[str, Any]) -> str:
-    """config.toml for `values` (strings, booleans, lists of strings), keys in the documented order."""
+    """config.toml for `values` (strings, booleans, whole numbers, lists of strings), keys in the documented order."""
     lines = [HEADER]
     for name in KEYS:
         if name in values:
@@ -139,11 +139,14 @@ def render(values: dict[str, Any]) -> str:
 def _toml(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
     if isinstance(value, str):
         return _toml_string(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_string(str(v)) for v in value) + "]"
-    raise TypeError(f"config values are strings, booleans or lists of strings, not {type(value).__name__}")
+    raise TypeError(f"config values are strings, booleans, whole numbers or lists of strings, not "
+                    f"{type(value).__name__}")
 
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}

@@ -4,6 +4,8 @@ record each input's outcome as it arrives.
 Events (the `--json` stream): `preflight` per group, `batch` (total, todo, already done), `actor` (engine, model,
 node, pid, env id: one per runner started), `item` (input, model, node, status done|failed, stems or the error,
 seconds, done/total so far), `throughput` (per node and model: inputs, seconds, inputs per second), `summary`.
+A failed input's error names its debug bundle (`debug_bundle`; envmgr/batch/bundles.py): its own, or its group's
+when the group failed before it ran.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from envmgr.batch.bundles import bundle_dir, collected, write_batch_bundle
 from envmgr.batch.ledger import Ledger, item_key
 from envmgr.batch.manifest import Item
 from envmgr.batch.runner import Unit
+from envmgr.jobs.job_record import JobRecord
 from envmgr.jobs.output_checks import remove_staging_dirs
 from envmgr.jobs.separate import BatchFailed, Emit
 from registry.errors import ExitCode, StemSepError
@@ -74,18 +78,22 @@ def run_batch(items: list[Item], output_dir: Path, emit: Emit, *, output_format:
                   "node": None, "done": tally.ok + len(tally.failed) + tally.already, "total": tally.total})
 
         for (model, runtime), paths in _groups(items).items():
+            record = JobRecord(kind="batch")  # the group's planning: one bundle for the inputs it blocks
             try:
                 unit, blocked = _plan_group(paths, model, runtime, output_dir, output_format, options, config,
-                                            registry, emit)
+                                            registry, record.noting(emit))
             except StemSepError as err:  # the whole group cannot run (preflight, lock): its inputs fail
+                error = _bundled(err, write_batch_bundle(record, err, config, bundle_dir(output_dir)))
                 for path in paths:
-                    fail(path, model or "(default)", err.to_dict(), None)
+                    fail(path, model or "(default)", error, None)
                 continue
+            unit = replace(unit, command=tuple(record.command))  # its runners' bundles name the batch's command
             plan = unit.plan
             group_keys = {p: item_key(p, plan.model.id, plan.runtime, plan.settings, output_format)
                           for p in [*plan.inputs, *(p for p, _ in blocked)]}
+            bundle = write_batch_bundle(record, blocked[0][1], config, bundle_dir(output_dir)) if blocked else None
             for path, why in blocked:
-                fail(path, plan.model.id, why.to_dict(), group_keys[path])
+                fail(path, plan.model.id, _bundled(why, bundle), group_keys[path])
             todo = [p for p in plan.inputs if group_keys[p] not in done]
             tally.already += len(plan.inputs) - len(todo)
             units.append((unit, todo))
@@ -104,6 +112,8 @@ def run_batch(items: list[Item], output_dir: Path, emit: Emit, *, output_format:
             unit = units[index][0]
             model, key, node = unit.plan.model.id, keys[index][path], result.get("node")
             if "error" in result:
+                if batch.collect:  # the runner's bundle came back as bytes: it goes beside the ledger
+                    collected(result["error"], result.pop("bundle_bytes", None), output_dir, config.debug_bundle_keep)
                 fail(path, model, result["error"], key)
                 return
             stems = result["stems"]
@@ -129,11 +139,13 @@ def run_batch(items: list[Item], output_dir: Path, emit: Emit, *, output_format:
           "total": tally.total})
     if tally.failed:
         first = tally.failed[0][2]
+        bundles = (f"; their debug bundles are in {bundle_dir(output_dir)}"
+                   if any(err.get("debug_bundle") for _p, _m, err in tally.failed) else "")
         raise BatchFailed(f"{len(tally.failed)} of {tally.total} inputs failed",
                           why="; ".join(f"{model}: {Path(path).name}: {err.get('code')}: {err.get('message')}"
                                         for path, model, err in tally.failed[:10]),
                           hint=f"{first.get('hint') or 'fix those inputs'}; re-submitting the manifest runs only "
-                               "the inputs not done",
+                               f"the inputs not done{bundles}",
                           exit_code=ExitCode(int(first.get("exit_code") or ExitCode.JOB)))
     return tally
 
@@ -159,7 +171,13 @@ def _plan_group(paths: list[Path], model: str | None, runtime: str | None, outpu
                            config=config, emit=emit)
     lock = EnvManager(config).lock(request_for_model(plan.model, plan.runtime, config))
     shipped = replace(plan, model=registry.get(plan.model.id), preflight=None, skipped=())
-    return Unit(plan=shipped, lock=lock), plan.skipped
+    report = plan.preflight.report if plan.preflight is not None else None  # for the runners' bundles
+    return Unit(plan=shipped, lock=lock, preflight=report), plan.skipped
+
+
+def _bundled(err: StemSepError, bundle: Path | None) -> dict[str, Any]:
+    """The error as an input's result holds it, naming its debug bundle when one was written."""
+    return {**err.to_dict(), **({"debug_bundle": str(bundle)} if bundle is not None else {})}
 
 
 def _engine(batch: BatchOptions) -> Callable[..., None]:

@@ -5,6 +5,9 @@ engine calls it in the driver's process, a Ray actor calls it on its node (envmg
 nothing but what `Unit` carries (picklable: the typed model entry, not the registry's frozen view) and the node's
 own machine config: the env is built from the driver's lock, so every node has the identical env (its id derives
 from the lock), and the artifacts are fetched into the node's model store and verified by sha256.
+
+A failed input gets a debug bundle written here, where its worker's transcript and stderr are
+(envmgr/batch/bundles.py); a runner that could not start writes one, named by each of its inputs' errors.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from registry.errors import StemSepError
 
 if TYPE_CHECKING:
     from envmgr.envs.lock import Lock
+    from envmgr.envs.request import EnvRequest
+    from envmgr.jobs.job_record import JobRecord
     from envmgr.jobs.separate import Plan
     from envmgr.worker.client import Timeouts, WorkerClient
 
@@ -29,10 +34,12 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Unit:
     """One model group of a batch as the engines get it: the plan (no preflight report; inputs given one by one)
-    and the lock its env is built from."""
+    and the lock its env is built from; for debug bundles, the batch's command and the group's preflight report."""
 
     plan: Plan
     lock: Lock | None
+    command: tuple[str, ...] = ()
+    preflight: dict[str, Any] | None = None
 
 
 def error_result(err: StemSepError) -> dict[str, Any]:
@@ -46,6 +53,9 @@ class ModelRunner:
         self.client: WorkerClient | None = None
         self.env: Any = None
         self.failed: StemSepError | None = None  # why the runner could not start: every input fails with it
+        self.request: EnvRequest | None = None
+        self.start_bundle: Path | None = None  # the bundle of `failed`, written at the first input
+        self.private_bundles: Path | None = None  # with --collect: where bundles wait to be returned
 
     def start(self) -> ModelRunner:
         """Artifacts, env and worker; a failure is kept and returned for each input instead of raised."""
@@ -60,7 +70,7 @@ class ModelRunner:
             self.config = load_config()
             self.plan = fetch_artifacts(self.plan, lambda event: None, self.config)
             self.manager = EnvManager(self.config)
-            request = request_for_model(self.plan.model, self.plan.runtime, self.config)
+            self.request = request = request_for_model(self.plan.model, self.plan.runtime, self.config)
             self.env = self.manager.ensure(request, lock=self.unit.lock)
             self.code = ensure_worker_code(self.config.cache_dir)
             self._spawn()
@@ -88,7 +98,7 @@ class ModelRunner:
         from envmgr.errors import Cancelled
 
         if self.failed is not None:
-            return error_result(self.failed)
+            return self._start_failure(path, collect)
         started = time.monotonic()
         plan = self.plan
         scratch = Path(tempfile.mkdtemp(prefix="stemsep-batch-")) if collect else None
@@ -107,7 +117,7 @@ class ModelRunner:
         except Cancelled:
             raise  # Ctrl-C ends the batch; the input is not failed, it is left for the next submission
         except StemSepError as err:
-            out = error_result(err)
+            out = self._failure(err, path, collect)
         except OSError as err:
             out = {"error": {"code": "E_OUTPUT", "message": f"cannot write the stems of {path}", "why": str(err),
                              "hint": "check the output dir is writable on every node", "exit_code": 2}}
@@ -117,7 +127,62 @@ class ModelRunner:
         out["seconds"] = time.monotonic() - started
         return out
 
+    def _failure(self, err: StemSepError, path: Path, collect: bool) -> dict[str, Any]:
+        """The input's error result, naming its debug bundle (with `collect`, the bundle's bytes come along)."""
+        from envmgr.batch.bundles import bundle_dir, write_batch_bundle
+
+        folder = self._private_bundles() if collect else bundle_dir(self.plan.output_dir)
+        bundle = write_batch_bundle(self._record(path), err, getattr(self, "config", None), folder)
+        return self._with_bundle(error_result(err), bundle, collect)
+
+    def _start_failure(self, path: Path, collect: bool) -> dict[str, Any]:
+        """Every input of a runner that could not start fails with its error and names one bundle, written at the
+        first (returned as bytes once, with `collect`)."""
+        if self.start_bundle is None:
+            out = self._failure(self.failed, path, collect)  # type: ignore[arg-type]
+            self.start_bundle = Path(out["error"].get("debug_bundle") or "")
+            return out
+        out = error_result(self.failed)  # type: ignore[arg-type]
+        if self.start_bundle.name:
+            out["error"]["debug_bundle"] = str(self.start_bundle)
+        return out
+
+    def _with_bundle(self, out: dict[str, Any], bundle: Path | None, collect: bool) -> dict[str, Any]:
+        if bundle is not None:
+            out["error"]["debug_bundle"] = str(bundle)
+            if collect:
+                out["bundle_bytes"] = bundle.read_bytes()
+        return out
+
+    def _private_bundles(self) -> Path:
+        if self.private_bundles is None:
+            self.private_bundles = Path(tempfile.mkdtemp(prefix="stemsep-batch-bundles-"))
+        return self.private_bundles
+
+    def _record(self, path: Path) -> JobRecord:
+        """What the bundle of `path`'s run needs: its one-input plan, the group's preflight report, the env
+        request and lock (or the env), and the worker with its transcript and stderr."""
+        from envmgr.jobs.job_record import JobRecord
+
+        record = JobRecord(command=list(self.unit.command) or ["stemsep", "batch"], kind="batch")
+        if self.unit.preflight is not None:
+            record.note_event({"type": "preflight", "report": self.unit.preflight})
+        model_id = self.plan.model.id
+        record.note_plans([replace(self.plan, inputs=(path,))])
+        if self.env is not None:
+            record.note_env(model_id, self.env)
+        if self.request is not None:
+            if self.env is None:
+                record.note_env_failed(model_id, self.manager, self.request, self.unit.lock)
+            record.note_request(model_id, self.request)
+        if self.client is not None:
+            record.note_worker(self.client, getattr(self.env, "id", ""), self.plan.runtime)
+        return record
+
     def close(self) -> None:
+        if self.private_bundles is not None:
+            shutil.rmtree(self.private_bundles, ignore_errors=True)
+            self.private_bundles = None
         if self.client is not None:
             self.client.close()
             self.client = None

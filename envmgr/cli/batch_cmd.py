@@ -80,8 +80,9 @@ class _HumanView:
                     sys.stdout.write(path + "\n")
             else:
                 err = event["error"]
+                bundle = f"\n  debug bundle: {err['debug_bundle']}" if err.get("debug_bundle") else ""
                 sys.stderr.write(f"[{event['done']}/{event['total']}] {event['model']} {Path(event['input']).name}: "
-                                 f"{err.get('code')}: {err.get('message')}{where}\n")
+                                 f"{err.get('code')}: {err.get('message')}{where}{bundle}\n")
         elif kind == "throughput":
             sys.stderr.write(f"{event['model']} on {str(event['node'])[:12]}: {event['inputs']} inputs, "
                              f"{event['inputs_per_s']:.2f}/s\n")

@@ -18,15 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envmgr.cli.outcome import error_for
-from registry.errors import ExitCode
 
 if TYPE_CHECKING:
     from envmgr.config import MachineConfig
     from envmgr.jobs.job_record import JobRecord
     from registry.errors import StemSepError
-
-# The user stopped it, or typed something wrong: nothing to debug.
-_NO_BUNDLE = (ExitCode.CANCELLED, ExitCode.TERMINATED, ExitCode.HANGUP, ExitCode.USAGE)
 
 
 @contextmanager
@@ -35,8 +31,10 @@ def debug_bundle(record: JobRecord, config: MachineConfig, *, always: bool = Fal
     try:
         yield
     except BaseException as exc:
+        from envmgr.diagnostics.bundle import wants_bundle  # only on a failure: start-up stays light
+
         err = error_for(exc)
-        if err is None or err.exit_code in _NO_BUNDLE:
+        if err is None or not wants_bundle(err):
             raise
         trace = None if err is exc else "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         path = _write(record, err, config, include_audio, trace)

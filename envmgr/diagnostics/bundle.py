@@ -2,10 +2,11 @@
 
 `write_bundle(record, error, config=)` is called by whatever runs a job, with the run's facts (a
 `envmgr.jobs.job_record.JobRecord`) and the error it ended with (None for a run that went well but was asked
-for a bundle). It writes `<log_dir>/debug-bundles/<time>-<model>-<code>.zip` atomically (0600) and returns
-its path. At the top is REPORT.md (what failed, the one-line cause, versions, the replay command); beside it
-machine-readable files (FILES below). Every file passes through one Scrubber (envmgr/diagnostics/scrub.py)
-first: no token, password or proxy credential leaves the machine.
+for a bundle). It writes `<log_dir>/debug-bundles/<time>-<model>-<code>-<pid>-<random>.zip` atomically (0600)
+and returns its path (`folder=` puts it elsewhere: a batch keeps its own), after removing the oldest bundles of
+that folder beyond the config's `debug_bundle_keep`. At the top is REPORT.md (what failed, the one-line cause,
+versions, the replay command); beside it machine-readable files (FILES below). Every file passes through one
+Scrubber (envmgr/diagnostics/scrub.py) first: no token, password or proxy credential leaves the machine.
 
 Cheap enough for every failure: the only costly steps are hashing the inputs (and artifacts the model store has
 not hashed yet); the audio itself goes in only with `include_audio`.
@@ -20,11 +21,13 @@ import re
 import sys
 import tempfile
 import time
+import uuid
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envmgr.diagnostics.scrub import Scrubber, secret_name
+from registry.errors import ExitCode
 
 if TYPE_CHECKING:
     from envmgr.config import MachineConfig
@@ -58,11 +61,19 @@ FILES = {
 _ENV_PREFIXES = ("STEMSEP_", "UV_", "PIP_", "CUDA_", "HIP_", "ROCR_", "PYTORCH_", "OMP_", "MKL_")
 _ENV_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
               "no_proxy", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "LANG", "LC_ALL", "PATH", "VIRTUAL_ENV")
+# The user stopped it, or typed something wrong (the message says so): nothing to debug.
+NO_BUNDLE_EXITS = (ExitCode.CANCELLED, ExitCode.TERMINATED, ExitCode.HANGUP, ExitCode.USAGE)
+
+
+def wants_bundle(error: StemSepError) -> bool:
+    """Whether a run that ended with `error` gets a bundle (not when stopped, nor for a usage error)."""
+    return error.exit_code not in NO_BUNDLE_EXITS
 
 
 def write_bundle(record: JobRecord, error: StemSepError | None, *, config: MachineConfig,
-                 include_audio: bool = False, traceback: str | None = None) -> Path:
-    """Write the bundle of `record`'s run (ended by `error`, or well when None) and return its path."""
+                 include_audio: bool = False, traceback: str | None = None, folder: Path | None = None) -> Path:
+    """Write the bundle of `record`'s run (ended by `error`, or well when None) into `folder` (default
+    `<log_dir>/debug-bundles`), prune that folder, and return the bundle's path."""
     scrub = Scrubber()
     scrub.learn(config.as_dict())
     scrub.learn(_environment())
@@ -74,19 +85,40 @@ def write_bundle(record: JobRecord, error: StemSepError | None, *, config: Machi
     files.update(audio)
     files["events.jsonl"] = "".join(json.dumps(e) + "\n" for e in record.events)
     for plan in record.plans:
-        files.update(_model_files(plan, record.envs.get(plan.model.id), config))
+        files.update(_model_files(plan, record.envs.get(plan.model.id), config, record))
     if not record.plans:  # stopped at planning (preflight blocked it): its reports are all there is
         for report in record.preflight_reports():
             files[f"models/{report.get('model') or 'unknown'}/preflight.json"] = report
     for number, worker in enumerate(record.workers, 1):
         files.update(_worker_files(number, worker))
-    folder = config.log_dir / BUNDLE_DIR
+    folder = folder if folder is not None else config.log_dir / BUNDLE_DIR
     path = folder / _bundle_name(record, error)
     from envmgr.diagnostics.bundle_report import render_report
 
     files = {REPORT: render_report(bundle, files, path), **files}
     _write_zip(path, {name: _scrubbed(scrub, data) for name, data in files.items()})
+    prune_bundles(folder, config.debug_bundle_keep, spare=path)
     return path
+
+
+def prune_bundles(folder: Path, keep: int, *, spare: Path | None = None) -> list[Path]:
+    """Remove the oldest bundles (by modification time) of `folder` beyond the newest `keep` (0: none removed),
+    never `spare` (the one just written); return what went. Only finished bundles (`*.zip`) are counted: a
+    half-written one is a dot-file, and replays' output dirs are left alone. Another process pruning the same
+    folder at the same time is harmless."""
+    if keep <= 0:
+        return []
+    found = []
+    for path in folder.glob("*.zip"):
+        try:
+            found.append((path.stat().st_mtime, path.name, path))
+        except OSError:  # removed meanwhile
+            continue
+    found.sort(reverse=True)
+    gone = [p for _t, _n, p in found[keep:] if p != spare]
+    for path in gone:
+        path.unlink(missing_ok=True)
+    return gone
 
 
 def tool_version() -> dict[str, Any]:
@@ -161,9 +193,13 @@ def _inputs(record: JobRecord, include_audio: bool) -> tuple[list[dict[str, Any]
     return rows, audio
 
 
-def _model_files(plan: Plan, env: EnvFacts | None, config: MachineConfig) -> dict[str, Any]:
+def _model_files(plan: Plan, env: EnvFacts | None, config: MachineConfig, record: JobRecord) -> dict[str, Any]:
     folder = f"models/{plan.model.id}/"
-    report = plan.preflight.report if plan.preflight is not None else None
+    report: dict[str, Any] | None = None
+    if plan.preflight is not None:
+        report = plan.preflight.report
+    else:  # a plan shipped without its report (a batch's runner): the report as the run's preflight event had it
+        report = next((r for r in record.preflight_reports() if r.get("model") == plan.model.id), None)
     files: dict[str, Any] = {
         folder + "entry.json": plan.model.to_json(),
         folder + "job.json": {"model": plan.model.id, "runtime": plan.runtime, "runtime_reason": plan.runtime_reason,
@@ -259,7 +295,8 @@ def _bundle_name(record: JobRecord, error: StemSepError | None) -> str:
     model = record.plans[0].model.id if record.plans else (reports[0].get("model") if reports else None) or record.kind
     code = error.code if error is not None else "OK"
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime())
-    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{stamp}-{model}-{code}-{os.getpid()}") + ".zip"
+    unique = uuid.uuid4().hex[:6]  # a batch or a server fails several jobs of one model within a second
+    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{stamp}-{model}-{code}-{os.getpid()}-{unique}") + ".zip"
 
 
 def _iso(seconds: float) -> str:

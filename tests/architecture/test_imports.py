@@ -17,7 +17,7 @@ PACKAGES = ("envmgr", "registry", "runtimes")
 HOST_MAY_IMPORT = {
     "cli": {"batch", "serve", "diagnostics", "jobs", "preflight", "worker", "envs", "artifacts", "catalog", "common"},
     "serve": {"diagnostics", "jobs", "preflight", "worker", "envs", "artifacts", "catalog", "common"},
-    "batch": {"jobs", "preflight", "worker", "envs", "artifacts", "catalog", "common"},
+    "batch": {"diagnostics", "jobs", "preflight", "worker", "envs", "artifacts", "catalog", "common"},
     "diagnostics": {"jobs", "preflight", "worker", "envs", "artifacts", "catalog", "common"},
     "jobs": {"preflight", "worker", "envs", "artifacts", "catalog", "common"},
     "preflight": {"envs", "artifacts", "catalog", "common"},

@@ -6,7 +6,9 @@ back from the zip the run wrote.
 - no secret leaves: an index URL with a token (config.toml) and proxy credentials (HTTPS_PROXY) appear nowhere in
   the archive;
 - `debug replay` on a machine whose env was deleted rebuilds it from the bundle's lock, to the same env id, and
-  ends with the recorded error; a lock pinning a version that does not exist is E_REPLAY_LOCK_UNAVAILABLE.
+  ends with the recorded error; a lock pinning a version that does not exist is E_REPLAY_LOCK_UNAVAILABLE; a model
+  file whose bytes changed since is E_REPLAY_ARTIFACT_MISMATCH, or a reported difference with --allow-mismatch;
+- a bundle folder keeps the newest `debug_bundle_keep` bundles.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tests.worker.conftest import FAULT_HOOK, dsp_env  # noqa: F401 (the session
 
 FAILING = dsp("bundle-job-error", test_fault={"fault": "exit"})  # the job dies in a library's sys.exit()
 WORKING = dsp("bundle-ok")
+WITH_FILE = dsp("bundle-with-file", artifacts={"primary": {"kind": "checkpoint", "filename": "tiny.ckpt"}})
 PROXY_USER, PROXY_PASSWORD = "proxyuser", "proxy-pass-SECRET-7"
 INDEX_USER, INDEX_TOKEN = "indexuser", "idx-token-SECRET-42"
 PARTS = ["REPORT.md", "bundle.json", "machine.json", "inputs.json", "events.jsonl",
@@ -40,7 +43,7 @@ PARTS = ["REPORT.md", "bundle.json", "machine.json", "inputs.json", "events.json
 @pytest.fixture
 def home(tmp_path: Path, dsp_env: Any) -> Path:  # noqa: F811
     home = tmp_path / "home"
-    write_user_registry(home, "bundle-tests", [FAILING, WORKING])
+    write_user_registry(home, "bundle-tests", [FAILING, WORKING, WITH_FILE])
     return home
 
 
@@ -180,3 +183,65 @@ def test_debug_bundle_on_a_run_that_went_well(home: Path, tmp_path: Path) -> Non
     files = archive(Path(told["path"]))
     assert json.loads(files["bundle.json"])["outcome"] == {"ok": True} and "audio/1-song.wav" not in files
     assert "Ran well" in files["REPORT.md"].decode()
+
+
+def test_replay_refuses_a_model_file_whose_bytes_changed_unless_allowed(home: Path, tmp_path: Path) -> None:
+    ckpt = tmp_path / "tiny.ckpt"
+    ckpt.write_bytes(b"tiny checkpoint, as recorded")
+    imported = run_cli("models", "import", WITH_FILE["id"], "--checkpoint", ckpt, "--copy", env=cli_env(home),
+                       cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    song = write_audio(tmp_path / "song.wav")
+    code, events, stderr = separate(cli_env(home), tmp_path, song, "-m", WITH_FILE["id"], "--debug-bundle")
+    assert code == 0, stderr
+    (told,) = [e for e in events if e["type"] == "debug_bundle"]
+    bundle = Path(told["path"])
+    recorded = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    (row,) = json.loads(archive(bundle)["models/bundle-with-file/artifacts.json"])
+    assert row["sha256"] == recorded
+    stored = home / "models" / WITH_FILE["id"] / "tiny.ckpt"
+    stored.write_bytes(b"tiny checkpoint, changed since")
+    here = hashlib.sha256(stored.read_bytes()).hexdigest()
+
+    proc = run_cli("debug", "replay", bundle, "--json", env=cli_env(home), cwd=tmp_path, timeout=300)
+    end = json_events(proc.stdout)[-1]
+    assert proc.returncode == 8 and end["code"] == "E_REPLAY_ARTIFACT_MISMATCH", proc.stderr
+    assert "tiny.ckpt" in end["message"] and recorded in end["message"] and here in end["message"]
+    assert "--allow-mismatch" in end["hint"]
+    assert not [e for e in json_events(proc.stdout) if e["type"] == "job"]  # refused before anything ran
+
+    allowed = run_cli("debug", "replay", bundle, "--allow-mismatch", "--json", env=cli_env(home), cwd=tmp_path,
+                      timeout=300)
+    events = json_events(allowed.stdout)
+    assert allowed.returncode == 0, allowed.stderr
+    (differs,) = [e for e in events if e["type"] == "difference" and "artifact" in e["subject"]]
+    assert differs == {"type": "difference", "subject": "bundle-with-file: artifact tiny.ckpt", "recorded": recorded,
+                       "here": here, "note": "replaying anyway (--allow-mismatch)"}
+    assert [e for e in events if e["type"] == "result"]  # it ran
+
+
+def test_a_bundle_folder_keeps_the_newest_debug_bundle_keep(home: Path, tmp_path: Path) -> None:
+    """Old bundles (made older by their mtime) go as a new one is written; 0 keeps every bundle."""
+    import os
+
+    folder = home / "logs" / "debug-bundles"
+    folder.mkdir(parents=True)
+    old = []
+    for n in range(4):
+        path = folder / f"old-{n}.zip"
+        path.write_bytes(b"PK")
+        os.utime(path, (1_000_000 + n, 1_000_000 + n))
+        old.append(path)
+    (folder / ".half-written.zip.tmp").write_bytes(b"")
+    (folder / "replays").mkdir()
+    song = write_audio(tmp_path / "song.wav")
+    code, events, stderr = separate(cli_env(home, STEMSEP_DEBUG_BUNDLE_KEEP="2"), tmp_path, song, "-m",
+                                    FAILING["id"])
+    assert code == 11, stderr
+    new = Path(events[-1]["debug_bundle"])
+    assert sorted(folder.glob("*.zip")) == sorted([new, old[3]])  # the newest two: the new one and old-3
+    assert (folder / ".half-written.zip.tmp").exists() and (folder / "replays").is_dir()
+
+    code, events, stderr = separate(cli_env(home, STEMSEP_DEBUG_BUNDLE_KEEP="0"), tmp_path, song, "-m",
+                                    FAILING["id"])
+    assert code == 11 and len(list(folder.glob("*.zip"))) == 3, stderr

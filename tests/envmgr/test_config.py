@@ -78,6 +78,8 @@ def test_env_var_lists_split_on_pathsep_and_commas_but_keep_urls(home, monkeypat
     ('offline = "maybe"\n', "offline"),
     ('python = "three"\n', "python"),
     ("python = \n", "TOML"),
+    ("debug_bundle_keep = -1\n", "debug_bundle_keep"),
+    ('debug_bundle_keep = "many"\n', "debug_bundle_keep"),
 ])
 def test_bad_config_file_is_a_clear_error(home, text, fragment):
     write_config(home, text)
@@ -85,6 +87,19 @@ def test_bad_config_file_is_a_clear_error(home, text, fragment):
         load_config()
     assert info.value.exit_code == ExitCode.INVALID
     assert fragment in str(info.value)
+
+
+def test_a_whole_number_key_loads_from_the_file_a_variable_and_set(home, monkeypatch):
+    assert load_config().debug_bundle_keep == 50
+    write_config(home, "debug_bundle_keep = 7\n")
+    assert load_config().debug_bundle_keep == 7
+    monkeypatch.setenv("STEMSEP_DEBUG_BUNDLE_KEEP", " 0 ")
+    assert load_config().debug_bundle_keep == 0
+    monkeypatch.delenv("STEMSEP_DEBUG_BUNDLE_KEEP")
+    assert config_set("debug_bundle_keep", "12").returncode == 0
+    assert "debug_bundle_keep = 12\n" in config_file_path().read_text() and load_config().debug_bundle_keep == 12
+    refused = config_set("debug_bundle_keep", "ten")
+    assert refused.returncode == ExitCode.INVALID and "a whole number" in refused.stderr
 
 
 def test_bad_env_var_names_the_variable(home, monkeypatch):

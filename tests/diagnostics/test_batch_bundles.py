@@ -1,0 +1,104 @@
+"""Debug bundles of `stemsep batch` (local engine): real CLI processes, the session's DSP env, a worker that fails
+through the fault hook (tests/worker/fault_hook.py).
+
+- an input that fails in its worker gets its own bundle under `<output dir>/.stemsep-batch/bundles/`, named in its
+  `item` event's error, its ledger line and the human line; `debug show` reads it and `debug replay` reproduces
+  the recorded error code;
+- a group preflight blocks gets one bundle (of its planning), which each of its inputs names;
+- with --collect (no shared output path) the runner's bundle comes back to the driver, into the same folder.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envmgr.worker.process import TEST_HOOK_ENV
+from tests.preflight.conftest import dsp, write_audio
+from tests.support.cli import home_sharing_session_envs, json_events, run_cli, write_user_registry
+from tests.worker.conftest import FAULT_HOOK, dsp_env  # noqa: F401 (the session's DSP env, built once)
+
+pytestmark = pytest.mark.envs
+FAILING = dsp("batch-bundle-error", test_fault={"fault": "exit"})  # each job dies in a library's sys.exit()
+BLOCKED = dsp("batch-bundle-blocked", runtime={"allowed": [], "preferred": None, "catalog_only": True,
+                                                "blocking_reason": "every runtime: test model that nothing can run"})
+
+
+@pytest.fixture
+def home(tmp_path: Path, dsp_env: Any) -> Path:  # noqa: F811
+    home = tmp_path / "home"
+    write_user_registry(home, "batch-bundles", [FAILING, BLOCKED])
+    return home
+
+
+def cli_env(home: Path) -> dict[str, str]:
+    return {**home_sharing_session_envs(home), TEST_HOOK_ENV: str(FAULT_HOOK), "COLUMNS": "200"}
+
+
+def manifest(tmp_path: Path, rows: list[tuple[str, str]]) -> Path:
+    path = tmp_path / "manifest.jsonl"
+    path.write_text("".join(json.dumps({"input": str(write_audio(tmp_path / name)), "model": model}) + "\n"
+                            for name, model in rows))
+    return path
+
+
+def test_each_failed_input_has_a_bundle_and_a_blocked_group_shares_one(home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    rows = [("a.wav", FAILING["id"]), ("b.wav", FAILING["id"]), ("c.wav", BLOCKED["id"]), ("d.wav", BLOCKED["id"])]
+    proc = run_cli("batch", manifest(tmp_path, rows), "-o", out, "--json", env=cli_env(home), cwd=tmp_path,
+                   timeout=300)
+    events = json_events(proc.stdout)
+    items = {Path(e["input"]).name: e for e in events if e["type"] == "item"}
+    assert proc.returncode != 0 and sorted(items) == ["a.wav", "b.wav", "c.wav", "d.wav"], proc.stderr
+    assert all(e["status"] == "failed" for e in items.values())
+    bundles = {name: Path(e["error"]["debug_bundle"]) for name, e in items.items()}
+    folder = out / ".stemsep-batch" / "bundles"
+    assert all(b.parent == folder and b.is_file() for b in bundles.values()), bundles
+    assert bundles["a.wav"] != bundles["b.wav"]  # one per input that ran
+    assert bundles["c.wav"] == bundles["d.wav"]  # one for the group preflight blocked
+    assert str(folder) in events[-1]["hint"]
+
+    ledger = [json.loads(line) for line in (out / ".stemsep-batch" / "ledger.jsonl").read_text().splitlines()]
+    assert {Path(r["input"]).name: r["error"]["debug_bundle"] for r in ledger} == {
+        "a.wav": str(bundles["a.wav"]), "b.wav": str(bundles["b.wav"])}
+
+    with zipfile.ZipFile(bundles["a.wav"]) as z:
+        facts, names = json.loads(z.read("bundle.json")), set(z.namelist())
+        inputs = json.loads(z.read("inputs.json"))
+        preflight = json.loads(z.read(f"models/{FAILING['id']}/preflight.json"))
+    assert facts["outcome"]["error"]["code"] == "E_WORKER_INTERNAL" and facts["command"][:2] == ["stemsep", "batch"]
+    assert {f"models/{FAILING['id']}/lock.txt", "workers/1/transcript.jsonl", "workers/1/stderr.log"} <= names
+    assert [Path(i["path"]).name for i in inputs] == ["a.wav"] and preflight["model"] == FAILING["id"]
+    with zipfile.ZipFile(bundles["c.wav"]) as z:
+        blocked = json.loads(z.read("bundle.json"))
+    assert blocked["stopped_at"] == "planning" and blocked["outcome"]["error"]["code"] == items["c.wav"]["error"]["code"]
+
+    shown = run_cli("debug", "show", bundles["a.wav"], env=cli_env(home), cwd=tmp_path)
+    assert shown.returncode == 0 and "E_WORKER_INTERNAL" in shown.stdout, shown.stderr
+    replay = run_cli("debug", "replay", bundles["a.wav"], "--json", env=cli_env(home), cwd=tmp_path, timeout=300)
+    replayed = json_events(replay.stdout)
+    assert replay.returncode == 11 and replayed[-1]["code"] == "E_WORKER_INTERNAL", replay.stderr
+    assert [Path(e["input"]).name for e in replayed if e["type"] == "job"] == ["a.wav"]
+
+
+def test_the_human_line_names_the_bundle(home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = run_cli("batch", manifest(tmp_path, [("c.wav", BLOCKED["id"])]), "-o", out, env=cli_env(home),
+                   cwd=tmp_path, timeout=120)
+    (bundle,) = (out / ".stemsep-batch" / "bundles").glob("*.zip")
+    assert proc.returncode != 0 and f"debug bundle: {bundle}" in proc.stderr, proc.stderr
+
+
+def test_with_collect_the_bundle_comes_back_to_the_driver(home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = run_cli("batch", manifest(tmp_path, [("a.wav", FAILING["id"])]), "-o", out, "--collect", "--json",
+                   env=cli_env(home), cwd=tmp_path, timeout=300)
+    (item,) = [e for e in json_events(proc.stdout) if e["type"] == "item"]
+    bundle = Path(item["error"]["debug_bundle"])
+    assert bundle.parent == out / ".stemsep-batch" / "bundles", proc.stderr
+    with zipfile.ZipFile(bundle) as z:
+        assert json.loads(z.read("bundle.json"))["outcome"]["error"]["code"] == "E_WORKER_INTERNAL"

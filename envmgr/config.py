@@ -98,6 +98,11 @@ KEYS: dict[str, Key] = {k.name: k for k in (
         lambda d: 50),
     Key("serve_output_dirs", "paths", "Dirs `stemsep serve` may write stems into (a job's output_dir must lie inside "
         "one). Default: <state_dir>/serve/outputs.", lambda d: []),
+    Key("serve_jobs_keep", "int", "How many finished jobs `stemsep serve` keeps in its queue (with their events), "
+        "the most recently finished first; older ones are removed at start-up and hourly. 0: no count limit. "
+        "Their stems are never removed.", lambda d: 1000),
+    Key("serve_jobs_keep_days", "int", "Finished jobs of `stemsep serve` older than this many days are removed with "
+        "their events (stems stay). 0: no age limit.", lambda d: 30),
     Key("enforcement", "str", "What preflight does with problems it finds: strict (block), soft (block unless "
         "--dev-override), report (only report).", lambda d: "strict"),
     Key("registry_strict", "bool", "A user registry file (`<config dir>/registries/*.json`) that cannot be read "
@@ -136,6 +141,8 @@ class MachineConfig:
     recipe_cache_limit: str
     debug_bundle_keep: int
     serve_output_dirs: list[Path]
+    serve_jobs_keep: int
+    serve_jobs_keep_days: int
     enforcement: str
     registry_strict: bool
     prewarm: bool

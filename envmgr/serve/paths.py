@@ -58,8 +58,8 @@ class PathPolicy:
         """The file an input names: an upload of ours, or an existing regular file at an absolute path."""
         if given.startswith(UPLOAD_PREFIX):
             upload_id = given[len(UPLOAD_PREFIX):]
-            folder = self.uploads / upload_id
-            files = sorted(folder.iterdir()) if _UPLOAD_ID.match(upload_id) and folder.is_dir() else []
+            folder = self.upload_dir(upload_id)
+            files = sorted(folder.iterdir()) if folder is not None and folder.is_dir() else []
             if len(files) != 1:
                 raise PathRefused(f"no upload {upload_id!r}", code="E_UPLOAD_UNKNOWN",
                                   hint="upload the file first (POST /v1/uploads) and use the id it returns")
@@ -88,6 +88,10 @@ class PathPolicy:
                               hint="use a dir inside one of them, or add one: stemsep env config set "
                                    "serve_output_dirs DIR...")
         return real
+
+    def upload_dir(self, upload_id: str) -> Path | None:
+        """The dir of an upload of ours (None for anything that is not an upload id: no path from a client)."""
+        return self.uploads / upload_id if _UPLOAD_ID.match(upload_id) else None
 
     def new_upload(self, filename: str) -> tuple[str, Path]:
         """A fresh upload id and the path its bytes go to (the client's name, made safe, kept for the stems)."""

@@ -220,6 +220,29 @@ class JobQueue:
                 self._changed.wait(left)
         return True
 
+    def naming(self, given_input: str) -> builtins.list[Job]:
+        """The jobs whose spec names this input (e.g. `upload:<id>`), in queue order."""
+        pattern = "%" + json.dumps(given_input).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE spec LIKE ? ESCAPE '\\' ORDER BY position",
+                                    (pattern,)).fetchall()
+        return [job for job in map(_job, rows) if given_input in job.spec.inputs]
+
+    def prune(self, keep: int, finished_before: float | None) -> builtins.list[Job]:
+        """Remove finished jobs with their events: those that finished before `finished_before` (a time.time();
+        None: no age limit) and those beyond the `keep` most recently finished (0: no count limit). Queued and
+        running jobs are never removed. Returns the removed jobs."""
+        with self._write() as db:
+            rows = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE state IN (?,?,?) ORDER BY finished DESC, position DESC",
+                              FINAL).fetchall()
+            removed = [job for rank, job in enumerate(map(_job, rows))
+                       if (keep and rank >= keep) or (finished_before is not None
+                                                      and (job.finished or 0) < finished_before)]
+            for job in removed:
+                db.execute("DELETE FROM events WHERE job = ?", (job.id,))
+                db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
+        return removed
+
     # --- the scheduler's side ---------------------------------------------------------------------
     def on_cancel(self, listener: Callable[[str], None]) -> None:
         """`listener(job_id)` after a cancel request (the scheduler stops a running job with it)."""

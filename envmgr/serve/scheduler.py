@@ -1,6 +1,6 @@
 """Runs the queue's jobs: `concurrency` slots (the CLI's default: one per GPU, each pinned to it; one without a
 GPU), each a thread with its own warm workers (envmgr/serve/workers.py), taking the next job from the durable
-queue (envmgr/serve/queue.py).
+queue (envmgr/serve/queue.py). Finished jobs' uploads and old finished jobs go (envmgr/serve/retention.py).
 
 Which job next: the head of the queue, except that a slot whose last job had the same group (same kind,
 models and runtime: the same workers and loaded weights) takes the next job of that group first, so a
@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from envmgr.errors import Cancelled
 from envmgr.serve.paths import PathPolicy
-from envmgr.serve.queue import CANCELLED, COMPLETED, FAILED, Job, JobQueue
+from envmgr.serve.queue import CANCELLED, COMPLETED, FAILED, FINAL, Job, JobQueue
+from envmgr.serve.retention import SWEEP_INTERVAL_S, Retention
 from envmgr.serve.spec import JobSpec, SpecError, parse_spec
 from envmgr.serve.workers import WarmWorkers
 from envmgr.worker.client import Timeouts
@@ -79,6 +80,8 @@ class Scheduler:
         self._registry_lock = threading.Lock()
         self._wake = threading.Condition()
         self._stopping = threading.Event()
+        self.retention = Retention.from_config(queue, paths, config)
+        self._sweeper: threading.Thread | None = None
         queue.on_cancel(self._cancel_running)
 
     # --- front ends --------------------------------------------------------------------------------
@@ -91,6 +94,10 @@ class Scheduler:
                             hint="run the models of the recipe as separate jobs for now")
         if spec.kind == "recipe":
             _recipe(spec.recipe or "")  # an unknown id is the client's error, said now: E_UNKNOWN_RECIPE
+        if spec.options.get("env"):  # as `--env NAME`: adopted (E_UNKNOWN_ENV), for the spec's runtime if it names one
+            from envmgr.preflight.adopted_env import chosen_env
+
+            chosen_env(spec.options["env"], spec.runtime, self.config)
         for given in spec.inputs:
             self.paths.input_path(given)
         if spec.output_dir is not None:
@@ -106,6 +113,9 @@ class Scheduler:
 
     # --- life ----------------------------------------------------------------------------------------
     def start(self) -> "Scheduler":
+        self.retention.sweep()  # before any job runs: what the last server left beyond the limits
+        self._sweeper = threading.Thread(target=self._sweep_loop, daemon=True, name="serve-retention")
+        self._sweeper.start()
         for slot in self._slots:
             slot.thread = threading.Thread(target=self._loop, args=(slot,), daemon=True, name=f"serve-slot-{slot.index}")
             slot.thread.start()
@@ -122,6 +132,8 @@ class Scheduler:
             if slot.thread is not None:
                 slot.thread.join(timeout)
             slot.workers.close()
+        if self._sweeper is not None:
+            self._sweeper.join(timeout)
 
     def registry(self) -> Any:
         """The registry `separate` would read, parsed once per change of its files (not once per job)."""
@@ -159,6 +171,14 @@ class Scheduler:
             finally:
                 slot.job = slot.worker_job = None
                 self._bypassed.pop(job.id, None)
+            self.retention.release_uploads(job)
+
+    def _sweep_loop(self) -> None:
+        while not self._stopping.wait(SWEEP_INTERVAL_S):
+            try:
+                self.retention.sweep()
+            except Exception:  # never the server's end: the next sweep tries again
+                log.warning("retention sweep failed: %s", traceback.format_exc())
 
     def _pick(self, slot: _Slot, queued: list[Job]) -> Job | None:
         if self._stopping.is_set():
@@ -243,6 +263,10 @@ class Scheduler:
         return emit
 
     def _cancel_running(self, job_id: str) -> None:
+        cancelled = self.queue.get(job_id)
+        if cancelled.state in FINAL:  # it was queued: it ended at once, its uploads can go
+            self.retention.release_uploads(cancelled)
+            return
         for slot in self._slots:
             if slot.job is not None and slot.job.id == job_id:
                 self._stop_worker_job(slot)

@@ -5,7 +5,7 @@ A spec is plain JSON, stored as given (after checking) in the queue:
     {"kind": "separate", "inputs": ["/abs/song.flac"], "models": ["model-id", ...] (empty: the default model),
      "runtime": null, "output_dir": null (a fresh dir under the first allowed output dir), "format": "wav",
      "options": {JobOptions fields: enforcement, dev_override, confirm_manual_steps, allow_unsafe_pickle,
-                 require_hashes, download, settings}}
+                 require_hashes, download, settings, env (an adopted env's name, as `--env NAME`)}}
     {"kind": "recipe", "recipe": "recipe-id", "inputs": [...], ...}   run as `stemsep run` runs it
 
 Checking here is about shape only; whether the paths are allowed is `paths.PathPolicy`'s job and whether
@@ -49,7 +49,8 @@ class JobSpec:
         """Jobs with the same group load the same models into the same workers: the scheduler runs them
         back to back where fairness allows."""
         what = self.recipe if self.kind == "recipe" else ",".join(self.models) or "<default>"
-        return f"{self.kind}:{what}:{self.runtime or ''}"
+        env = self.options.get("env")  # an adopted env runs other workers than the managed one
+        return f"{self.kind}:{what}:{self.runtime or ''}" + (f":env={env}" if env else "")
 
     def job_options(self) -> JobOptions:
         return JobOptions(**dict(self.options))
@@ -118,6 +119,10 @@ def _options(raw: Any) -> dict[str, Any]:
         elif name == "enforcement":
             if value is not None and value not in ("strict", "soft", "report"):
                 raise SpecError(f"unknown enforcement {value!r}", hint="use strict, soft or report")
+        elif name == "env":  # whether it is adopted (and for the runtime) is checked at submission
+            if value is not None and (not isinstance(value, str) or not value):
+                raise SpecError('option "env" must be the name of an adopted env or null',
+                                hint="`stemsep env list` shows the adopted envs")
         elif not isinstance(value, bool):
             raise SpecError(f'option "{name}" must be true or false')
     return dict(raw)

@@ -179,6 +179,36 @@ def test_an_unknown_env_name_is_a_usage_error(venv: Path, mix: Path, home: dict[
     assert done.returncode == 2 and "E_UNKNOWN_ENV" in done.stderr
 
 
+def test_serve_takes_the_adopted_env_as_the_cli_does(venv: Path, mix: Path, home: dict[str, str],
+                                                     tmp_path: Path) -> None:
+    """`options.env` of a `stemsep serve` job spec is `--env NAME`: POST /v1/preflight reports the same wrong pin
+    and missing package, a report-mode job runs in the adopted env, an unknown name is refused at submission."""
+    from tests.serve.server import Server
+
+    spec = {"inputs": [str(mix)], "models": ["adopt-pins"], "options": {"env": "legacy"}}
+    with untouched(venv):
+        server = Server(home, cwd=tmp_path)
+        try:
+            checked = server.http.post("/v1/preflight", json=spec).json()
+            assert checked["can_proceed"] is False
+            assert sorted((e["code"], e["subject"]) for e in checked["report"]["errors"]) == [
+                ("E_PIP_MISSING", "idna>=3"), ("E_PIP_VERSION", "six>=1.16")]
+            assert checked["report"]["resolved"]["requirements_status"]["env"]["id"] == "adopted:legacy"
+
+            unknown = server.http.post("/v1/jobs", json={**spec, "options": {"env": "nope"}})
+            assert (unknown.status_code, unknown.json()["error"]["code"]) == (400, "E_UNKNOWN_ENV")
+            other = server.http.post("/v1/jobs", json={**spec, "runtime": "msst"})
+            assert other.status_code == 400 and "is for stemsep-legacy, not msst" in other.json()["error"]["message"]
+
+            job = server.wait_final(server.submit(**{**spec, "options": {"env": "legacy", "enforcement": "report"}}))
+            assert job["state"] == "completed", job
+            ready = next(e for e in server.events(job["id"]) if e["type"] == "env_ready")
+            assert ready["env_id"] == "adopted:legacy" and ready["python"] == str(venv / "bin" / "python")
+            assert sorted(job["result"]["stems"]) == ["mix_(instrumental)_adopt-pins.wav", "mix_(vocals)_adopt-pins.wav"]
+        finally:
+            server.stop()
+
+
 def test_preflight_notices_the_changed_fingerprint(venv: Path, mix: Path, home: dict[str, str]) -> None:
     # last in this module: it changes the venv (as its user would) and the others expect it as adopted
     _uv("pip", "install", "--python", str(venv / "bin" / "python"), "idna>=3")

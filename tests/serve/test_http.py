@@ -20,6 +20,7 @@ import soundfile as sf
 from envmgr.worker.process import TEST_HOOK_ENV
 from tests.serve.server import Server
 from tests.support.cli import home_sharing_session_envs, run_cli, write_user_registry
+from tests.support.wait import wait_for
 from tests.worker.conftest import DEMO_MIX, FAULT_HOOK
 from tests.worker.test_separate_cli import SLOW_MODEL
 
@@ -107,6 +108,9 @@ def test_upload_then_separate(server: Server, serve_env: dict[str, str]) -> None
     job = server.wait_final(server.submit(inputs=[body["input"]]))
     assert job["state"] == "completed", job
     assert sorted(job["result"]["stems"]) == [f"my song_({s})_{DEFAULT_MODEL}.wav" for s in ("instrumental", "vocals")]
+    # the upload goes once its job has ended (envmgr/serve/retention.py); the stems stay
+    wait_for(lambda: not stored.parent.exists(), what="the finished job's upload to be removed", timeout=10)
+    assert all(Path(p).is_file() for p in job["result"]["stems"].values())
 
 
 def test_a_recipe_job_runs_its_graph_and_returns_its_outputs(server: Server) -> None:

@@ -9,12 +9,13 @@ the store is followed.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
 from envmgr.artifacts.errors import UnsafePathError
 
-_FORBIDDEN = frozenset('/\\:\0')
+_FORBIDDEN = re.compile(r"[/\\:\x00-\x1f]")  # a separator, ':' or a control character (NUL included)
 _MAX_NAME_BYTES = 255  # the usual file-system limit for one path component
 
 
@@ -29,7 +30,7 @@ def check_name(name: str, what: str) -> str:
         problem = "it is empty"
     elif name.startswith("."):
         problem = "it starts with '.' (a hidden name, or '.'/'..' which leave the folder)"
-    elif any(ch in _FORBIDDEN or ord(ch) < 32 for ch in name):
+    elif _FORBIDDEN.search(name):  # one regex, not a loop per character: the catalog checks every name per list
         problem = "it contains a path separator, ':' or a control character"
     elif len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:
         problem = f"it is longer than {_MAX_NAME_BYTES} bytes"

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from registry.recipes.loader import LoadedRecipe
+    from registry.recipes.model import Recipe
 
 
 def recipe_files() -> tuple[list[Path], list[Path]]:
@@ -33,3 +34,10 @@ def load() -> dict[str, LoadedRecipe]:
         sys.stderr.write(f"warning: recipe file {path} is left out: {err.message}; `stemsep recipes validate "
                          f"{path}` lists its problems\n")
     return recipes
+
+
+def get_recipe(recipe_id: str) -> Recipe:
+    """The packaged or user recipe with this id; E_UNKNOWN_RECIPE (with the nearest ids) when none has it."""
+    from registry.recipes.loader import get
+
+    return get(load(), recipe_id).recipe

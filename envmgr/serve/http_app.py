@@ -107,11 +107,11 @@ class _Api:
         return JSONResponse(OPENAPI)
 
     def models(self, request: Request) -> JSONResponse:
-        return JSONResponse({"models": _model_rows()})
+        return JSONResponse({"models": self._model_rows()})
 
     def model(self, request: Request) -> JSONResponse:
         model_id = request.path_params["model_id"]
-        row = next((r for r in _model_rows() if r["id"] == model_id), None)
+        row = next((r for r in self._model_rows() if r["id"] == model_id), None)
         if row is None:
             raise UsageError(f"no model {model_id!r}", code="E_UNKNOWN_MODEL", hint="GET /v1/models lists them")
         return JSONResponse({**row, "explain": _explain(model_id)})
@@ -125,16 +125,35 @@ class _Api:
                                          for rid, loaded in recipe_files.load().items()]})
 
     def preflight(self, request: Request) -> JSONResponse:
-        """The preflight report for inputs and a model, as `stemsep preflight --json` gives it."""
+        """The preflight report for inputs and a model, as `stemsep preflight --json` gives it; for a recipe
+        (`{"recipe": id}`), the whole graph's report, as `stemsep run` checks it before any step starts."""
         from envmgr.preflight.run import PreflightRequest, run_preflight
         from envmgr.serve.spec import parse_spec
 
         body = _json_body(request)
-        spec = parse_spec({"kind": "separate", **{k: v for k, v in body.items() if k != "kind"}})
+        kind = "recipe" if body.get("recipe") is not None or body.get("kind") == "recipe" else "separate"
+        spec = parse_spec({"kind": kind, **{k: v for k, v in body.items() if k != "kind"}})
         inputs = [self.paths.input_path(given) for given in spec.inputs]
+        if spec.recipe is not None:
+            from envmgr.catalog.recipe_files import get_recipe
+            from envmgr.preflight.recipe import run_recipe_preflight
+
+            graph = run_recipe_preflight(get_recipe(spec.recipe), inputs, spec.job_options(), config=self.config,
+                                         registry=self.scheduler.registry())
+            return JSONResponse({"can_proceed": graph.can_proceed, "report": graph.report})
         checked = run_preflight(PreflightRequest(inputs=inputs, model_id=spec.models[0] if spec.models else None,
                                                  runtime=spec.runtime, options=spec.job_options()), config=self.config)
         return JSONResponse({"can_proceed": checked.can_proceed, "report": checked.report})
+
+    def _model_rows(self) -> list[dict[str, Any]]:
+        """The listing's rows (`stemsep models list --json`), each with its state on this machine
+        (envmgr/serve/model_state.py: installed / downloadable / import / blocked, badge facts)."""
+        from envmgr.artifacts.store import ArtifactStore
+        from envmgr.serve.model_state import model_state
+
+        registry, store = self.scheduler.registry(), ArtifactStore(self.config.model_store)
+        return [{**row, **model_state(registry.view(row["id"]), store)} if row["id"] in registry.models else row
+                for row in _model_rows()]
 
     # --- jobs ------------------------------------------------------------------------------------------
     async def upload(self, request: Request) -> JSONResponse:
@@ -308,7 +327,9 @@ OPENAPI: dict[str, Any] = {
                            "description": "absolute paths of existing files, or upload:<id>"},
                 "models": {"type": "array", "items": {"type": "string"}, "description": "empty: the default model"},
                 "model": {"type": "string", "description": "one model (same as models: [model])"},
-                "recipe": {"type": "string"}, "runtime": {"type": "string"},
+                "recipe": {"type": "string", "description": "a recipe id, for kind recipe (POST /v1/preflight "
+                                                            "takes it as kind recipe)"},
+                "runtime": {"type": "string"},
                 "output_dir": {"type": "string", "description": "inside one of the config's serve_output_dirs"},
                 "format": {"enum": ["wav", "flac"], "default": "wav"},
                 "options": {"type": "object", "properties": {
@@ -323,11 +344,15 @@ OPENAPI: dict[str, Any] = {
     "paths": {
         "/v1/health": {"get": _op("Liveness, queue counts and the slots (their GPU, their job)")},
         "/v1/openapi.json": {"get": _op("This document")},
-        "/v1/models": {"get": _op("Every model of the registry (the rows `stemsep models list` shows)")},
+        "/v1/models": {"get": _op("Every model of the registry (the rows `stemsep models list` shows), each with its "
+                                  "state here: installed, downloadable, import (a file without a URL) or blocked "
+                                  "(blocked_reason), and unsafe_pickle, manual_steps, manual_steps_open")},
         "/v1/models/{model_id}": {"get": _op("One model's row, with `explain`: `stemsep models show --json`",
                                               params=("model_id",))},
         "/v1/recipes": {"get": _op("Every recipe this machine knows")},
-        "/v1/preflight": {"post": _op("Preflight report for inputs and a model", body="#/components/schemas/JobSpec")},
+        "/v1/preflight": {"post": _op("Preflight report for inputs and a model; with `recipe`, the recipe's whole "
+                                      "graph as `stemsep run` checks it: {can_proceed, report}",
+                                      body="#/components/schemas/JobSpec")},
         "/v1/uploads": {"post": _op("Store an input file (the body; ?filename=NAME); returns its upload:<id>",
                                     body="file", ok="201")},
         "/v1/jobs": {"post": _op("Queue a job", body="#/components/schemas/JobSpec", ok="201"),

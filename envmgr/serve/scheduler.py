@@ -321,10 +321,9 @@ def _run_separate(scheduler: Scheduler, slot: _Slot, job: Job, emit: Callable[[d
 
 def _recipe(recipe_id: str) -> Any:
     """The packaged or user recipe with this id (the catalog `stemsep recipes list` shows)."""
-    from envmgr.catalog.recipe_files import load
-    from registry.recipes.loader import get
+    from envmgr.catalog.recipe_files import get_recipe
 
-    return get(load(), recipe_id).recipe
+    return get_recipe(recipe_id)
 
 
 def _run_recipe(scheduler: Scheduler, slot: _Slot, job: Job, emit: Callable[[dict[str, Any]], None]) -> None:

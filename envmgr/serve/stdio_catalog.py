@@ -221,7 +221,9 @@ def _artifact(st: ArtifactStatus) -> dict[str, Any]:
 
 
 def _installation(statuses: list[ArtifactStatus]) -> dict[str, Any]:
-    missing = [f"{st.model_id}/{st.filename}" for st in statuses if st.state.value != "present"]
+    from envmgr.serve.model_state import missing_artifacts
+
+    missing = missing_artifacts(statuses)
     return {"installed": not missing, "canonical_ready": not missing, "legacy_fallback_used": False,
             "verified_hashes": all(st.expected_sha256 for st in statuses), "missing_artifacts": missing,
             "relative_paths": [f"{st.model_id}/{st.filename}" for st in statuses], "source_resolution": [],

@@ -28,11 +28,10 @@ def separation_preflight(payload: dict[str, Any], catalog: Catalog, config: Any)
     recipe, workflow, model_ids = _model_ids(payload)
     reports: dict[str, Any] = {}
     if recipe is not None:  # the whole graph, as `stemsep run` checks it; its models are checked below too
-        from envmgr.catalog.recipe_files import load
+        from envmgr.catalog.recipe_files import get_recipe
         from envmgr.preflight.recipe import run_recipe_preflight
-        from registry.recipes.loader import get
 
-        graph = run_recipe_preflight(get(load(), recipe["id"]).recipe, [Path(file_path)] if file_path else [],
+        graph = run_recipe_preflight(get_recipe(recipe["id"]), [Path(file_path)] if file_path else [],
                                      JobOptions(), config=config, registry=catalog.registry)
         reports["recipe"] = graph.report
         errors += [f"{e['code']}: {e['message']}" for e in graph.report.get("errors", [])]

@@ -31,6 +31,10 @@ DSP_RECIPE = {"id": "test-dsp-ensemble", "name": "test: two DSP splits averaged"
     {"id": "b", "op": "separate", "inputs": ["mix"], "params": {"model": "test-quick-fault"}},
     {"id": "avg", "op": "ensemble", "inputs": ["a.vocals", "b.vocals"], "params": {"algorithm": "avg_wave"}}],
     "outputs": {"vocals": "avg.vocals"}}
+# A recipe whose one step names a model no registry has: its preflight refuses it (E_UNKNOWN_MODEL, step a).
+BROKEN_RECIPE = {"id": "test-broken-recipe", "name": "test: a step on an unknown model", "steps": [
+    {"id": "a", "op": "separate", "inputs": ["mix"], "params": {"model": "no-such-model"}}],
+    "outputs": {"vocals": "a.vocals"}}
 QUICK_MODEL = {**SLOW_MODEL, "id": "test-quick-fault", "name": "test: two quick chunks",
                "test_fault": {"chunks": 2, "chunk_seconds": 0.01}}
 # A library's sys.exit() inside the job (tests/worker/fault_hook.py): the job fails, the worker answers.
@@ -44,7 +48,8 @@ def serve_env(tmp_path_factory: pytest.TempPathFactory, dsp_env: Any) -> dict[st
     write_user_registry(home, "test-models", [SLOW_MODEL, FAILING_MODEL, QUICK_MODEL])
     recipes = home / "config" / "recipes"
     recipes.mkdir(parents=True)
-    (recipes / "test-recipes.json").write_text(json.dumps({"schema_version": 1, "recipes": [DSP_RECIPE]}))
+    (recipes / "test-recipes.json").write_text(json.dumps({"schema_version": 1,
+                                                           "recipes": [DSP_RECIPE, BROKEN_RECIPE]}))
     return {**home_sharing_session_envs(home), TEST_HOOK_ENV: str(FAULT_HOOK)}
 
 
@@ -180,6 +185,49 @@ def test_catalog_health_preflight_openapi(server: Server) -> None:
     assert report["can_proceed"] is True and report["report"]["model"] == DEFAULT_MODEL
     document = server.http.get("/v1/openapi.json").json()
     assert document["openapi"].startswith("3.") and "/v1/jobs/{job_id}/events" in document["paths"]
+
+
+def test_preflight_judges_a_recipes_whole_graph(server: Server) -> None:
+    """`{"recipe": id}` gets the graph's report, the one the recipe job's own preflight gives (`stemsep run`'s)."""
+    good = server.http.post("/v1/preflight", json={"recipe": DSP_RECIPE["id"], "inputs": [str(DEMO_MIX)]})
+    assert good.status_code == 200, good.text
+    report = good.json()["report"]
+    assert good.json()["can_proceed"] is True and report["recipe"] == DSP_RECIPE["id"] and not report["errors"]
+    assert report["order"] == ["a", "b", "avg"] and report["outputs"] == DSP_RECIPE["outputs"]
+    assert [s["preflight"]["model"] for s in report["steps"] if s["op"] == "separate"] == [DEFAULT_MODEL,
+                                                                                         "test-quick-fault"]
+
+    broken = server.http.post("/v1/preflight", json={"recipe": BROKEN_RECIPE["id"], "inputs": [str(DEMO_MIX)]})
+    assert broken.status_code == 200 and broken.json()["can_proceed"] is False
+    errors = broken.json()["report"]["errors"]
+    assert ("E_UNKNOWN_MODEL", "a") in [(e["code"], e["step"]) for e in errors]
+    assert all(e["blocking"] and e["hint"] for e in errors)  # each says what to do
+    job = server.wait_final(server.submit(kind="recipe", recipe=BROKEN_RECIPE["id"], inputs=[str(DEMO_MIX)]))
+    assert job["state"] == "failed"
+    (ran,) = [e["report"] for e in server.events(job["id"]) if e["type"] == "preflight"]
+    assert [(e["code"], e["step"]) for e in ran["errors"]] == [(e["code"], e["step"]) for e in errors]
+
+    unknown = server.http.post("/v1/preflight", json={"recipe": "no-such-recipe", "inputs": [str(DEMO_MIX)]})
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (400, "E_UNKNOWN_RECIPE")
+    both = server.http.post("/v1/preflight", json={"recipe": DSP_RECIPE["id"], "models": [DEFAULT_MODEL],
+                                                   "inputs": [str(DEMO_MIX)]})
+    assert (both.status_code, both.json()["error"]["code"]) == (400, "E_JOB_SPEC")
+
+
+def test_models_carry_their_state_here_and_badge_facts(server: Server) -> None:
+    """GET /v1/models: installed / downloadable / import / blocked per model, with the facts the page's badges show
+    (real registry entries: htdemucs's checkpoint needs full unpickling; unwa-hyperace has manual steps that
+    its runtime automates; the packaged default model has no file to fetch)."""
+    rows = {m["id"]: m for m in server.http.get("/v1/models").json()["models"]}
+    assert {m["state"] for m in rows.values()} <= {"installed", "downloadable", "import", "blocked"}
+    assert rows[DEFAULT_MODEL]["state"] == "installed" and rows[DEFAULT_MODEL]["missing_artifacts"] == []
+    blocked = [m for m in rows.values() if m["catalog_only"]]
+    assert blocked and all(m["state"] == "blocked" and m["blocked_reason"] for m in blocked)
+    assert rows["htdemucs"]["unsafe_pickle"] is True and rows[DEFAULT_MODEL]["unsafe_pickle"] is False
+    assert rows["htdemucs"]["state"] == "downloadable" and rows["htdemucs"]["missing_artifacts"]
+    assert rows["unwa-hyperace"]["manual_steps"] == 2 and rows["unwa-hyperace"]["manual_steps_open"] == 0
+    one = server.http.get("/v1/models/htdemucs").json()
+    assert one["state"] == "downloadable" and one["unsafe_pickle"] is True
 
 
 def test_openapi_lists_exactly_the_routes(tmp_path: Path) -> None:

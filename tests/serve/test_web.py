@@ -19,12 +19,19 @@ import soundfile as sf
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # the test extra installs it
 
 from tests.serve.server import Server
-from tests.serve.test_http import serve_env  # noqa: F401  (fixture, registered by import)
+from tests.serve.test_http import BROKEN_RECIPE, DSP_RECIPE, serve_env  # noqa: F401  (serve_env: a fixture)
+from tests.support.cli import run_cli, write_user_registry
 from tests.worker.conftest import DEMO_MIX
 
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 SCREENSHOTS = os.environ.get("STEMSEP_SCREENSHOTS")
+# A DSP model with one file the registry gives no URL for: "import by hand" until `stemsep models import` puts it
+# in the store, then "installed".
+FILE_MODEL = {"id": "test-file-to-import", "name": "test: a file to import", "architecture": "DSP",
+              "runtime": {"allowed": ["stemsep-legacy"], "preferred": "stemsep-legacy", "model_type": "dsp_center_split"},
+              "requirements": {"torch": {"required": False}}, "capabilities": {"stems": ["vocals", "instrumental"]},
+              "artifacts": {"primary": {"filename": "weights.bin", "kind": "checkpoint"}}}
 
 
 def find_chromium() -> str | None:
@@ -49,6 +56,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def server(serve_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:  # noqa: F811
+    write_user_registry(Path(serve_env["STEMSEP_HOME"]), "web-models", [FILE_MODEL])
     running = Server(serve_env, cwd=tmp_path_factory.mktemp("web-cwd"))
     yield running
     running.stop()
@@ -111,6 +119,70 @@ def test_catalog_filters_by_stem(server: Server, page: Page) -> None:
     expect(rows).to_have_count(len(models))
 
 
+def shown_models(page: Page) -> set[str]:
+    return set(page.locator("#models tbody tr").evaluate_all("rows => rows.map(r => r.dataset.model)"))
+
+
+def test_catalog_filters_by_installed_downloadable_import_blocked(server: Server, page: Page,
+                                                                 serve_env: dict[str, str],  # noqa: F811
+                                                                 tmp_path: Path) -> None:
+    def ids(state: str) -> set[str]:
+        return {m["id"] for m in server.http.get("/v1/models").json()["models"] if m["state"] == state}
+
+    status = page.get_by_label("Status")
+    page.goto(f"{server.url}/#/")
+    page.reload()  # the page reads the catalog once per load
+    blocked = ids("blocked")
+    assert blocked and {m["id"] for m in server.http.get("/v1/models").json()["models"] if m["catalog_only"]} <= blocked
+    for state in ("installed", "downloadable", "import", "blocked"):
+        status.select_option(state)
+        page.wait_for_function("n => document.querySelectorAll('#models tbody tr').length === n", arg=len(ids(state)))
+        assert shown_models(page) == ids(state), state
+    status.select_option("blocked")
+    reason = next(m["blocked_reason"] for m in server.http.get("/v1/models").json()["models"] if m["id"] in blocked)
+    expect(page.locator(".badge.err", has_text="blocked").first).to_have_attribute("title", reason)
+    status.select_option("import")
+    assert FILE_MODEL["id"] in shown_models(page) and FILE_MODEL["id"] not in ids("installed")
+
+    # the file arrives in the store (as a user would put it there): the model is installed from the next load on
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(os.urandom(4096))
+    proc = run_cli("models", "import", FILE_MODEL["id"], "--checkpoint", weights, env=serve_env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    page.reload()
+    status.select_option("installed")
+    expect(page.locator(f'#models tr[data-model="{FILE_MODEL["id"]}"]')).to_be_visible()
+    assert shown_models(page) == ids("installed") and "test-slow-fault" in shown_models(page)
+    row = page.locator(f'#models tr[data-model="{FILE_MODEL["id"]}"]')
+    expect(row.locator(".badge", has_text="installed")).to_be_visible()
+    status.select_option("import")
+    assert FILE_MODEL["id"] not in shown_models(page)
+    status.select_option("")
+
+
+def test_list_badges_runtimes_phase_fix_unsafe_pickle_manual_steps(server: Server, page: Page) -> None:
+    """Real registry entries: htdemucs's checkpoints need full unpickling; unwa-hyperace has manual steps (done by
+    its runtime); a Phase Fix reference; the preferred runtime among the allowed ones."""
+    rows = {m["id"]: m for m in server.http.get("/v1/models").json()["models"]}
+    reference = next(m for m in rows.values() if m["phase_fix_reference"])
+    page.goto(f"{server.url}/#/")
+    page.reload()
+    expect(page.locator("#models tbody tr")).to_have_count(len(rows))  # the list is drawn
+
+    def badges(model_id: str) -> list[str]:
+        return page.locator(f'#models tr[data-model="{model_id}"] .badge').all_inner_texts()
+
+    assert "unsafe pickle" in badges("htdemucs") and "unsafe pickle" not in badges("unwa-hyperace")
+    assert "manual steps automated" in badges("unwa-hyperace")
+    assert not [b for b in badges("htdemucs") if b.startswith("manual steps")]
+    assert "Phase Fix reference" in badges(reference["id"])
+    hyperace = page.locator('#models tr[data-model="unwa-hyperace"]')
+    for runtime in rows["unwa-hyperace"]["runtimes"]:
+        title = "preferred runtime" if runtime == rows["unwa-hyperace"]["preferred"] else "also allowed"
+        expect(hyperace.locator(".badge", has_text=runtime)).to_have_attribute("title", title)
+    expect(hyperace.locator(".badge", has_text="downloadable")).to_be_visible()
+
+
 def test_a_blocked_model_shows_its_reason_and_cannot_start(server: Server, page: Page) -> None:
     blocked = next(m for m in server.http.get("/v1/models").json()["models"] if m["catalog_only"])
     reason = server.http.get(f"/v1/models/{blocked['id']}").json()["explain"]["blocking_reason"]
@@ -158,6 +230,47 @@ def test_upload_preflight_run_listen_download(server: Server, page: Page, serve_
         assert Path(download.value.path()).read_bytes() == Path(path).read_bytes()
         assert download.value.suggested_filename == name
     screenshot(page, "job")
+
+
+def test_a_recipe_from_the_page_checks_runs_and_reaches_its_outputs(server: Server, page: Page) -> None:
+    """The run form takes a recipe: its graph's verdict before Start (a broken recipe's code and what to do, Start
+    stays off), then the job page shows each step as it runs and the recipe's output as a stem."""
+    page.goto(f"{server.url}/#/run")
+    page.locator("#file").set_input_files(str(DEMO_MIX))
+    page.get_by_label("or a recipe").select_option(BROKEN_RECIPE["id"])
+    expect(page.get_by_label("Model", exact=True)).to_be_disabled()  # a recipe names its own models
+    start = page.get_by_role("button", name="Start")
+    page.get_by_role("button", name="Check (preflight)").click()
+    expect(page.locator("#preflight .verdict")).to_have_text("Preflight refused: this job cannot start")
+    finding = page.locator('#preflight .finding[data-code="E_UNKNOWN_MODEL"]')
+    expect(finding).to_contain_text("(step a)")
+    expect(finding).to_contain_text("What to do: ")
+    expect(start).to_be_disabled()
+
+    page.goto(f"{server.url}/#/")  # the catalog's recipe list links to the form with the recipe chosen
+    page.get_by_role("link", name=f"Run recipe {DSP_RECIPE['id']}").click()
+    expect(page.get_by_label("or a recipe")).to_have_value(DSP_RECIPE["id"])
+    page.locator("#file").set_input_files(str(DEMO_MIX))
+    page.get_by_role("button", name="Check (preflight)").click()
+    expect(page.locator("#preflight .verdict")).to_have_text("Preflight passed: ready to start")
+    expect(page.locator("#recipe-plan")).to_have_text("Steps: a → b → avg; outputs: vocals ← avg.vocals")
+    expect(start).to_be_enabled()
+    start.click()
+
+    expect(page.locator("#state")).to_have_text("completed", timeout=120_000)
+    expect(page.locator("#percent")).to_have_text("100 %")
+    steps = page.locator("#steps li[data-step]")
+    expect(steps).to_have_count(3)
+    assert steps.evaluate_all("ls => ls.map(l => [l.dataset.step, l.dataset.state])") == [
+        ["a", "done"], ["b", "done"], ["avg", "done"]]
+    expect(page.locator('#steps li[data-output="vocals"]')).to_have_text("output vocals ← avg.vocals")
+    job = server.job(page.url.rsplit("/", 1)[-1])
+    assert job["spec"]["kind"] == "recipe" and job["state"] == "completed"
+    ((name, path),) = job["result"]["stems"].items()
+    audio = page.locator(f'[data-stem="{name}"] audio')
+    page.wait_for_function("a => a.readyState >= 1 && isFinite(a.duration)", arg=audio.element_handle())
+    info = sf.info(path)
+    assert audio.evaluate("a => a.duration") == pytest.approx(info.frames / info.samplerate, abs=1e-3)
 
 
 def test_the_queue_pauses_reorders_cancels_and_resumes(server: Server, page: Page) -> None:

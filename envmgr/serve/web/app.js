@@ -44,7 +44,7 @@ function errorBox(err) {
 function show(title, ...content) {
   leave(); leave = () => {};
   document.title = `${title} · StemSep`;
-  main.replaceChildren(...content);
+  main.replaceChildren(...content.flat().filter((c) => c != null && c !== false));  // as h() takes children
   for (const a of document.querySelectorAll("nav a")) {
     const here = location.hash.split("/")[1] || "";
     const target = a.getAttribute("href").split("/")[1] || "";
@@ -68,14 +68,26 @@ async function loadCatalog() {
   }
   return catalog;
 }
-const isBlocked = (m) => m.catalog_only || !m.runtimes.length;
+// a row's state on this machine (envmgr/serve/model_state.py): installed, downloadable, import, blocked
+const isBlocked = (m) => m.state === "blocked";
+const STATES = {
+  installed: ["installed", "ok", "every file it needs is in the model store"],
+  downloadable: ["downloadable", "", "its files download on the first run (or stemsep models download)"],
+  import: ["import by hand", "warn", "a file has no download URL: stemsep models import"],
+  blocked: ["blocked", "err", null],
+};
 
 function modelBadges(m) {
+  const [label, kind, why] = STATES[m.state] || [m.state || "unknown", "", null];
+  const open = m.manual_steps_open;
   return [
     m.default ? badge("default", "ok") : null,
-    isBlocked(m) ? badge("blocked", "err") : badge("runnable", "ok"),
-    ...m.runtimes.map((r) => badge(r, r === m.preferred ? "ok" : "", r === m.preferred ? "preferred runtime" : "also runs here")),
-    m.phase_fix_reference ? badge("Phase Fix reference", "warn") : null,
+    badge(label, kind, m.state === "blocked" ? m.blocked_reason : why),
+    ...m.runtimes.map((r) => badge(r, r === m.preferred ? "ok" : "", r === m.preferred ? "preferred runtime" : "also allowed")),
+    m.phase_fix_reference ? badge("Phase Fix reference", "warn", "a reference for Phase Fix recipes") : null,
+    m.unsafe_pickle ? badge("unsafe pickle", "warn", "a checkpoint needs full unpickling: runs only with your consent (allow_unsafe_pickle)") : null,
+    m.manual_steps ? badge(open ? `manual steps: ${open}` : "manual steps automated", open ? "warn" : "",
+      open ? "steps to do by hand before it runs (see the model page)" : "the registry's manual steps are done by the runtime") : null,
   ];
 }
 
@@ -90,26 +102,28 @@ async function viewCatalog(params) {
     select("role", "Role", uniq((m) => m.roles)),
     select("architecture", "Architecture", uniq((m) => [m.architecture])),
     select("runtime", "Runtime", uniq((m) => m.runtimes)),
-    select("status", "Status", ["runnable", "blocked"]));
+    h("label", {}, "Status", h("select", { name: "status", "aria-label": "Status" }, h("option", { value: "" }, "any"),
+      h("option", { value: "runnable" }, "runnable (not blocked)"), Object.entries(STATES).map(([v, [text]]) => h("option", { value: v }, text)))));
   for (const [k, v] of params) if (form.elements[k]) form.elements[k].value = v;
   const count = h("p", { class: "muted", role: "status" });
   const body = h("tbody");
   const recipeList = h("ul");
   const table = h("table", { id: "models" },
-    h("thead", {}, h("tr", {}, h("th", {}, "Model"), h("th", {}, "Architecture"), h("th", {}, "Stems"), h("th", {}, "Runs on"))), body);
+    h("thead", {}, h("tr", {}, h("th", {}, "Model"), h("th", {}, "Architecture"), h("th", {}, "Stems"), h("th", {}, "State and runtimes"))), body);
   function apply() {
     const f = Object.fromEntries(new FormData(form));
     const q = (f.q || "").toLowerCase();
     const rows = models.filter((m) => (!q || `${m.id} ${m.name} ${m.type} ${m.architecture}`.toLowerCase().includes(q))
       && (!f.stem || m.stems.includes(f.stem)) && (!f.role || m.roles.includes(f.role))
       && (!f.architecture || m.architecture === f.architecture) && (!f.runtime || m.runtimes.includes(f.runtime))
-      && (!f.status || (f.status === "blocked") === isBlocked(m)));
+      && (!f.status || (f.status === "runnable" ? !isBlocked(m) : m.state === f.status)));
     body.replaceChildren(...rows.map((m) => h("tr", { "data-model": m.id },
       h("td", {}, h("a", { href: `#/model/${encodeURIComponent(m.id)}` }, m.name), h("div", { class: "muted" }, h("code", {}, m.id))),
       h("td", {}, m.architecture), h("td", {}, m.stems.join(", ")), h("td", {}, modelBadges(m)))));
     const rs = recipes.filter((r) => !q || `${r.id} ${r.name || ""}`.toLowerCase().includes(q));
     recipeList.replaceChildren(...rs.map((r) => h("li", { "data-recipe": r.id }, h("strong", {}, r.name || r.id), " ",
-      h("code", {}, r.id), " — ", (r.steps || []).map((s) => `${s.id}: ${s.op}${s.params && s.params.model ? ` (${s.params.model})` : ""}`).join(" → "))));
+      h("code", {}, r.id), " — ", (r.steps || []).map((s) => `${s.id}: ${s.op}${s.params && s.params.model ? ` (${s.params.model})` : ""}`).join(" → "),
+      " ", h("a", { href: `#/run?recipe=${encodeURIComponent(r.id)}` }, "Run", h("span", { class: "sr-only" }, ` recipe ${r.id}`)))));
     count.textContent = `${rows.length} of ${models.length} models, ${rs.length} recipes`;
     const qs = new URLSearchParams(Object.entries(f).filter(([, v]) => v)).toString();
     history.replaceState(null, "", `#/${qs ? "?" + qs : ""}`);
@@ -140,11 +154,11 @@ async function viewModel(id) {
     h("h1", {}, m.name, " ", h("code", {}, m.id)), h("p", {}, modelBadges(m)),
     x.description ? h("p", {}, x.description) : null,
     blocked ? h("div", { class: "blocked", id: "blocked-reason", role: "note" }, h("strong", {}, "Blocked: "),
-      x.blocking_reason || x.default_runtime.explanation || "no runtime can run it") : null,
+      m.blocked_reason || x.blocking_reason || x.default_runtime.explanation || "no runtime can run it") : null,
     h("div", { class: "row" }, run),
     h("h2", {}, "Where it runs"), h("p", {}, x.default_runtime.explanation || ""), runtimes,
     h("h2", {}, "Requirements"), list(x.requirements),
-    h("h2", {}, "Manual steps"), list((x.manual_steps || []).map((s) => s.description || s.title || JSON.stringify(s))),
+    h("h2", {}, "Manual steps"), list((x.manual_steps || []).map((s) => [s.text, s.how ? h("div", { class: "muted" }, s.how) : null])),
     h("h2", {}, "Phase Fix"), h("pre", {}, JSON.stringify(x.phase_fix, null, 2)),
     h("h2", {}, "Settings per runtime (native meaning)"), h("pre", {}, JSON.stringify(x.settings, null, 2)),
     h("h2", {}, "Artifacts"), artifacts,
@@ -155,28 +169,40 @@ async function viewModel(id) {
 function reportView(checked) {
   const r = checked.report;
   const findings = [...r.errors, ...r.warnings];
+  // a recipe's report (docs/recipes.md) also gives its steps in run order and its outputs
+  const graph = r.recipe ? h("p", { class: "muted", id: "recipe-plan" }, "Steps: ", (r.order || []).join(" → "), "; outputs: ",
+    Object.entries(r.outputs || {}).map(([name, ref]) => `${name} ← ${ref}`).join(", ")) : null;
   return h("div", { class: "card", id: "preflight" },
     h("p", { class: `verdict ${checked.can_proceed ? "ok" : "err"}`, role: "status" },
       checked.can_proceed ? "Preflight passed: ready to start" : "Preflight refused: this job cannot start"),
-    findings.map((f) => h("div", { class: `finding ${f.severity}` }, h("strong", {}, f.code), ": ", f.message,
+    graph,
+    findings.map((f) => h("div", { class: `finding ${f.severity}`, "data-code": f.code }, h("strong", {}, f.code),
+      f.step ? ` (step ${f.step})` : "", ": ", f.message,
       f.why ? h("div", { class: "muted" }, "Why: ", f.why) : null, f.hint ? h("div", {}, "What to do: ", f.hint) : null)));
 }
 
 async function viewRun(params) {
-  const { models } = await loadCatalog();
+  const { models, recipes } = await loadCatalog();
   let input = null;  // "upload:<id>" or a path, once known
   const file = h("input", { type: "file", id: "file", accept: "audio/*" });
   const drop = h("label", { class: "drop", for: "file" }, "Drop an audio file here, or choose one: ", file);
   const path = h("input", { type: "text", id: "path", size: 50, placeholder: "/absolute/path/on/the/server.flac" });
   const model = h("select", { id: "model" }, h("option", { value: "" }, "the default model"),
     models.map((m) => h("option", { value: m.id, disabled: isBlocked(m) }, `${m.name} (${m.id})${isBlocked(m) ? " — blocked" : ""}`)));
+  const recipe = h("select", { id: "recipe" }, h("option", { value: "" }, "none: run the model"),
+    recipes.map((r) => h("option", { value: r.id }, `${r.name || r.id} (${r.id})`)));
   if (params.get("model")) model.value = params.get("model");
+  if (params.get("recipe")) recipe.value = params.get("recipe");
+  const pickRecipe = () => { model.disabled = Boolean(recipe.value); };  // a recipe names its own models
+  pickRecipe();
   const out = h("div", { "aria-live": "polite" });
   const start = h("button", { type: "button", id: "start", disabled: true }, "Start");
   const check = h("button", { type: "button", id: "check", class: "secondary" }, "Check (preflight)");
-  const spec = () => ({ inputs: [input], models: model.value ? [model.value] : [] });
+  const spec = () => recipe.value ? { kind: "recipe", recipe: recipe.value, inputs: [input] }
+    : { kind: "separate", inputs: [input], models: model.value ? [model.value] : [] };
   const invalidate = () => { start.disabled = true; };
-  model.addEventListener("change", invalidate); path.addEventListener("input", () => { input = null; invalidate(); });
+  model.addEventListener("change", invalidate);
+  recipe.addEventListener("change", () => { pickRecipe(); invalidate(); }); path.addEventListener("input", () => { input = null; invalidate(); });
   async function upload(f) {
     out.replaceChildren(h("p", { class: "muted" }, `Uploading ${f.name}…`));
     const res = await (await api(`/v1/uploads?filename=${encodeURIComponent(f.name)}`, { method: "POST", body: f })).json();
@@ -201,12 +227,13 @@ async function viewRun(params) {
     } catch (err) { out.replaceChildren(errorBox(err)); }
   });
   start.addEventListener("click", async () => {
-    try { const job = await postJSON("/v1/jobs", { kind: "separate", ...spec() }); location.hash = `#/job/${job.id}`; }
+    try { const job = await postJSON("/v1/jobs", spec()); location.hash = `#/job/${job.id}`; }
     catch (err) { out.append(errorBox(err)); }
   });
-  show("Run", h("h1", {}, "Run a separation"),
+  show("Run", h("h1", {}, "Run a model or a recipe"),
     h("div", { class: "card" }, drop, h("div", { class: "field" }, h("label", { for: "path" }, "or a path the server allows"), path)),
-    h("div", { class: "card row" }, h("label", { for: "model" }, "Model"), model, check, start), out);
+    h("div", { class: "card row" }, h("label", { for: "model" }, "Model"), model, h("label", { for: "recipe" }, "or a recipe"), recipe),
+    h("div", { class: "row" }, check, start), out);
 }
 
 // --- jobs ------------------------------------------------------------------------------------------------
@@ -231,7 +258,7 @@ async function viewJobs() {
     };
     body.replaceChildren(...data.jobs.map((j) => h("tr", {},
       h("td", {}, h("a", { href: `#/job/${j.id}` }, h("code", {}, j.id))), h("td", {}, j.state),
-      h("td", {}, (j.spec.models || []).join(", ") || "default"), h("td", {}, (j.spec.inputs || []).join(", ")),
+      h("td", {}, j.spec.recipe ? `recipe ${j.spec.recipe}` : (j.spec.models || []).join(", ") || "default"), h("td", {}, (j.spec.inputs || []).join(", ")),
       h("td", {}, j.state === "queued" ? [h("button", { type: "button", class: "secondary", "aria-label": `Move ${j.id} up`, onclick: move(j.id, -1) }, "↑"), " ",
         h("button", { type: "button", class: "secondary", "aria-label": `Move ${j.id} down`, onclick: move(j.id, 1) }, "↓"), " "] : null,
         FINAL.has(j.state) ? null : h("button", { type: "button", class: "secondary", onclick: async () => { await api(`/v1/jobs/${j.id}`, { method: "DELETE" }); refresh(); }, "aria-label": `Cancel ${j.id}` }, "Cancel")))));
@@ -305,6 +332,11 @@ async function viewJob(jobId) {
   const percent = h("span", { id: "percent", role: "status" }, "0 %");
   const stages = h("div");
   const stageBars = new Map();
+  // a recipe job: its steps in run order as they start, then the outputs it wrote (docs/recipes.md's events)
+  const steps = h("ol", { id: "steps" });
+  const stepItems = new Map();
+  let stepAt = null;  // the running step's {index, total}
+  const mark = (item, st) => { item.dataset.state = st; item.querySelector(".step-state").textContent = ` — ${st}`; };
   const log = h("pre", { id: "events" });
   const facts = h("pre", { id: "facts" });
   const results = h("div", { id: "stems" });
@@ -316,27 +348,43 @@ async function viewJob(jobId) {
   show(`Job ${jobId}`, h("h1", {}, "Job ", h("code", {}, jobId)),
     h("p", {}, "State: ", state, " ", cancel),
     h("div", { class: "card" }, h("div", { class: "row" }, "Overall ", percent), overall, stages),
+    job.spec.kind === "recipe" ? [h("h2", {}, "Steps of recipe ", h("code", {}, job.spec.recipe)), steps] : null,
     h("h2", {}, "Stems"), results,
     h("details", {}, h("summary", {}, "Debug facts (env, lock, versions)"), facts),
     h("details", {}, h("summary", {}, "Events"), log));
   leave = () => ctl.abort();
   async function finish(final) {
     state.textContent = final.state; cancel.disabled = true;
-    if (final.state === "completed") setPercent(100);
+    if (final.state === "completed") {
+      setPercent(100);
+      for (const item of stepItems.values()) mark(item, "done");
+    } else for (const item of stepItems.values()) if (item.dataset.state === "running") mark(item, final.state);
     if (final.error) results.append(errorBox(Object.assign(new Error(final.error.message), { info: final.error })));
     for (const name of Object.keys((final.result || {}).stems || {})) results.append(await stemView(jobId, name));
   }
   follow(jobId, async (e) => {
     log.textContent += JSON.stringify(e) + "\n";
     if (e.type === "started") state.textContent = "running";
+    if (e.type === "step") {
+      for (const item of stepItems.values()) mark(item, "done");
+      const item = h("li", { "data-step": e.step }, h("strong", {}, e.step), `: ${e.op}`,
+        e.model ? [" (", h("code", {}, e.model), ")"] : null, h("span", { class: "step-state muted" }));
+      mark(item, "running");
+      stepItems.set(e.step, item); steps.append(item);
+      stepAt = { index: e.index, total: e.total };
+      setPercent(100 * (e.index - 1) / e.total);
+    }
+    if (e.type === "output") steps.append(h("li", { class: "muted", "data-output": e.name }, `output ${e.name} ← ${e.from}`));
     if (e.type === "progress" && e.total) {
-      let bar = stageBars.get(e.stage);
+      const key = e.step ? `${e.step}: ${e.stage}` : e.stage;
+      let bar = stageBars.get(key);
       if (!bar) {
-        bar = h("progress", { max: 1, value: 0, "aria-label": `${e.stage} progress` });
-        stageBars.set(e.stage, bar); stages.append(h("div", { class: "muted" }, e.stage), bar);
+        bar = h("progress", { max: 1, value: 0, "aria-label": `${key} progress` });
+        stageBars.set(key, bar); stages.append(h("div", { class: "muted" }, key), bar);
       }
       bar.max = e.total; bar.value = e.done;
-      setPercent(100 * e.done / e.total);
+      // in a recipe, a step's progress is its share of the whole run
+      setPercent(stepAt ? 100 * (stepAt.index - 1 + e.done / e.total) / stepAt.total : 100 * e.done / e.total);
     }
     if (["env", "worker", "plan"].includes(e.type)) { debug[e.type] = e; facts.textContent = JSON.stringify(debug, null, 2); }
     if (FINAL.has(e.type)) await finish(await getJSON(`/v1/jobs/${jobId}`));

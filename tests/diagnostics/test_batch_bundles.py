@@ -4,7 +4,8 @@ through the fault hook (tests/worker/fault_hook.py).
 - an input that fails in its worker gets its own bundle under `<output dir>/.stemsep-batch/bundles/`, named in its
   `item` event's error, its ledger line and the human line; `debug show` reads it and `debug replay` reproduces
   the recorded error code;
-- a group preflight blocks gets one bundle (of its planning), which each of its inputs names;
+- a group preflight blocks gets one bundle (of its planning), and so does a runner that cannot start (its model
+  file cannot be fetched): each of the group's inputs names it;
 - with --collect (no shared output path) the runner's bundle comes back to the driver, into the same folder.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from envmgr.worker.process import TEST_HOOK_ENV
+from tests.artifacts.httpserver import FileServer
 from tests.preflight.conftest import dsp, write_audio
 from tests.support.cli import home_sharing_session_envs, json_events, run_cli, write_user_registry
 from tests.worker.conftest import FAULT_HOOK, dsp_env  # noqa: F401 (the session's DSP env, built once)
@@ -102,3 +104,24 @@ def test_with_collect_the_bundle_comes_back_to_the_driver(home: Path, tmp_path: 
     assert bundle.parent == out / ".stemsep-batch" / "bundles", proc.stderr
     with zipfile.ZipFile(bundle) as z:
         assert json.loads(z.read("bundle.json"))["outcome"]["error"]["code"] == "E_WORKER_INTERNAL"
+
+
+def test_a_runner_that_cannot_start_writes_one_bundle_for_its_inputs(home: Path, tmp_path: Path) -> None:
+    """Its model file is a 404 (preflight sees a source; the runner's fetch fails): no worker ever starts."""
+    server = FileServer().start()
+    try:
+        unfetchable = dsp("batch-bundle-unfetchable", artifacts={"primary": {
+            "kind": "checkpoint", "filename": "gone.ckpt", "url": server.url("gone.ckpt")}})
+        write_user_registry(home, "batch-bundles-unfetchable", [unfetchable])
+        out = tmp_path / "out"
+        proc = run_cli("batch", manifest(tmp_path, [("a.wav", unfetchable["id"]), ("b.wav", unfetchable["id"])]),
+                       "-o", out, "--json", env=cli_env(home), cwd=tmp_path, timeout=300)
+    finally:
+        server.stop()
+    items = [e for e in json_events(proc.stdout) if e["type"] == "item"]
+    assert len(items) == 2 and all(e["status"] == "failed" for e in items), proc.stderr
+    (bundle,) = {e["error"]["debug_bundle"] for e in items}
+    assert list((out / ".stemsep-batch" / "bundles").glob("*.zip")) == [Path(bundle)]
+    with zipfile.ZipFile(bundle) as z:
+        facts = json.loads(z.read("bundle.json"))
+    assert facts["outcome"]["error"]["code"] == items[0]["error"]["code"] and facts["stopped_at"] == "run"

@@ -192,8 +192,8 @@ HOST_CODES: dict[str, HostCode] = {
                                                             "others ran"),
     "E_BATCH": HostCode(None, "some inputs of a batch failed (each is named); exits with the first failure's code"),
     # stemsep batch (docs/scale.md)
-    "E_MANIFEST_INVALID": HostCode(ExitCode.USAGE, "a batch manifest cannot be read, names an unknown field or a "
-                                                   "recipe, or repeats an item"),
+    "E_MANIFEST_INVALID": HostCode(ExitCode.USAGE, "a batch manifest cannot be read, names an unknown field, a "
+                                                   "recipe with a model or runtime, or repeats an item"),
     "E_BATCH_LOCKED": HostCode(ExitCode.USAGE, "another batch is writing to the same output dir"),
     "E_RAY_UNAVAILABLE": HostCode(ExitCode.USAGE, "`--engine ray` without Ray installed, or the cluster cannot be "
                                                   "reached"),

@@ -1,16 +1,23 @@
 """`stemsep batch`: plan a manifest's model groups, skip what the ledger says is done, run the rest on an engine,
 record each input's outcome as it arrives.
 
+A group is a model (with its runtime) or a recipe. A recipe group is planned as `stemsep run` plans it (preflight
+of the whole graph; a blocked recipe fails its inputs, the other groups go on) and run by the host's recipe
+runner (envmgr/batch/recipe_runner.py).
+
 Events (the `--json` stream): `preflight` per group, `batch` (total, todo, already done), `actor` (engine, model,
 node, pid, env id: one per runner started), `item` (input, model, node, status done|failed, stems or the error,
 seconds, done/total so far), `throughput` (per node and model: inputs, seconds, inputs per second), `summary`.
-A failed input's error names its debug bundle (`debug_bundle`; envmgr/batch/bundles.py): its own, or its group's
-when the group failed before it ran.
+A recipe group's `model` is `recipe:ID`, and its items carry `recipe` (the id) too. A failed input's error names
+its debug bundle (`debug_bundle`; envmgr/batch/bundles.py): its own, or its group's when the group failed before
+it ran.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -20,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from envmgr.batch.bundles import bundle_dir, collected, write_batch_bundle
 from envmgr.batch.ledger import Ledger, item_key
 from envmgr.batch.manifest import Item
+from envmgr.batch.recipe_runner import RecipeUnit
 from envmgr.batch.runner import Unit
 from envmgr.jobs.job_record import JobRecord
 from envmgr.jobs.output_checks import remove_staging_dirs
@@ -41,6 +49,7 @@ class BatchOptions:
     actors_per_node: int = 1
     num_gpus: float | None = None
     collect: bool = False
+    py_executable: Path | None = None  # ray: the actors' Python (runtime_env py_executable)
 
 
 @dataclass
@@ -59,44 +68,53 @@ def run_batch(items: list[Item], output_dir: Path, emit: Emit, *, output_format:
     from envmgr.config import load_config
 
     batch = batch or BatchOptions()
+    _check_py_executable(batch)
     config = config or load_config()
     registry = registry if registry is not None else load()
     output_dir = output_dir.expanduser().absolute()
     tally = Tally(total=len(items))
     with Ledger(output_dir) as ledger:
-        remove_staging_dirs(output_dir)  # what a killed driver's or actor's worker left half-written
+        _remove_leftovers(output_dir)  # what a killed driver's or actor's worker left half-written
         done = ledger.done()
-        units: list[tuple[Unit, list[Path]]] = []
+        units: list[tuple[Unit | RecipeUnit, list[Path]]] = []
         keys: list[dict[Path, str]] = []
 
         def fail(path: Path, model: str, error: dict[str, Any], key: str | None) -> None:
             tally.failed.append((str(path), model, error))
             if key is not None:
-                ledger.append({"key": key, "input": str(path), "model": model, "status": "failed",
-                               "code": error.get("code"), "error": error})
-            emit({"type": "item", "input": str(path), "model": model, "status": "failed", "error": error,
-                  "node": None, "done": tally.ok + len(tally.failed) + tally.already, "total": tally.total})
+                ledger.append({"key": key, "input": str(path), "model": model, **_recipe_of(model),
+                               "status": "failed", "code": error.get("code"), "error": error})
+            emit({"type": "item", "input": str(path), "model": model, **_recipe_of(model), "status": "failed",
+                  "error": error, "node": None, "done": tally.ok + len(tally.failed) + tally.already,
+                  "total": tally.total})
 
-        for (model, runtime), paths in _groups(items).items():
+        for (model, runtime, recipe), paths in _groups(items).items():
             record = JobRecord(kind="batch")  # the group's planning: one bundle for the inputs it blocks
+            planning = record.noting(emit)
+            unit: Unit | RecipeUnit
             try:
-                unit, blocked = _plan_group(paths, model, runtime, output_dir, output_format, options, config,
-                                            registry, record.noting(emit))
+                if recipe is not None:
+                    unit, blocked = _plan_recipe_group(paths, recipe, output_dir, output_format, options, config,
+                                                       registry, planning)
+                else:
+                    unit, blocked = _plan_group(paths, model, runtime, output_dir, output_format, options, config,
+                                                registry, planning)
             except StemSepError as err:  # the whole group cannot run (preflight, lock): its inputs fail
                 error = _bundled(err, write_batch_bundle(record, err, config, bundle_dir(output_dir)))
                 for path in paths:
-                    fail(path, model or "(default)", error, None)
+                    fail(path, f"recipe:{recipe}" if recipe else model or "(default)", error, None)
                 continue
-            unit = replace(unit, command=tuple(record.command))  # its runners' bundles name the batch's command
             plan = unit.plan
-            group_keys = {p: item_key(p, plan.model.id, plan.runtime, plan.settings, output_format)
-                          for p in [*plan.inputs, *(p for p, _ in blocked)]}
+            group_keys = {p: _key(unit, p, output_format) for p in [*plan.inputs, *(p for p, _ in blocked)]}
             bundle = write_batch_bundle(record, blocked[0][1], config, bundle_dir(output_dir)) if blocked else None
             for path, why in blocked:
-                fail(path, plan.model.id, _bundled(why, bundle), group_keys[path])
+                fail(path, unit.name, _bundled(why, bundle), group_keys[path])
             todo = [p for p in plan.inputs if group_keys[p] not in done]
             tally.already += len(plan.inputs) - len(todo)
-            units.append((unit, todo))
+            if isinstance(unit, Unit):  # its runners' bundles name the batch's command
+                units.append((replace(unit, command=tuple(record.command)), todo))
+            else:
+                units.append((unit, todo))
             keys.append(group_keys)
         emit({"type": "batch", "engine": batch.engine, "total": tally.total, "already_done": tally.already,
               "todo": sum(len(t) for _, t in units), "output_dir": str(output_dir)})
@@ -110,7 +128,7 @@ def run_batch(items: list[Item], output_dir: Path, emit: Emit, *, output_format:
 
         def report(index: int, path: Path, result: dict[str, Any]) -> None:
             unit = units[index][0]
-            model, key, node = unit.plan.model.id, keys[index][path], result.get("node")
+            model, key, node = unit.name, keys[index][path], result.get("node")
             if "error" in result:
                 if batch.collect:  # the runner's bundle came back as bytes: it goes beside the ledger
                     collected(result["error"], result.pop("bundle_bytes", None), output_dir, config.debug_bundle_keep)
@@ -120,11 +138,12 @@ def run_batch(items: list[Item], output_dir: Path, emit: Emit, *, output_format:
             if "files" in result:  # --collect: the actor returned the bytes; written here, each renamed whole
                 stems = [_write_collected(output_dir, name, data, stem)
                          for (name, data), stem in zip(result["files"].items(), stems)]
-            ledger.append({"key": key, "input": str(path), "model": model, "status": "done",
+            ledger.append({"key": key, "input": str(path), "model": model, **_recipe_of(model), "status": "done",
                            "stems": [s["path"] for s in stems], "node": node})
             tally.ok += 1
             rates[(str(node), model)].append(time.monotonic())
-            emit({"type": "item", "input": str(path), "model": model, "status": "done", "node": node,
+            emit({"type": "item", "input": str(path), "model": model, **_recipe_of(model), "status": "done",
+                  "node": node,
                   "pid": result.get("pid"),
                   "stems": [s["path"] for s in stems], "seconds": result.get("seconds"),
                   "done": tally.ok + len(tally.failed) + tally.already, "total": tally.total})
@@ -134,7 +153,7 @@ def run_batch(items: list[Item], output_dir: Path, emit: Emit, *, output_format:
             span = max(times[-1] - ready.get(model, times[0]), 1e-9)
             emit({"type": "throughput", "node": node, "model": model, "inputs": len(times), "seconds": span,
                   "inputs_per_s": len(times) / span})
-        remove_staging_dirs(output_dir)
+        _remove_leftovers(output_dir)
     emit({"type": "summary", "ok": tally.ok, "failed": len(tally.failed), "already_done": tally.already,
           "total": tally.total})
     if tally.failed:
@@ -150,12 +169,35 @@ def run_batch(items: list[Item], output_dir: Path, emit: Emit, *, output_format:
     return tally
 
 
-def _groups(items: list[Item]) -> dict[tuple[str | None, str | None], list[Path]]:
-    """Inputs per (model, runtime), in manifest order: a model is loaded once per runner."""
-    groups: dict[tuple[str | None, str | None], list[Path]] = {}
+def _groups(items: list[Item]) -> dict[tuple[str | None, str | None, str | None], list[Path]]:
+    """Inputs per (model, runtime) or recipe, in manifest order: a model is loaded once per runner."""
+    groups: dict[tuple[str | None, str | None, str | None], list[Path]] = {}
     for item in items:
-        groups.setdefault((item.model, item.runtime), []).append(item.input)
+        groups.setdefault((item.model, item.runtime, item.recipe), []).append(item.input)
     return groups
+
+
+def _recipe_of(name: str) -> dict[str, str]:
+    """The `recipe` field of a recipe group's events and ledger records (its `model` is `recipe:ID`)."""
+    return {"recipe": name.removeprefix("recipe:")} if name.startswith("recipe:") else {}
+
+
+def _key(unit: Unit | RecipeUnit, path: Path, output_format: str) -> str:
+    """The ledger key of an input in this group: a recipe's is its whole definition (an edited recipe runs again)."""
+    if isinstance(unit, RecipeUnit):
+        definition = hashlib.sha256(unit.plan.recipe.model_dump_json().encode()).hexdigest()
+        return item_key(path, unit.name, "", {"recipe": definition}, output_format)
+    return item_key(path, unit.plan.model.id, unit.plan.runtime, unit.plan.settings, output_format)
+
+
+def _remove_leftovers(output_dir: Path) -> None:
+    """Staging dirs and recipe job folders a killed driver's or actor's worker left (the ledger's lock says no
+    other batch writes here)."""
+    from envmgr.jobs.recipe_run import JOB_DIR_PREFIX
+
+    remove_staging_dirs(output_dir)
+    for entry in output_dir.glob(f"{JOB_DIR_PREFIX}*"):
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def _plan_group(paths: list[Path], model: str | None, runtime: str | None, output_dir: Path, output_format: str,
@@ -180,6 +222,50 @@ def _bundled(err: StemSepError, bundle: Path | None) -> dict[str, Any]:
     return {**err.to_dict(), **({"debug_bundle": str(bundle)} if bundle is not None else {})}
 
 
+def _plan_recipe_group(paths: list[Path], ref: str, output_dir: Path, output_format: str,
+                       options: JobOptions | None, config: MachineConfig, registry: Registry,
+                       emit: Emit) -> tuple[RecipeUnit, tuple[tuple[Path, StemSepError], ...]]:
+    """Preflight the recipe's whole graph as `stemsep run` does; each step's plan made picklable with the lock its
+    env is built from, and the ops env's lock, so every node builds the same envs."""
+    from envmgr.catalog.recipe_files import load_recipe
+    from envmgr.envs.manager import EnvManager
+    from envmgr.envs.request import request_for_model, request_for_ops
+    from envmgr.jobs.recipe_run import plan_recipe
+
+    plan = plan_recipe(load_recipe(ref), paths, output_dir, output_format, options, config=config,
+                       registry=registry, emit=emit)
+    manager = EnvManager(config)
+    # Ray pickles the plan and registry views (frozen) do not unpickle: each step gets the typed entry, and the
+    # preflight keeps its reports and graph (what the runner reads) without the views it resolved.
+    models = {sid: replace(step, model=registry.get(step.model.id),
+                           preflight=replace(step.preflight, entry=None) if step.preflight else None,
+                           env_lock=None if step.adopted_env is not None  # an adopted env is used as it is
+                           else manager.lock(request_for_model(step.model, step.runtime, config)))
+              for sid, step in plan.models.items()}
+    checked = replace(plan.preflight, check=replace(plan.preflight.check, steps={}), step_preflights={})
+    shipped = replace(plan, models=models, preflight=checked, ops_lock=manager.lock(request_for_ops(config)))
+    return RecipeUnit(shipped), plan.skipped
+
+
+def _check_py_executable(batch: BatchOptions) -> None:
+    """--py-executable names a program this machine can run, before anything starts (the nodes need it at the
+    same path; a node without it fails its actors, which Ray reports)."""
+    path = batch.py_executable
+    if path is None:
+        return
+    if batch.engine != "ray":
+        raise StemSepError("--py-executable is for --engine ray", code="E_USAGE", exit_code=ExitCode.USAGE,
+                           why="it picks the Python of the Ray actors; the local engine runs in this process",
+                           hint="add --engine ray, or leave out --py-executable")
+    if not path.is_file() or not os.access(path, os.X_OK):
+        why = ("no such file" if not path.exists() else "not a file" if not path.is_file()
+               else "not executable (no x permission)")
+        raise StemSepError(f"--py-executable {path} cannot run the Ray actors", code="E_USAGE",
+                           exit_code=ExitCode.USAGE, why=why,
+                           hint="give the path of a Python that has stemsep and ray installed, the same path on "
+                                "every node (e.g. /opt/stemsep/venv/bin/python)")
+
+
 def _engine(batch: BatchOptions) -> Callable[..., None]:
     if batch.engine == "ray":
         try:
@@ -190,7 +276,7 @@ def _engine(batch: BatchOptions) -> Callable[..., None]:
                                exit_code=ExitCode.USAGE) from exc
         return lambda units, report, emit: run_ray(units, report, emit, address=batch.address,
                                                    actors_per_node=batch.actors_per_node, num_gpus=batch.num_gpus,
-                                                   collect=batch.collect)
+                                                   collect=batch.collect, py_executable=batch.py_executable)
     from envmgr.batch.local_engine import run_local
 
     return lambda units, report, emit: run_local(units, report, emit, collect=batch.collect)

@@ -1,12 +1,14 @@
-"""A batch manifest: which inputs to separate with which model (`stemsep batch MANIFEST`).
+"""A batch manifest: which inputs to separate with which model or recipe (`stemsep batch MANIFEST`).
 
-Three forms, each a list of items {input, model, runtime}:
-- JSON Lines: one object per line, `{"input": "a.flac", "model": "...", "runtime": "..."}` (model and runtime
-  optional: the command's -m/--runtime, else the registry's default model);
-- CSV with a header row naming `input` and optionally `model`, `runtime`;
-- a folder: every audio file directly in it, with the command's model.
-Relative input paths are relative to the manifest's own folder, so a manifest can travel with its audio.
-Recipes are not accepted yet: a row naming one is refused (E_MANIFEST_INVALID) rather than run differently.
+Three forms, each a list of items {input, model, runtime} or {input, recipe}:
+- JSON Lines: one object per line, `{"input": "a.flac", "model": "...", "runtime": "..."}` or
+  `{"input": "a.flac", "recipe": "..."}` (all optional but input: the command's -r, else its -m/--runtime, else
+  the registry's default model);
+- CSV with a header row naming `input` and optionally `model`, `runtime`, `recipe` (a row fills model or recipe);
+- a folder: every audio file directly in it, with the command's model or recipe.
+Relative input paths (and recipe files, `*.json`) are relative to the manifest's own folder, so a manifest can
+travel with its audio. A recipe names its own models and runtimes: a row naming a recipe and a model or a
+runtime is refused.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from registry.errors import ExitCode, StemSepError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".m4a", ".opus")
-FIELDS = ("input", "model", "runtime")
+FIELDS = ("input", "model", "runtime", "recipe")
 
 
 class ManifestError(StemSepError):
@@ -30,13 +32,21 @@ class ManifestError(StemSepError):
 @dataclass(frozen=True)
 class Item:
     input: Path  # absolute
-    model: str | None  # None: the command's -m, else the registry's default model
+    model: str | None  # None: the command's -m, else the registry's default model (or the item's recipe)
     runtime: str | None = None
+    recipe: str | None = None  # a recipe id or an absolute recipe file: the item runs as `stemsep run` runs it
 
 
-def read_manifest(path: Path, model: str | None = None, runtime: str | None = None) -> list[Item]:
-    """The manifest's items in order, each input made absolute; the same (input, model, runtime) twice is refused."""
+def read_manifest(path: Path, model: str | None = None, runtime: str | None = None,
+                  recipe: str | None = None) -> list[Item]:
+    """The manifest's items in order, each input made absolute; the same (input, model, runtime) or (input, recipe)
+    twice is refused. `recipe` (-r) is for the items that name neither a model nor a recipe."""
     path = path.expanduser().absolute()
+    if recipe is not None and (model is not None or runtime is not None):
+        raise ManifestError("-r/--recipe and -m/--model or --runtime were both given",
+                            why="items that name nothing would not know whether to run the recipe or the model",
+                            hint="give -r for a manifest of recipe items, -m/--runtime for model items; a row can "
+                            "still name its own model or recipe")
     if path.is_dir():
         rows: list[dict[str, object]] = [{"input": str(p)} for p in sorted(path.iterdir()) if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES]
         if not rows:
@@ -54,10 +64,11 @@ def read_manifest(path: Path, model: str | None = None, runtime: str | None = No
     items: list[Item] = []
     seen: dict[Item, int] = {}
     for number, row in enumerate(rows, 1):
-        item = _item(path, number, row, base, model, runtime)
+        item = _item(path, number, row, base, model, runtime, recipe)
         if item in seen:
-            raise ManifestError(f"{path}: item {number} repeats item {seen[item]} ({item.input}, {item.model})",
-                                why="each input is separated once per model",
+            raise ManifestError(f"{path}: item {number} repeats item {seen[item]} "
+                                f"({item.input}, {item.recipe or item.model})",
+                                why="each input is run once per model or recipe",
                                 hint="remove the repeated line")
         seen[item] = number
         items.append(item)
@@ -93,11 +104,8 @@ def _csv_rows(path: Path, text: str) -> list[dict[str, object]]:
 
 
 def _item(path: Path, number: int, row: dict[str, object], base: Path, model: str | None,
-          runtime: str | None) -> Item:
+          runtime: str | None, recipe: str | None) -> Item:
     where = f"{path}: item {number}"
-    if "recipe" in row:
-        raise ManifestError(f"{where} names a recipe", why="batches run models only for now",
-                            hint="run recipes with `stemsep run RECIPE INPUT...`, or list models here")
     unknown = sorted(set(row) - set(FIELDS))
     if unknown:
         raise ManifestError(f"{where}: unknown field(s) {', '.join(unknown)}", hint=f"use only {', '.join(FIELDS)}")
@@ -111,5 +119,21 @@ def _item(path: Path, number: int, row: dict[str, object], base: Path, model: st
     if values["input"] is None:
         raise ManifestError(f"{where} has no `input`", hint="name the audio file of every item")
     given = Path(str(values["input"])).expanduser()
-    return Item(input=given if given.is_absolute() else (base / given).absolute(),
-                model=values["model"] or model, runtime=values["runtime"] or runtime)
+    absolute = given if given.is_absolute() else (base / given).absolute()
+    if values["recipe"] is not None:
+        if values["model"] is not None or values["runtime"] is not None:
+            raise ManifestError(f"{where} names a recipe and a model or runtime",
+                                why="a recipe's steps name their own models and runtimes",
+                                hint="give the item either `recipe` or `model`/`runtime`")
+        return Item(input=absolute, model=None, recipe=_recipe_ref(values["recipe"], base))
+    if recipe is not None and values["model"] is None and values["runtime"] is None:
+        return Item(input=absolute, model=None, recipe=_recipe_ref(recipe, Path.cwd()))
+    return Item(input=absolute, model=values["model"] or model, runtime=values["runtime"] or runtime)
+
+
+def _recipe_ref(text: str, base: Path) -> str:
+    """A recipe id as given; a recipe file (`*.json`) made absolute against `base`."""
+    if not text.endswith(".json"):
+        return text
+    given = Path(text).expanduser()
+    return str(given if given.is_absolute() else (base / given).absolute())

@@ -7,6 +7,11 @@ loaded across the inputs the driver routes to it. Groups run one after another, 
 actors of another model holding its CPUs. Faults: Ray restarts a dead actor (`max_restarts`) and re-runs the
 calls it had (`max_task_retries`); a re-run input overwrites its stems with the same bytes, each renamed into
 place whole, so a retry leaves no duplicate and no half file. Only this module imports ray.
+
+A recipe group gets one recipe actor per node (`--actors-per-node` of them), each given its share of the group's
+inputs in one call: it runs the host's recipe runner over them (model-major), so each step's model is loaded once
+per actor for its whole share, and the node's step cache keeps what a killed actor had finished: Ray's retry of
+the call re-runs only the steps not cached.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import ray
 from ray.exceptions import RayError
 
 from envmgr.batch.local_engine import Emit, Report
+from envmgr.batch.recipe_runner import RecipeUnit, recipe_info, run_recipe_inputs
 from envmgr.batch.runner import ModelRunner, Unit
 from registry.errors import ExitCode, StemSepError
 
@@ -51,6 +57,24 @@ class ModelActor:
         self.runner.close()
 
 
+class RecipeActor:
+    """The Ray actor for a recipe group on one node: the host's recipe runner over the inputs routed to it."""
+
+    def __init__(self, unit: RecipeUnit) -> None:
+        self.unit = unit
+
+    def info(self) -> dict[str, Any]:
+        return {**recipe_info(), "node": ray.get_runtime_context().get_node_id()}
+
+    def run(self, paths: list[str], collect: bool) -> dict[str, dict[str, Any]]:
+        node = ray.get_runtime_context().get_node_id()
+        results = run_recipe_inputs(self.unit, [Path(p) for p in paths], collect=collect)
+        return {path: {**result, "node": node, "pid": os.getpid()} for path, result in results.items()}
+
+    def stop(self) -> None:
+        pass
+
+
 def connect(address: str | None) -> None:
     """Join the cluster at `address` (a `ray start --head` one: host:port or `auto`), else start a local one."""
     if ray.is_initialized():
@@ -73,8 +97,9 @@ class _OwnThreadOnly:
         return getattr(self.stdout if threading.get_ident() == self.owner else sys.stderr, name)
 
 
-def run_ray(units: list[tuple[Unit, list[Path]]], report: Report, emit: Emit, *, address: str | None,
-            actors_per_node: int = 1, num_gpus: float | None = None, collect: bool = False) -> None:
+def run_ray(units: list[tuple[Unit | RecipeUnit, list[Path]]], report: Report, emit: Emit, *, address: str | None,
+            actors_per_node: int = 1, num_gpus: float | None = None, collect: bool = False,
+            py_executable: Path | None = None) -> None:
     stdout = sys.stdout
     stdout.flush()
     saved = os.dup(1)  # fd 1 itself goes to stderr meanwhile: Ray's C++ core writes there too
@@ -82,7 +107,7 @@ def run_ray(units: list[tuple[Unit, list[Path]]], report: Report, emit: Emit, *,
     ours = os.fdopen(os.dup(saved), "w", encoding="utf-8", buffering=1)
     sys.stdout = _OwnThreadOnly(ours)
     try:
-        _run(units, report, emit, address, actors_per_node, num_gpus, collect)
+        _run(units, report, emit, address, actors_per_node, num_gpus, collect, py_executable)
     finally:
         sys.stdout = sys.stderr  # shutdown prints Ray's buffered messages from this thread
         ray.shutdown()  # stops Ray's printing threads before stdout is the driver's alone again
@@ -92,25 +117,31 @@ def run_ray(units: list[tuple[Unit, list[Path]]], report: Report, emit: Emit, *,
         sys.stdout = stdout
 
 
-def _run(units: list[tuple[Unit, list[Path]]], report: Report, emit: Emit, address: str | None,
-         actors_per_node: int, num_gpus: float | None, collect: bool) -> None:
+def _run(units: list[tuple[Unit | RecipeUnit, list[Path]]], report: Report, emit: Emit, address: str | None,
+         actors_per_node: int, num_gpus: float | None, collect: bool, py_executable: Path | None) -> None:
     connect(address)
+    # the actors' Python: Ray's per-actor runtime env starts them with it (default: the driver's own)
+    runtime_env = {"py_executable": str(py_executable)} if py_executable is not None else None
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    remote: Any = ray.remote(ModelActor)
+    remotes: dict[type, Any] = {Unit: ray.remote(ModelActor), RecipeUnit: ray.remote(RecipeActor)}
     for index, (unit, paths) in enumerate(units):
         if not paths:
             continue
+        remote = remotes[type(unit)]
         nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
         gpus = _gpus_for(unit) if num_gpus is None else num_gpus
         actors = [remote.options(num_cpus=1, num_gpus=gpus, max_restarts=MAX_RESTARTS,
-                                 max_task_retries=MAX_TASK_RETRIES,
+                                 max_task_retries=MAX_TASK_RETRIES, runtime_env=runtime_env,
                                  scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True)).remote(unit)
                   for node in nodes for _ in range(actors_per_node)][:len(paths)]
         try:
             for info in ray.get([a.info.remote() for a in actors]):
-                emit({"type": "actor", "engine": "ray", "model": unit.plan.model.id, **info})
-            _drain(index, actors, list(paths), report, collect)
+                emit({"type": "actor", "engine": "ray", "model": unit.name, **info})
+            if isinstance(unit, RecipeUnit):
+                _run_shares(index, actors, list(paths), report, collect)
+            else:
+                _drain(index, actors, list(paths), report, collect)
         finally:
             for actor in actors:
                 try:
@@ -139,16 +170,39 @@ def _drain(index: int, actors: list[Any], todo: list[Path], report: Report, coll
         try:
             result = ray.get(ready[0])
         except RayError as exc:  # the actor died more often than Ray restarts it, or the call failed
-            result = {"error": {"code": "E_RAY_TASK", "message": f"Ray could not run {path.name}",
-                                "why": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                                "hint": "see the Ray logs of the node (ray logs); re-submit to retry",
-                                "exit_code": int(ExitCode.WORKER)}, "node": None}
+            result = _task_failed(path, exc)
         report(index, path, result)
         submit(actor)
 
 
-def _gpus_for(unit: Unit) -> float:
-    """A GPU per actor for a model that needs torch on a cluster that has GPUs; none otherwise."""
-    torch = getattr(unit.plan.model.requirements, "torch", None)
-    needs_torch = bool(getattr(torch, "required", False))
+def _run_shares(index: int, actors: list[Any], todo: list[Path], report: Report, collect: bool) -> None:
+    """A recipe group: the inputs dealt round-robin to the actors, one call each (its models loaded once for its
+    share); each input reported as its actor's call returns."""
+    shares = [todo[i::len(actors)] for i in range(len(actors))]
+    pending = {actor.run.remote([str(p) for p in share], collect): share
+               for actor, share in zip(actors, shares) if share}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        share = pending.pop(ready[0])
+        try:
+            results = ray.get(ready[0])
+        except RayError as exc:
+            results = {str(p): _task_failed(p, exc) for p in share}
+        for path in share:
+            report(index, path, results[str(path)])
+
+
+def _task_failed(path: Path, exc: RayError) -> dict[str, Any]:
+    """An input's result when Ray gave up on its call (the actor died more often than Ray restarts it)."""
+    return {"error": {"code": "E_RAY_TASK", "message": f"Ray could not run {path.name}",
+                      "why": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                      "hint": "see the Ray logs of the node (ray logs); re-submit to retry",
+                      "exit_code": int(ExitCode.WORKER)}, "node": None}
+
+
+def _gpus_for(unit: Unit | RecipeUnit) -> float:
+    """A GPU per actor for a model (or a recipe with a model) that needs torch on a cluster that has GPUs; none
+    otherwise."""
+    models = [p.model for p in unit.plan.models.values()] if isinstance(unit, RecipeUnit) else [unit.plan.model]
+    needs_torch = any(getattr(getattr(m.requirements, "torch", None), "required", False) for m in models)
     return 1.0 if needs_torch and ray.cluster_resources().get("GPU", 0) >= 1 else 0.0

@@ -41,9 +41,20 @@ class Unit:
     command: tuple[str, ...] = ()
     preflight: dict[str, Any] | None = None
 
+    @property
+    def name(self) -> str:
+        """How events and the ledger name the group: its model id."""
+        return self.plan.model.id
+
 
 def error_result(err: StemSepError) -> dict[str, Any]:
     return {"error": err.to_dict()}
+
+
+def output_error(message: str, err: OSError) -> dict[str, Any]:
+    """An input's result when its outputs could not be written where the driver asked."""
+    return {"error": {"code": "E_OUTPUT", "message": message, "why": str(err),
+                      "hint": "check the output dir is writable on every node", "exit_code": 2}}
 
 
 class ModelRunner:
@@ -119,8 +130,7 @@ class ModelRunner:
         except StemSepError as err:
             out = self._failure(err, path, collect)
         except OSError as err:
-            out = {"error": {"code": "E_OUTPUT", "message": f"cannot write the stems of {path}", "why": str(err),
-                             "hint": "check the output dir is writable on every node", "exit_code": 2}}
+            out = output_error(f"cannot write the stems of {path}", err)
         finally:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)

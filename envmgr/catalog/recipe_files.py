@@ -36,6 +36,23 @@ def load() -> dict[str, LoadedRecipe]:
     return recipes
 
 
+def load_recipe(text: str) -> Recipe:
+    """A recipe id (of `load()`), or a recipe file holding one recipe (`stemsep run`, a batch manifest's rows)."""
+    from pathlib import Path
+
+    from registry.recipes.loader import RecipeInvalidError, read_recipe_file
+
+    path = Path(text)
+    if text.endswith(".json") or path.is_file():
+        doc = read_recipe_file(path)
+        if len(doc.recipes) != 1:
+            raise RecipeInvalidError(f"{path} holds {len(doc.recipes)} recipes", why="a run takes one recipe",
+                                     hint="put the recipe in a user recipe file (<config dir>/recipes/) and name it "
+                                     "by id")
+        return doc.recipes[0]
+    return get_recipe(text)
+
+
 def get_recipe(recipe_id: str) -> Recipe:
     """The packaged or user recipe with this id; E_UNKNOWN_RECIPE (with the nearest ids) when none has it."""
     from registry.recipes.loader import get

@@ -1,6 +1,6 @@
 """`stemsep batch MANIFEST [--engine local|ray] [--address ADDR] [-o DIR]`: a manifest's inputs through their
-models, on this machine or spread over a Ray cluster (docs/scale.md). The output dir keeps a ledger, so running
-the same command again runs only the inputs not yet done.
+models or recipes, on this machine or spread over a Ray cluster (docs/scale.md). The output dir keeps a ledger, so
+running the same command again runs only the inputs not yet done.
 
 Human mode prints a line per input on stderr (`[done/total] model input: ok on node`) and each stem path on
 stdout, then the throughput per node and model; `--json` prints every event (envmgr/batch/driver.py names them)
@@ -29,8 +29,8 @@ def register(root: typer.Typer) -> None:
 
 @with_job_options
 def batch(
-    manifest: Path = typer.Argument(..., help="A .jsonl or .csv manifest (input, model, runtime per item), or a "
-                                    "folder of audio files.", show_default=False),
+    manifest: Path = typer.Argument(..., help="A .jsonl or .csv manifest (input, then model and runtime or recipe "
+                                    "per item), or a folder of audio files.", show_default=False),
     engine: str = typer.Option("local", "--engine", help="local (this machine) or ray (a Ray cluster)."),
     address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: the cluster (host:port of "
                                           "`ray start --head`, or auto). Default: start a local Ray instance."),
@@ -40,12 +40,17 @@ def batch(
     model: Optional[str] = typer.Option(None, "-m", "--model", help="Model for items that name none. Default: the "
                                         "registry's default model."),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="Runtime for items that name none."),
+    recipe: Optional[str] = typer.Option(None, "-r", "--recipe", help="Recipe (an id or a recipe file) for items "
+                                         "that name no model and no recipe; not with -m/--runtime."),
     fmt: str = typer.Option("wav", "--format", help="wav (32-bit float, default) or flac (24-bit integer)."),
     actors_per_node: int = typer.Option(1, "--actors-per-node", min=1,
                                         help="With ray: workers per node for each model."),
     num_gpus: Optional[float] = typer.Option(None, "--num-gpus", min=0.0, help="With ray: GPUs per actor "
                                              "(fractions allowed). Default: 1 for a torch model on a cluster with "
                                              "GPUs, else 0."),
+    py_executable: Optional[Path] = typer.Option(None, "--py-executable", help="With ray: the Python the actors "
+                                                 "run (Ray's runtime_env py_executable), at this path on every node; "
+                                                 "it needs stemsep and ray installed. Default: the driver's."),
     collect: bool = typer.Option(False, "--collect", help="Return the stems to this driver to write, for nodes "
                                  "without a shared output path."),
     as_json: bool = typer.Option(False, "--json", help="Print events as JSON lines on stdout."),
@@ -59,10 +64,11 @@ def batch(
         raise typer.BadParameter(f"--engine {engine!r}: use one of {', '.join(ENGINES)}")
     emit = json_emit if as_json else _HumanView()
     with exit_event(json_emit if as_json else None):
-        items = read_manifest(manifest, model, runtime)
+        items = read_manifest(manifest, model, runtime, recipe)
         run_batch(items, output_dir, emit, output_format=fmt.lower(), options=options,
                   batch=BatchOptions(engine=engine, address=address, actors_per_node=actors_per_node,
-                                     num_gpus=num_gpus, collect=collect))
+                                     num_gpus=num_gpus, collect=collect,
+                                     py_executable=py_executable.expanduser().absolute() if py_executable else None))
 
 
 class _HumanView:

@@ -47,27 +47,11 @@ def run(
     options: JobOptions = SHARED,
 ) -> None:
     """Run a recipe on audio files. Outputs are named `<input>_(<output>)_<recipe>.<format>`."""
+    from envmgr.catalog.recipe_files import load_recipe
+
     run_recipe_command(load_recipe(recipe_id), list(inputs), output_dir, fmt, options, as_json=as_json,
                        use_cache=not no_cache, keep_intermediates=keep_intermediates, job_timeout=job_timeout,
                        verbose=verbose)
-
-
-def load_recipe(text: str) -> Recipe:
-    """A recipe id, or a recipe file (one recipe in it)."""
-    from registry.recipes.loader import RecipeInvalidError, read_recipe_file
-
-    path = Path(text)
-    if text.endswith(".json") or path.is_file():
-        doc = read_recipe_file(path)
-        if len(doc.recipes) != 1:
-            raise RecipeInvalidError(f"{path} holds {len(doc.recipes)} recipes", why="run takes one recipe",
-                                     hint="put the recipe in a user recipe file (<config dir>/recipes/) and run it "
-                                     "by id")
-        return doc.recipes[0]
-    from envmgr.catalog.recipe_files import load
-    from registry.recipes.loader import get
-
-    return get(load(), text).recipe
 
 
 def run_recipe_command(recipe: Recipe, inputs: list[Path], output_dir: Optional[Path], fmt: str,

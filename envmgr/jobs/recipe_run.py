@@ -42,11 +42,13 @@ from registry.recipes.model import Recipe, SeparateStep
 
 if TYPE_CHECKING:
     from envmgr.config import MachineConfig
+    from envmgr.envs.lock import Lock
     from envmgr.jobs.job_record import JobRecord
     from envmgr.preflight.recipe import RecipePreflight
     from registry.loader import Registry
 
 CACHE_FOLDER = "recipe-cache"
+JOB_DIR_PREFIX = ".stemsep-recipe-"  # a run's step outputs, inside the output dir (hidden; removed at its end)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class RecipePlan:
     output_format: str
     use_cache: bool = True
     keep_intermediates: bool = False
+    ops_lock: Lock | None = None  # build the ops env from this lock (a batch's, so every node builds the same)
 
     def output_name(self, path: Path, output: str) -> str:
         return f"{path.stem}_({output})_{self.recipe.id}.{self.output_format}"
@@ -141,18 +144,7 @@ def run_recipe(plan: RecipePlan, emit: Emit, *, config: MachineConfig, timeouts:
                on_stderr: Callable[[str], None] | None = None, record: JobRecord | None = None) -> list[InputState]:
     """Run every step over every input (model-major), then write the outputs. Raises Cancelled on Ctrl-C and
     BatchFailed (or the one input's error) when inputs failed; the others' outputs are written."""
-    runner = _Runner(plan, emit, config, _Worker(emit, timeouts, on_stderr, None, record))
-    states = [InputState(p) for p in plan.inputs]
-    try:
-        runner.run(states)
-    finally:
-        runner.worker.close()
-        if plan.keep_intermediates:
-            emit({"type": "intermediates", "path": str(runner.job_dir)})
-        else:
-            shutil.rmtree(runner.job_dir, ignore_errors=True)
-        if runner.cache is not None:
-            runner.cache.prune()
+    states = execute_recipe(plan, emit, config=config, timeouts=timeouts, on_stderr=on_stderr, record=record)
     failed = [s for s in states if s.error is not None] + [InputState(p, error=e) for p, e in plan.skipped]
     emit({"type": "summary", "ok": len(states) + len(plan.skipped) - len(failed), "failed": len(failed),
           "stems": [o["path"] for s in states for o in s.outputs]})
@@ -167,11 +159,31 @@ def run_recipe(plan: RecipePlan, emit: Emit, *, config: MachineConfig, timeouts:
     return states
 
 
+def execute_recipe(plan: RecipePlan, emit: Emit, *, config: MachineConfig, timeouts: Timeouts = Timeouts(),
+                   on_stderr: Callable[[str], None] | None = None,
+                   record: JobRecord | None = None) -> list[InputState]:
+    """Run the steps over the plan's inputs and write each good input's outputs; each input's state says what it
+    made or why it failed (`stemsep batch` records them one by one). Raises only Cancelled."""
+    runner = _Runner(plan, emit, config, _Worker(emit, timeouts, on_stderr, None, record))
+    states = [InputState(p) for p in plan.inputs]
+    try:
+        runner.run(states)
+    finally:
+        runner.worker.close()
+        if plan.keep_intermediates:
+            emit({"type": "intermediates", "path": str(runner.job_dir)})
+        else:
+            shutil.rmtree(runner.job_dir, ignore_errors=True)
+        if runner.cache is not None:
+            runner.cache.prune()
+    return states
+
+
 class _Runner:
     def __init__(self, plan: RecipePlan, emit: Emit, config: MachineConfig, worker: _Worker) -> None:
         self.plan, self.emit, self.config, self.worker = plan, emit, config, worker
         self.cache = cache_for(config) if plan.use_cache else None
-        self.job_dir = plan.output_dir / f".stemsep-recipe-{uuid.uuid4().hex[:12]}"
+        self.job_dir = plan.output_dir / f"{JOB_DIR_PREFIX}{uuid.uuid4().hex[:12]}"
         self.envs: dict[str, Any] = {}  # step id (or "ops") -> its ready env
         self.fetched: dict[str, Plan] = {}  # step id -> its plan with the artifacts' paths
         self.code: Any = None
@@ -257,17 +269,19 @@ class _Runner:
             from envmgr.envs.manager import EnvManager
             from envmgr.envs.request import request_for_model, request_for_ops
 
+            lock = self.plan.ops_lock
             if step_id == "ops":
                 request = request_for_ops(self.config)
             else:
                 plan = self.plan.models[step_id]
-                request = request_for_model(plan.model, plan.runtime, self.config)
+                request, lock = request_for_model(plan.model, plan.runtime, self.config), plan.env_lock
                 if plan.adopted_env is not None:  # preflight routed the step to an env the user has: used as is
                     target = self.envs[step_id] = plan.adopted_env.worker_target(self.config.cache_dir)
                     self.emit({"type": "env_ready", "env_id": target.id, "python": str(target.python), "step": step_id})
                     return target
             env = EnvManager(self.config).ensure(
-                request, progress=lambda stage, message: self.emit({"type": "env", "stage": stage, "message": message}))
+                request, lock=lock,
+                progress=lambda stage, message: self.emit({"type": "env", "stage": stage, "message": message}))
             self.emit({"type": "env_ready", "env_id": env.id, "python": str(env.python), "step": step_id})
             self.envs[step_id] = env
         return self.envs[step_id]

@@ -62,7 +62,7 @@ def setup(home: Path, inputs: int, seconds: float) -> tuple[Path, list[Path]]:
 
 def run_once(recipe_file: Path, files: list[Path], out: Path) -> tuple[float, float, list[tuple[float, dict]]]:
     """(preflight+run seconds, run seconds, timestamped events)."""
-    from envmgr.cli.run_cmd import load_recipe
+    from envmgr.catalog.recipe_files import load_recipe
     from envmgr.config import load_config
     from envmgr.jobs.recipe_run import plan_recipe, run_recipe
 

@@ -3,10 +3,13 @@ module) against `--engine local`: the same files byte for byte, each input exact
 SIGKILL mid-batch is restarted by Ray and its inputs re-run with no duplicate or partial file; a driver killed
 mid-batch leaves a ledger from which re-submission runs only the rest; the model's env is never touched by Ray.
 
-Twenty items: ten short inputs over two models (the built-in DSP split and a user-registry copy of it under
-another id: both run on stemsep-legacy, the one runtime cheap enough to build here; the torch runtimes take
-minutes to build on CI). FLAC output: libsndfile stamps float WAVs with their write time, so only FLAC files
-can be compared as bytes.
+Twenty items over two models from two runtimes: fourteen short inputs through the built-in DSP split
+(stemsep-legacy's light env) and six through a tiny real BS-Roformer on msst (the session's msst env and tiny
+checkpoint that tests/runtimes builds, its files served by a local HTTP server through a user registry, so CI
+builds no extra env). FLAC output: libsndfile stamps float WAVs with their write time, so only FLAC files can be
+compared as bytes. The torch model's stems are compared as bytes too: with one thread (OMP_NUM_THREADS=1 here;
+Ray gives a 1-CPU actor the same) torch's CPU kernels are deterministic across processes, so the local worker and
+each Ray actor's worker make the same samples.
 """
 
 from __future__ import annotations
@@ -16,26 +19,53 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.cli import home_sharing_session_envs, json_events, run_cli, spawn_cli, write_user_registry
+from tests.recipes.conftest import recipe, sep, write_recipes
+from tests.runtimes.conftest import (  # noqa: F401  (fixtures, registered by import)
+    model_entry,
+    msst_env,
+    single_threaded_torch,
+    tiny_bs,
+    workdir,
+)
+from tests.runtimes.test_side_by_side import served, server  # noqa: F401  (fixture)
+from tests.support.cli import (
+    home_sharing_session_envs,
+    json_events,
+    run_cli,
+    spawn_cli,
+    write_user_registry,
+)
 from tests.worker.conftest import DEMO_MIX, dsp_env  # noqa: F401  (fixture, registered by import)
 
 ray = pytest.importorskip("ray", reason="the ray extra: pip install -e '.[ray]'")
 sf = pytest.importorskip("soundfile")
 
 pytestmark = pytest.mark.envs
-MODELS = ("builtin-center-split", "batch-test-split")
-N_INPUTS = 10
+DSP, TORCH = "builtin-center-split", "batch-test-roformer"
+INPUTS = {DSP: 14, TORCH: 6}  # input count per model: 20 items; the torch model takes seconds per input
+N_INPUTS = max(INPUTS.values())
+N_ITEMS = sum(INPUTS.values())
+N_STEMS = 2  # both models make vocals and other
+# A user recipe of the DSP model and audio operations (the light env only), and one whose preflight blocks.
+LIGHT = recipe(sep("split", DSP), {"id": "hp", "op": "high_pass", "inputs": ["split.vocals"],
+                                   "params": {"cutoff_hz": 120}},
+               {"id": "rest", "op": "invert", "inputs": ["mix", "hp.vocals"]},
+               outputs={"vocals": "hp.vocals", "rest": "rest.rest"}, recipe_id="batch_light")
+BLOCKED = recipe(sep("split", "no-such-model"), outputs={"vocals": "split.vocals"}, recipe_id="batch_blocked")
+N_RECIPE = 6
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    """A head node and a second raylet on this machine, one CPU each; its GCS address."""
+def cluster(stemsep_home: Path, dsp_env: Any, msst_env: Any) -> Iterator[str]:  # noqa: F811
+    """A head node and a second raylet on this machine, one CPU each; its GCS address. Started after the session's
+    home and envs exist: the actors inherit the raylets' environment (that home, OMP_NUM_THREADS=1)."""
     from ray.cluster_utils import Cluster
 
     made = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
@@ -48,13 +78,16 @@ def cluster() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def batch_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """A CLI home sharing the session's envs, with the second model in its user registry."""
+def batch_home(tmp_path_factory: pytest.TempPathFactory, server: Any,  # noqa: F811
+               tiny_bs: tuple[Path, Path]) -> tuple[Path, dict[str, str]]:  # noqa: F811
+    """A CLI home sharing the session's envs, with the torch model in its user registry (files on `server`)."""
     home = tmp_path_factory.mktemp("batch-home")
-    packaged = json.loads((Path(__file__).resolve().parents[2] / "registry" / "models.json").read_text())
-    entry = next(m for m in packaged["models"] if m["id"] == "builtin-center-split")
-    write_user_registry(home, "batch", [{**entry, "id": MODELS[1], "name": "Batch test split"}])
-    return home, home_sharing_session_envs(home)
+    config, ckpt = tiny_bs
+    entry = model_entry(TORCH, ["msst"])
+    entry["artifacts"] = {"primary": served(server, TORCH, ckpt, "checkpoint"),
+                          "config": served(server, TORCH, config, "config")}
+    write_user_registry(home, "batch", [entry])
+    return home, {**home_sharing_session_envs(home), "NO_PROXY": "127.0.0.1,localhost"}
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +97,7 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lines = []
     for i in range(N_INPUTS):
         sf.write(str(folder / f"in{i:02d}.flac"), audio[i * 2000: i * 2000 + int(1.5 * 44100)], rate)
-        lines += [json.dumps({"input": f"in{i:02d}.flac", "model": model}) for model in MODELS]
+        lines += [json.dumps({"input": f"in{i:02d}.flac", "model": model}) for model, n in INPUTS.items() if i < n]
     path = folder / "manifest.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -76,14 +109,14 @@ def batch(batch_home: tuple[Path, dict[str, str]], *args: Any) -> subprocess.Com
 
 
 @pytest.fixture(scope="module")
-def reference(batch_home: tuple[Path, dict[str, str]], manifest: Path, dsp_env: Any,
+def reference(batch_home: tuple[Path, dict[str, str]], manifest: Path, dsp_env: Any, msst_env: Any,  # noqa: F811
               tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """What `--engine local` makes: stem file name -> bytes."""
     out = tmp_path_factory.mktemp("local") / "out"
     proc = batch(batch_home, manifest, "-o", out, "--engine", "local")
     assert proc.returncode == 0, proc.stderr
     files = stems_in(out)
-    assert len(files) == N_INPUTS * len(MODELS) * 2
+    assert len(files) == N_ITEMS * N_STEMS
     return files
 
 
@@ -116,22 +149,24 @@ def lock_identity(env: Any) -> tuple[str, str]:
 
 def test_ray_makes_the_local_engine_s_files_each_once_and_leaves_the_env_alone(
         batch_home: tuple[Path, dict[str, str]], manifest: Path, reference: dict[str, bytes], cluster: str,
-        dsp_env: Any, tmp_path: Path) -> None:
-    before = lock_identity(dsp_env)
+        dsp_env: Any, msst_env: Any, tmp_path: Path) -> None:  # noqa: F811
+    before = [lock_identity(env) for env in (dsp_env, msst_env)]
     out = tmp_path / "out"
     proc = batch(batch_home, manifest, "-o", out, "--engine", "ray", "--address", cluster)
     assert proc.returncode == 0, proc.stderr
     events = json_events(proc.stdout)
     items = [e for e in events if e["type"] == "item"]
     assert sorted((e["input"], e["model"]) for e in items) == sorted(
-        (str(manifest.parent / f"in{i:02d}.flac"), m) for i in range(N_INPUTS) for m in MODELS)
+        (str(manifest.parent / f"in{i:02d}.flac"), m) for m, n in INPUTS.items() for i in range(n))
     assert all(e["status"] == "done" for e in items)
     assert len({e["node"] for e in items}) == 2  # spread over both raylets
     assert stems_in(out) == reference  # the same names and the same bytes
     assert len(done_records(out)) == len(items)  # each input recorded once
-    assert lock_identity(dsp_env) == before  # same env id, same lock
-    probe = subprocess.run([str(dsp_env.python), "-c", "import ray"], capture_output=True)
-    assert probe.returncode != 0  # Ray runs in the host's environment, never in the model's
+    assert len({e["node"] for e in items if e["model"] == TORCH}) == 2
+    assert [lock_identity(env) for env in (dsp_env, msst_env)] == before  # same env ids, same locks
+    for env in (dsp_env, msst_env):
+        probe = subprocess.run([str(env.python), "-c", "import ray"], capture_output=True)
+        assert probe.returncode != 0  # Ray runs in the host's environment, never in a model's
 
 
 def test_an_actor_killed_mid_batch_is_restarted_and_its_inputs_rerun(
@@ -163,7 +198,7 @@ def test_an_actor_killed_mid_batch_is_restarted_and_its_inputs_rerun(
               and e["model"] == actors[killed]["model"] and e["pid"] != killed]
     assert reruns, "no input ran on the restarted actor"
     items = [e for e in events if e["type"] == "item"]
-    assert len(items) == N_INPUTS * len(MODELS) and all(e["status"] == "done" for e in items)
+    assert len(items) == N_ITEMS and all(e["status"] == "done" for e in items)
     assert len({(e["input"], e["model"]) for e in items}) == len(items)  # no input reported twice
     assert stems_in(out) == reference  # no duplicate, no half file, no staging dir left
 
@@ -186,14 +221,14 @@ def test_resubmitting_after_a_killed_driver_runs_only_what_was_left(
             proc.kill()
         proc.communicate(timeout=60)
     done_before = {(r["input"], r["model"]) for r in done_records(out)}
-    assert 5 <= len(done_before) < N_INPUTS * len(MODELS)
+    assert 5 <= len(done_before) < N_ITEMS
     again = batch(batch_home, manifest, "-o", out, "--engine", "ray", "--address", cluster)
     assert again.returncode == 0, again.stderr
     events = json_events(again.stdout)
     summary = next(e for e in events if e["type"] == "batch")
     assert summary["already_done"] == len(done_before)
     ran = {(e["input"], e["model"]) for e in events if e["type"] == "item"}
-    assert not ran & done_before and len(ran) + len(done_before) == N_INPUTS * len(MODELS)
+    assert not ran & done_before and len(ran) + len(done_before) == N_ITEMS
     assert stems_in(out) == reference
 
 
@@ -205,3 +240,70 @@ def test_collect_returns_the_stems_to_the_driver(batch_home: tuple[Path, dict[st
     assert stems_in(out) == reference
     assert {p for r in done_records(out) for p in r["stems"]} == {str(out / name) for name in reference}
 
+
+
+def test_py_executable_starts_the_actors_with_that_python(batch_home: tuple[Path, dict[str, str]], manifest: Path,
+                                                         reference: dict[str, bytes], cluster: str,
+                                                         tmp_path: Path) -> None:
+    """Ray's runtime_env py_executable: a wrapper that notes its pid, then execs this Python (pid kept)."""
+    pids = tmp_path / "pids"
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\necho $$ >> {pids}\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    dsp_only = tmp_path / "dsp.jsonl"
+    dsp_only.write_text("".join(json.dumps({"input": str(manifest.parent / f"in{i:02d}.flac"), "model": DSP}) + "\n"
+                                for i in range(2)))
+    out = tmp_path / "out"
+    proc = batch(batch_home, dsp_only, "-o", out, "--engine", "ray", "--address", cluster, "--py-executable", wrapper)
+    assert proc.returncode == 0, proc.stderr
+    actors = {e["pid"] for e in json_events(proc.stdout) if e["type"] == "actor"}
+    assert actors and actors <= {int(line) for line in pids.read_text().split()}
+    assert stems_in(out) == {name: data for name, data in reference.items() if name.startswith(("in00_", "in01_"))
+                             and DSP in name}
+
+
+@pytest.fixture(scope="module")
+def recipe_manifest(batch_home: tuple[Path, dict[str, str]], manifest: Path) -> Path:
+    """N_RECIPE inputs through the user recipe (by id), two through a recipe file whose preflight blocks."""
+    write_recipes(batch_home[0] / "config" / "recipes" / "batch.json", LIGHT)
+    write_recipes(manifest.parent / "blocked.json", BLOCKED)
+    rows = [{"input": f"in{i:02d}.flac", "recipe": LIGHT["id"]} for i in range(N_RECIPE)]
+    rows += [{"input": f"in{i:02d}.flac", "recipe": "blocked.json"} for i in range(2)]
+    path = manifest.parent / "recipes.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_recipe_items_make_the_same_bytes_on_both_engines_each_once(
+        batch_home: tuple[Path, dict[str, str]], recipe_manifest: Path, dsp_env: Any, cluster: str,  # noqa: F811
+        tmp_path: Path) -> None:
+    made = {}
+    runs = {"local": ("--engine", "local"), "ray": ("--engine", "ray", "--address", cluster),
+            "collect": ("--engine", "ray", "--address", cluster, "--collect")}
+    for engine, how in runs.items():
+        out = tmp_path / engine
+        proc = batch(batch_home, recipe_manifest, "-o", out, *how)
+        items = [e for e in json_events(proc.stdout) if e["type"] == "item"]
+        done = [e for e in items if e["status"] == "done"]
+        assert sorted(e["input"] for e in done) == [str(recipe_manifest.parent / f"in{i:02d}.flac")
+                                                    for i in range(N_RECIPE)], proc.stderr  # each input once
+        assert {(e["recipe"], e["model"]) for e in done} == {(LIGHT["id"], f"recipe:{LIGHT['id']}")}
+        failed = [e for e in items if e["status"] == "failed"]
+        assert [e["error"]["code"] for e in failed] == ["E_UNKNOWN_MODEL"] * 2  # the recipe preflight's own code
+        assert proc.returncode == failed[0]["error"]["exit_code"] != 0, proc.stderr  # the rest ran regardless
+        if engine != "local":
+            assert len({e["node"] for e in done}) == 2  # the recipe actors' shares, one per raylet
+        made[engine] = stems_in(out)  # no job folder or staging dir left
+        assert sorted(made[engine]) == sorted(f"in{i:02d}_({o})_{LIGHT['id']}.flac"
+                                              for i in range(N_RECIPE) for o in ("vocals", "rest"))
+        assert sorted(p for r in done_records(out) for p in r["stems"]) == sorted(str(out / n) for n in made[engine])
+    assert made["ray"] == made["local"] == made["collect"]
+    home, env = batch_home  # the same bytes as `stemsep run` makes
+    inputs = [recipe_manifest.parent / f"in{i:02d}.flac" for i in range(N_RECIPE)]
+    run = run_cli("run", LIGHT["id"], *inputs, "-o", tmp_path / "run", "--format", "flac", env=env, cwd=home)
+    assert run.returncode == 0, run.stderr
+    assert stems_in(tmp_path / "run") == made["local"]
+    again = batch(batch_home, recipe_manifest, "-o", tmp_path / "ray", "--engine", "local")
+    events = json_events(again.stdout)
+    assert next(e for e in events if e["type"] == "batch")["already_done"] == N_RECIPE
+    assert not [e for e in events if e["type"] == "item" and e["status"] == "done"]  # nothing ran again

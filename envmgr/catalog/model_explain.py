@@ -246,15 +246,28 @@ def _bullets(out: Any, title: str, lines: list[str]) -> None:
             out.print(f"  - {escape(line)}")
 
 
-def _setting_line(name: str, item: dict[str, Any]) -> Optional[str]:
+def describe_setting(name: str, item: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """One resolved setting (`settings.per_runtime[r].settings[name]`) in words: {setting, param, value, meaning,
+    provenance, note}; None when the runtime has no such parameter and the registry gives no value. `value`
+    None: the runtime's default applies. The note is kept where it says something: a default's reason, or a
+    translation from the registry's meaning to the runtime's."""
     if item["param"] is None and item["source_value"] is None:
         return None
-    if item["value"] is None:
-        return f"{item['param'] or name}: runtime default" + (f" ({item['note']})" if item["note"] else "")
     meaning = item["meaning"]
-    described = MEANING_WORDS.get(meaning) if name == "overlap" else UNIT_WORDS.get(meaning or "", meaning)
-    text = f"{item['param']} = {item['value']}" + (f" ({described})" if described else "")
-    text += f", from the {item['provenance']}"
-    if item["source_meaning"] and item["source_meaning"] != item["meaning"]:
-        text += f" [{item['note']}]"
+    translated = bool(item["source_meaning"]) and item["source_meaning"] != meaning
+    return {"setting": name, "param": item["param"] or name, "value": item["value"],
+            "meaning": MEANING_WORDS.get(meaning) if name == "overlap" else UNIT_WORDS.get(meaning or "", meaning),
+            "provenance": item["provenance"], "note": item["note"] if item["value"] is None or translated else ""}
+
+
+def _setting_line(name: str, item: dict[str, Any]) -> Optional[str]:
+    d = describe_setting(name, item)
+    if d is None:
+        return None
+    if d["value"] is None:
+        return f"{d['param']}: runtime default" + (f" ({d['note']})" if d["note"] else "")
+    text = f"{d['param']} = {d['value']}" + (f" ({d['meaning']})" if d["meaning"] else "")
+    text += f", from the {d['provenance']}"
+    if d["note"]:
+        text += f" [{d['note']}]"
     return text

@@ -71,7 +71,19 @@ class EnvManager:
             env_id = self.env_id(req)
         except UnresolvableError:
             return "unresolvable"
-        problem = self.store.problem(env_id)
+        return self._state(env_id)
+
+    def cached_status(self, req: EnvRequest) -> tuple[str | None, str]:
+        """(env id, ready | needs_build | broken) from the cached lock alone, or (None, "not_resolved") when
+        none is cached: never resolves (a page view must not run uv). The interpreter lookup is remembered."""
+        lock = self.cached_lock(req)
+        if lock is None:
+            return None, "not_resolved"
+        env_id = env_id_for(req.runtime, lock)
+        return env_id, self._state(env_id)
+
+    def _state(self, env_id: str) -> str:
+        problem = self.store.problem(env_id)  # the store's cheap check: stats only
         if problem is None:
             return "ready"
         return "needs_build" if problem == "not built" else "broken"

@@ -114,7 +114,21 @@ class _Api:
         row = next((r for r in self._model_rows() if r["id"] == model_id), None)
         if row is None:
             raise UsageError(f"no model {model_id!r}", code="E_UNKNOWN_MODEL", hint="GET /v1/models lists them")
-        return JSONResponse({**row, "explain": _explain(model_id)})
+        explain = _explain(model_id)
+        return JSONResponse({**row, "explain": explain, **self._details(model_id, row, explain)})
+
+    def _details(self, model_id: str, row: dict[str, Any], explain: dict[str, Any]) -> dict[str, Any]:
+        """The model page's facts beyond `models show` (envmgr/serve/model_details.py): artifacts with their state
+        in the store, the env it would use, settings per runtime as rows."""
+        from envmgr.artifacts.store import ArtifactStore
+        from envmgr.serve.model_details import artifact_rows, env_summary, setting_rows
+
+        registry = self.scheduler.registry()
+        if model_id not in registry.models:  # listed, not loadable here: what `models show` says is all there is
+            return {}
+        entry, runtime = registry.view(model_id), row.get("runtime")
+        return {"artifacts": artifact_rows(entry, ArtifactStore(self.config.model_store), runtime),
+                "env": env_summary(entry, runtime, self.config), "settings": setting_rows(explain["settings"])}
 
     def recipes(self, request: Request) -> JSONResponse:
         try:
@@ -347,8 +361,11 @@ OPENAPI: dict[str, Any] = {
         "/v1/models": {"get": _op("Every model of the registry (the rows `stemsep models list` shows), each with its "
                                   "state here: installed, downloadable, import (a file without a URL) or blocked "
                                   "(blocked_reason), and unsafe_pickle, manual_steps, manual_steps_open")},
-        "/v1/models/{model_id}": {"get": _op("One model's row, with `explain`: `stemsep models show --json`",
-                                              params=("model_id",))},
+        "/v1/models/{model_id}": {"get": _op("One model's row, with `explain` (`stemsep models show --json`), "
+                                              "`artifacts` (each with its state in the model store, size, source), "
+                                              "`env` (the env it would use: id from the cached lock or not resolved "
+                                              "yet, built or not, the `stemsep setup` command) and `settings` per "
+                                              "runtime as rows in native terms", params=("model_id",))},
         "/v1/recipes": {"get": _op("Every recipe this machine knows")},
         "/v1/preflight": {"post": _op("Preflight report for inputs and a model; with `recipe`, the recipe's whole "
                                       "graph as `stemsep run` checks it: {can_proceed, report}",

@@ -51,6 +51,7 @@ def test_light_env_is_built_healthy_and_isolated(manager, light):
     # The env does not see the host's packages (typer is installed on the host only).
     assert run_in(env, "import importlib.util; print(importlib.util.find_spec('typer'))") == "None"
     assert manager.status(req) == "ready"
+    assert manager.cached_status(req) == (env.id, "ready")  # what the web page's model view reads
 
 
 def test_warm_request_reuses_env_and_lock_without_resolving(manager, light):
@@ -194,6 +195,10 @@ def test_failed_health_check_is_an_env_build_error_and_leaves_nothing(store_conf
     assert not [p for p in store.iterdir() if not p.name.startswith(".")]
     assert not list((store / ".tmp").iterdir())
     assert manager.status(broken) == "needs_build"
+    assert manager.cached_status(broken) == (manager.env_id(broken), "needs_build")  # its lock was cached
+    unresolved = replace(req, requirements=(*req.requirements, "stemsep-test-never-resolved==0.0"))
+    assert manager.cached_status(unresolved) == (None, "not_resolved")  # and nothing resolves it
+    assert manager.cached_lock(unresolved) is None
 
 
 def test_fallback_builder_uses_the_same_lock(tmp_path, manager):

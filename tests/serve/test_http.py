@@ -230,6 +230,34 @@ def test_models_carry_their_state_here_and_badge_facts(server: Server) -> None:
     assert one["state"] == "downloadable" and one["unsafe_pickle"] is True
 
 
+def test_a_models_artifacts_env_and_settings_for_its_page(server: Server, dsp_env: Any) -> None:
+    """GET /v1/models/{id} adds what the model page shows: each artifact's state in the store and its source,
+    the env it would use (from the cached lock: the default model's is the session's built DSP env), and the
+    settings per runtime in native terms (htdemucs: a real entry)."""
+    default = server.http.get(f"/v1/models/{DEFAULT_MODEL}").json()
+    assert default["artifacts"] == []
+    assert default["env"] == {"runtime": "stemsep-legacy", "env_id": dsp_env.id, "state": "ready", "built": True,
+                              "problem": None, "python": dsp_env.versions["python"],
+                              "python_spec": default["env"]["python_spec"], "torch": None,
+                              "setup": f"stemsep setup {DEFAULT_MODEL}"}
+
+    one = server.http.get("/v1/models/htdemucs").json()
+    checkpoint = next(a for a in one["artifacts"] if a["kind"] == "checkpoint")
+    assert checkpoint["state"] == "downloadable" and checkpoint["present"] is False and checkpoint["used_here"]
+    assert checkpoint["source"] == "dl.fbaipublicfiles.com" and checkpoint["pinned"]
+    assert checkpoint["sha256"] == one["explain"]["artifacts"][0]["sha256"] and checkpoint["size_bytes"] > 0
+    assert [a["filename"] for a in one["artifacts"]] == [a["filename"] for a in one["explain"]["artifacts"]]
+    env = one["env"]
+    assert env["runtime"] == one["runtime"] == "audio-separator" and env["setup"] == "stemsep setup htdemucs"
+    assert env["built"] is (env["state"] == "ready") and (env["env_id"] is None) is (env["state"] == "not_resolved")
+    assert env["torch"]["requirement"].startswith("torch")
+    rows = {r["setting"]: r for r in one["settings"]["audio-separator"]["rows"]}
+    assert rows["overlap"]["param"] == "demucs_params.overlap" and rows["overlap"]["value"] == 0.5
+    assert rows["overlap"]["meaning"].startswith("ratio") and rows["overlap"]["provenance"] == "registry"
+    assert rows["segment_size"]["value"] is None and rows["segment_size"]["meaning"] == "seconds"
+    assert set(one["settings"]) == set(one["explain"]["settings"]["per_runtime"])
+
+
 def test_openapi_lists_exactly_the_routes(tmp_path: Path) -> None:
     from starlette.routing import Route
 

@@ -7,6 +7,7 @@ STEMSEP_SCREENSHOTS=DIR writes the catalog, a model page and a finished job as P
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -19,7 +20,7 @@ import soundfile as sf
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # the test extra installs it
 
 from tests.serve.server import Server
-from tests.serve.test_http import BROKEN_RECIPE, DSP_RECIPE, serve_env  # noqa: F401  (serve_env: a fixture)
+from tests.serve.test_http import BROKEN_RECIPE, DEFAULT_MODEL, DSP_RECIPE, serve_env  # noqa: F401  (a fixture)
 from tests.support.cli import run_cli, write_user_registry
 from tests.worker.conftest import DEMO_MIX
 
@@ -32,6 +33,9 @@ FILE_MODEL = {"id": "test-file-to-import", "name": "test: a file to import", "ar
               "runtime": {"allowed": ["stemsep-legacy"], "preferred": "stemsep-legacy", "model_type": "dsp_center_split"},
               "requirements": {"torch": {"required": False}}, "capabilities": {"stems": ["vocals", "instrumental"]},
               "artifacts": {"primary": {"filename": "weights.bin", "kind": "checkpoint"}}}
+# A DSP model whose env needs a package nothing else asks for: its env was never built (nor its lock resolved).
+UNBUILT_MODEL = {**FILE_MODEL, "id": "test-env-never-built", "name": "test: an env never built", "artifacts": {},
+                 "requirements": {"torch": {"required": False}, "pip": {"packages": ["stemsep-test-never-built==0.0"]}}}
 
 
 def find_chromium() -> str | None:
@@ -56,7 +60,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def server(serve_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:  # noqa: F811
-    write_user_registry(Path(serve_env["STEMSEP_HOME"]), "web-models", [FILE_MODEL])
+    write_user_registry(Path(serve_env["STEMSEP_HOME"]), "web-models", [FILE_MODEL, UNBUILT_MODEL])
     running = Server(serve_env, cwd=tmp_path_factory.mktemp("web-cwd"))
     yield running
     running.stop()
@@ -81,11 +85,11 @@ def page(browser: Browser, page_link: str) -> Iterator[Page]:
     context.close()
 
 
-def screenshot(page: Page, name: str) -> None:
+def screenshot(page: Page, name: str, *, full_page: bool = False) -> None:
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
         page.evaluate("window.scrollTo(0, 0)")  # the top of the view, whatever an assertion scrolled to
-        page.screenshot(path=str(Path(SCREENSHOTS) / f"web-{name}.png"))
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"web-{name}.png"), full_page=full_page)
 
 
 def test_the_page_needs_the_link_and_the_api_keeps_its_token(server: Server, page: Page) -> None:
@@ -144,11 +148,23 @@ def test_catalog_filters_by_installed_downloadable_import_blocked(server: Server
     status.select_option("import")
     assert FILE_MODEL["id"] in shown_models(page) and FILE_MODEL["id"] not in ids("installed")
 
+    # its page: the file is missing and has no source
+    page.goto(f"{server.url}/#/model/{FILE_MODEL['id']}")
+    artifact = page.locator('#artifacts tr[data-artifact="weights.bin"]')
+    expect(artifact.locator(".badge")).to_have_text("missing: no source")
+    expect(artifact).to_contain_text("import by hand")
+
     # the file arrives in the store (as a user would put it there): the model is installed from the next load on
     weights = tmp_path / "weights.bin"
     weights.write_bytes(os.urandom(4096))
     proc = run_cli("models", "import", FILE_MODEL["id"], "--checkpoint", weights, env=serve_env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+    page.reload()  # the model page reads the store on each view
+    expect(artifact.locator(".badge")).to_have_text("present")
+    expect(artifact).to_have_attribute("data-state", "present")
+    expect(artifact).to_contain_text("4 KiB")
+    expect(artifact.locator("code[title]")).to_have_text(hashlib.sha256(weights.read_bytes()).hexdigest()[:12])
+    page.goto(f"{server.url}/#/")
     page.reload()
     status.select_option("installed")
     expect(page.locator(f'#models tr[data-model="{FILE_MODEL["id"]}"]')).to_be_visible()
@@ -190,10 +206,32 @@ def test_a_blocked_model_shows_its_reason_and_cannot_start(server: Server, page:
     page.goto(f"{server.url}/#/model/{blocked['id']}")
     expect(page.locator("#blocked-reason")).to_contain_text(reason)
     expect(page.get_by_role("button", name="Run this model")).to_be_disabled()
-    screenshot(page, "model")
     page.goto(f"{server.url}/#/run")
     option = page.locator(f'#model option[value="{blocked["id"]}"]')
     expect(option).to_be_disabled()
+
+
+def test_a_model_page_shows_its_env_built_or_not(server: Server, page: Page, dsp_env: Any) -> None:
+    """The default model runs in the session's DSP env (built); a model needing a package no env has shows "not
+    built" with the command that builds it; settings and Phase Fix read as words, not JSON."""
+    page.goto(f"{server.url}/#/model/{DEFAULT_MODEL}")
+    expect(page.locator("#env-built")).to_have_text("built")
+    expect(page.locator("#env")).to_contain_text(dsp_env.id)
+    expect(page.locator("#env")).to_contain_text("stemsep-legacy")
+    expect(page.locator("#phase-fix")).to_contain_text("Role: not a Phase Fix reference")
+    assert not page.locator("#main pre").count()  # no JSON dump left on the page
+
+    page.goto(f"{server.url}/#/model/{UNBUILT_MODEL['id']}")
+    expect(page.locator("#env-built")).to_have_text("not built")
+    expect(page.locator("#env")).to_contain_text("not resolved yet")
+    expect(page.locator("#env code")).to_have_text(f"stemsep setup {UNBUILT_MODEL['id']}")
+
+    page.goto(f"{server.url}/#/model/htdemucs")  # a real entry: settings per runtime in native terms
+    overlap = page.locator('[data-settings="audio-separator"] tr', has_text="demucs_params.overlap")
+    expect(overlap).to_contain_text("0.5")
+    expect(overlap).to_contain_text("ratio: this fraction of each window overlaps the next")
+    expect(page.locator('#artifacts tr[data-artifact="955717e8-8726e21a.th"]')).to_contain_text("dl.fbaipublicfiles.com")
+    screenshot(page, "model", full_page=True)  # the tables below the fold are what the page is for
 
 
 def test_upload_preflight_run_listen_download(server: Server, page: Page, serve_env: dict[str, str]) -> None:  # noqa: F811

@@ -136,6 +136,78 @@ async function viewCatalog(params) {
 // --- one model -------------------------------------------------------------------------------------------
 function list(items) { return items && items.length ? h("ul", {}, items.map((i) => h("li", {}, i))) : h("p", { class: "muted" }, "none"); }
 
+// an artifact's state in the model store (envmgr/artifacts/store.py's ArtifactState) in words
+const ARTIFACT_STATES = {
+  present: ["present", "ok", "in the model store and matching the registry's pins"],
+  downloadable: ["missing: downloads", "", "not in the store yet: it downloads on the first run (or stemsep models download)"],
+  missing: ["missing: no source", "warn", "the registry gives no URL: put it in the store with stemsep models import"],
+  partial: ["partly downloaded", "warn", "an interrupted download: the next run or stemsep models download resumes it"],
+  hash_mismatch: ["wrong file", "err", "its size or sha256 is not the registry's: download it again or import the right file"],
+  unsafe: ["unsafe", "err", "a symlink or non-file is where it belongs in the store"],
+};
+
+function artifactsView(rows) {
+  if (!rows.length) return h("p", { class: "muted", id: "artifacts" }, "No files: nothing to download.");
+  return h("table", { id: "artifacts" }, h("thead", {}, h("tr", {}, ["File", "Kind", "Size", "Status", "Source", "sha256"].map((t) => h("th", {}, t)))),
+    h("tbody", {}, rows.map((a) => {
+      const [label, kind, why] = ARTIFACT_STATES[a.state] || [a.state, "", null];
+      return h("tr", { "data-artifact": a.filename, "data-state": a.state },
+        h("td", {}, h("code", {}, a.filename), a.used_here ? null : h("div", { class: "muted" }, "not used by the runtime it runs on")),
+        h("td", {}, a.kind), h("td", {}, a.size_bytes == null ? "unknown" : fmtBytes(a.size_bytes)),
+        h("td", {}, badge(label, kind, why), a.detail ? h("div", { class: "muted" }, a.detail) : null),
+        h("td", {}, a.source === "import by hand" ? a.source : h("code", {}, a.source), a.stored_from ? h("div", { class: "muted" }, `stored from: ${a.stored_from}`) : null),
+        h("td", {}, a.sha256 ? h("code", { title: a.sha256 }, a.sha256.slice(0, 12)) : "—", " ", h("span", { class: "muted" }, a.pinned ? "pinned" : "not pinned")));
+    })));
+}
+
+function envView(env) {
+  if (!env) return h("p", { class: "muted", id: "env" }, "unknown");
+  const BUILT = { ready: ["built", "ok"], needs_build: ["not built", "warn"], not_resolved: ["not built", "warn"],
+    broken: ["broken", "err"], unknown: ["cannot be built here", "err"], blocked: ["none: blocked", "err"] };
+  const [label, kind] = BUILT[env.state] || [env.state, ""];
+  const id = env.env_id ? h("code", {}, env.env_id) : env.state === "not_resolved"
+    ? h("span", {}, "not resolved yet ", h("span", { class: "muted" }, "(its lock is resolved on the first run or by stemsep setup)")) : "—";
+  const torch = env.torch ? [env.torch.version || env.torch.requirement, env.torch.version ? null : ` (backend ${env.torch.backend})`,
+    env.torch.cuda ? ` CUDA ${env.torch.cuda}` : null, env.torch.hip ? ` ROCm ${env.torch.hip}` : null, env.torch.version && !env.torch.cuda && !env.torch.hip ? " CPU" : null]
+    : "none (no torch in this env)";
+  const row = (name, ...value) => h("tr", {}, h("th", { scope: "row" }, name), h("td", {}, ...value));
+  return h("table", { id: "env", class: "facts" }, h("tbody", {},
+    row("Runtime", env.runtime || "—"),
+    row("Env id", id),
+    row("Built", h("span", { id: "env-built" }, badge(label, kind)), env.problem ? h("div", { class: "muted" }, env.problem) : null),
+    row("Python", env.python || (env.python_spec ? `${env.python_spec} (when built)` : "—")),
+    row("torch", torch),
+    env.setup ? row(env.built ? "Rebuild or check" : "Build it", h("code", {}, env.setup)) : null));
+}
+
+function settingsView(settings, perRuntime) {
+  const recommended = Object.entries(settings.recommended || {});
+  const runtimes = Object.entries(perRuntime);
+  return h("div", { id: "settings" },
+    recommended.length ? h("p", {}, "Recommended: ", recommended.map(([k, v]) => `${k} ${v}`).join(", "),
+      settings.overlap_meaning && settings.recommended.overlap != null ? ` (overlap as ${settings.overlap_meaning})` : "")
+      : h("p", { class: "muted" }, "None recorded: each runtime uses the model config's own values."),
+    settings.notes ? h("p", { class: "muted" }, settings.notes) : null,
+    runtimes.map(([runtime, res]) => h("section", { "data-settings": runtime },
+      h("h3", {}, "In ", runtime, res.library_version ? ` ${res.library_version}` : ""),
+      res.error ? errorBox(Object.assign(new Error(res.error.message), { info: res.error }))
+        : !res.rows.length ? h("p", { class: "muted" }, "No setting to pass: the runtime's defaults apply.")
+        : h("table", { class: "settings" }, h("thead", {}, h("tr", {}, ["Setting", "Native parameter", "Value", "Meaning / unit", "From"].map((t) => h("th", {}, t)))),
+          h("tbody", {}, res.rows.map((r) => h("tr", {}, h("td", {}, r.setting), h("td", {}, h("code", {}, r.param)),
+            h("td", {}, r.value == null ? "runtime default" : String(r.value)), h("td", {}, r.meaning || "—"),
+            h("td", {}, r.provenance.replace("_", " "), r.note ? h("div", { class: "muted" }, r.note) : null))))))));
+}
+
+function phaseFixView(pf, references) {
+  const params = Object.entries(pf.recommended_params || {}).map(([k, v]) => `${k} ${v}`).join(", ");
+  if (pf.is_valid_reference) {
+    return h("div", { id: "phase-fix" }, h("p", {}, "Role: a Phase Fix reference (the phase source for Phase Fix recipes)",
+      params ? `; recommended parameters: ${params}` : "", "."), list(pf.recommended_usage));
+  }
+  return h("div", { id: "phase-fix" }, h("p", {}, "Role: not a Phase Fix reference (do not use it as the phase source).",
+    references.length ? ` References in this catalog: ${references.join(", ")}.` : ""));
+}
+
 async function viewModel(id) {
   const m = await getJSON(`/v1/models/${encodeURIComponent(id)}`);
   const x = m.explain;
@@ -144,9 +216,7 @@ async function viewModel(id) {
     h("tbody", {}, x.runtimes.map((r) => h("tr", {}, h("td", {}, r.runtime, r.preferred ? badge("preferred", "ok") : null),
       h("td", {}, r.allowed ? "yes" : "no"), h("td", {}, r.library_version || r.pin || "—"),
       h("td", {}, r.cannot_run.length ? list(r.cannot_run) : r.allowed ? "" : "not allowed by the registry entry")))));
-  const artifacts = h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Artifact"), h("th", {}, "Size"), h("th", {}, "Details"))),
-    h("tbody", {}, (x.artifacts || []).map((a) => h("tr", {}, h("td", {}, a.kind || a.name || ""),
-      h("td", {}, fmtBytes(a.size_bytes ?? a.size)), h("td", {}, h("code", {}, JSON.stringify(a)))))));
+  const catalogRefs = (await loadCatalog()).models.filter((r) => r.phase_fix_reference).map((r) => r.id);
   const run = h("button", { type: "button", disabled: blocked, "aria-describedby": blocked ? "blocked-reason" : null,
     onclick: () => { location.hash = `#/run?model=${encodeURIComponent(m.id)}`; } }, "Run this model");
   show(m.name,
@@ -159,9 +229,10 @@ async function viewModel(id) {
     h("h2", {}, "Where it runs"), h("p", {}, x.default_runtime.explanation || ""), runtimes,
     h("h2", {}, "Requirements"), list(x.requirements),
     h("h2", {}, "Manual steps"), list((x.manual_steps || []).map((s) => [s.text, s.how ? h("div", { class: "muted" }, s.how) : null])),
-    h("h2", {}, "Phase Fix"), h("pre", {}, JSON.stringify(x.phase_fix, null, 2)),
-    h("h2", {}, "Settings per runtime (native meaning)"), h("pre", {}, JSON.stringify(x.settings, null, 2)),
-    h("h2", {}, "Artifacts"), artifacts,
+    h("h2", {}, "Phase Fix"), phaseFixView(x.phase_fix, catalogRefs),
+    h("h2", {}, "Settings per runtime (native meaning)"), settingsView(x.settings, m.settings || {}),
+    h("h2", {}, "Artifacts"), artifactsView(m.artifacts || []),
+    h("h2", {}, "Env"), envView(m.env),
     x.known_issues.length ? [h("h2", {}, "Known issues"), list(x.known_issues)] : null);
 }
 

@@ -99,6 +99,9 @@ HOST_CODES: dict[str, HostCode] = {
     # stemsep serve (envmgr/serve/, docs/serve.md)
     "E_JOB_SPEC": HostCode(ExitCode.USAGE, "`stemsep serve`: a job spec is malformed (the field is named); nothing "
                                            "was queued"),
+    "E_APP_FIELD_UNSUPPORTED": HostCode(ExitCode.USAGE, "`stemsep serve --stdio`: the app's request sets a field "
+                                                        "this server cannot honour (the field is named); nothing "
+                                                        "was queued"),
     "E_JOB_KIND_NOT_RUNNABLE": HostCode(ExitCode.USAGE, "`stemsep serve`: the job's kind (recipe) cannot run on this "
                                                         "server yet"),
     "E_QUEUE": HostCode(ExitCode.USAGE, "`stemsep serve`: a queue operation the job's state does not allow"),

@@ -17,4 +17,7 @@ class JobOptions:
     require_hashes: bool = False  # refuse artifacts the registry gives no sha256 for
     download: bool = True  # False: artifacts must already be in the model store
     settings: Mapping[str, Any] = field(default_factory=dict)  # user overrides (native meaning): overlap...
+    # a setting given in another meaning than the runtime's native one, e.g. {"overlap": "ratio"} for StemSep's
+    # app (registry.settings translates it, as it does the registry's recommendations); empty from the CLI
+    setting_meanings: Mapping[str, str] = field(default_factory=dict)
     env: Optional[str] = None  # an adopted env's name (envmgr/envs/adopted.py); None: the config's, else managed

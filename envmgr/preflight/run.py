@@ -156,7 +156,8 @@ def run_preflight(request: PreflightRequest, *, config: Optional[MachineConfig] 
         for a in decodable:
             findings += rules.check_channels(a, entry, resolution.runtime) + rules.check_sample_rate(a, entry)
         if resolution.runtime:
-            settings, found = rules.resolve_job_settings(entry, resolution.runtime, dict(options.settings))
+            settings, found = rules.resolve_job_settings(entry, resolution.runtime, dict(options.settings),
+                                                           dict(options.setting_meanings))
             findings += found
         arts = artifact_facts(entry, config, options.allow_unsafe_pickle, statements, runtime=resolution.runtime)
         found, status["artifacts"] = rules.check_artifacts(

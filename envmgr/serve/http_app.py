@@ -350,7 +350,10 @@ OPENAPI: dict[str, Any] = {
                     "enforcement": {"enum": ["strict", "soft", "report"]}, "dev_override": {"type": "boolean"},
                     "confirm_manual_steps": {"type": "boolean"}, "allow_unsafe_pickle": {"type": "boolean"},
                     "require_hashes": {"type": "boolean"}, "download": {"type": "boolean"},
-                    "settings": {"type": "object"}}}}},
+                    "settings": {"type": "object", "description": "setting overrides, in the runtime's native "
+                                                                  "meaning unless setting_meanings names another"},
+                    "setting_meanings": {"type": "object", "description": 'e.g. {"overlap": "ratio"}'},
+                    "env": {"type": "string", "description": "an adopted env's name (as stemsep separate --env)"}}}}},
             "Reorder": {"type": "object", "required": ["job_ids"],
                         "properties": {"job_ids": {"type": "array", "items": {"type": "string"}}}},
         },

@@ -5,7 +5,8 @@ A spec is plain JSON, stored as given (after checking) in the queue:
     {"kind": "separate", "inputs": ["/abs/song.flac"], "models": ["model-id", ...] (empty: the default model),
      "runtime": null, "output_dir": null (a fresh dir under the first allowed output dir), "format": "wav",
      "options": {JobOptions fields: enforcement, dev_override, confirm_manual_steps, allow_unsafe_pickle,
-                 require_hashes, download, settings, env (an adopted env's name, as `--env NAME`)}}
+                 require_hashes, download, settings, setting_meanings (e.g. {"overlap": "ratio"}: settings given
+                 in another meaning than the runtime's native one), env (an adopted env's name, as `--env NAME`)}}
     {"kind": "recipe", "recipe": "recipe-id", "inputs": [...], ...}   run as `stemsep run` runs it
 
 Checking here is about shape only; whether the paths are allowed is `paths.PathPolicy`'s job and whether
@@ -119,6 +120,8 @@ def _options(raw: Any) -> dict[str, Any]:
         elif name == "enforcement":
             if value is not None and value not in ("strict", "soft", "report"):
                 raise SpecError(f"unknown enforcement {value!r}", hint="use strict, soft or report")
+        elif name == "setting_meanings":
+            _check_meanings(value)
         elif name == "env":  # whether it is adopted (and for the runtime) is checked at submission
             if value is not None and (not isinstance(value, str) or not value):
                 raise SpecError('option "env" must be the name of an adopted env or null',
@@ -126,3 +129,17 @@ def _options(raw: Any) -> dict[str, Any]:
         elif not isinstance(value, bool):
             raise SpecError(f'option "{name}" must be true or false')
     return dict(raw)
+
+
+def _check_meanings(value: Any) -> None:
+    """`{"overlap": "ratio", "segment_size": "samples"}`: the meaning of a setting given in another one than the
+    runtime's native one (registry.settings translates it)."""
+    from registry.vocab import OVERLAP_MEANINGS, SEGMENT_UNITS
+
+    known = {"overlap": [m for m in OVERLAP_MEANINGS if m != "none"], "segment_size": list(SEGMENT_UNITS)}
+    if not isinstance(value, Mapping):
+        raise SpecError('option "setting_meanings" must be a JSON object', hint='e.g. {"overlap": "ratio"}')
+    for setting, meaning in value.items():
+        if setting not in known or meaning not in known[setting]:
+            raise SpecError(f'option "setting_meanings": {setting!r} cannot be given as {meaning!r}',
+                            hint="; ".join(f"{k}: {', '.join(v)}" for k, v in known.items()))

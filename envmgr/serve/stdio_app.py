@@ -36,6 +36,7 @@ from registry.errors import StemSepError
 if TYPE_CHECKING:
     from envmgr.config import MachineConfig
     from envmgr.serve.scheduler import Scheduler
+    from envmgr.serve.stdio_fields import AppFields
 
 log = logging.getLogger("stemsep.serve.stdio")
 BACKEND_NAME = "stemsep-runtime"
@@ -224,7 +225,7 @@ class StdioServer:
     def preflight(self, payload: dict[str, Any]) -> dict[str, Any]:
         from envmgr.serve.stdio_preflight import separation_preflight
 
-        return separation_preflight(payload, self._catalog(), self.config)
+        return separation_preflight(payload, self._catalog(), self.config, self._gpus())
 
     def install_selection(self, payload: dict[str, Any]) -> Any:
         from envmgr.serve.stdio_install import install_selection
@@ -241,14 +242,23 @@ class StdioServer:
         given = _pick(payload, "inputFile", "input_file", "file_path", "filePath")
         if not isinstance(given, str) or not given:
             raise AppError("INVALID", "inputFile is required", code="E_JOB_SPEC", hint="send the audio file's path")
+        fields = self._fields(payload, catalog, kind, selection_id)
+        if fields.refused:  # a field we cannot honour is refused by name, never dropped
+            raise fields.refused[0]
         output_dir = _pick(payload, "outputDir", "output_dir")
-        fmt = str(_pick(payload, "outputFormat", "output_format") or "wav").lower()
         spec: dict[str, Any] = {"inputs": [os.path.abspath(given)],
-                                "output_dir": os.path.abspath(output_dir) if output_dir else None, "format": fmt}
+                                "output_dir": os.path.abspath(output_dir) if output_dir else None,
+                                "format": fields.output_format}
         # a recipe runs as `stemsep run` runs it (the scheduler's recipe jobs); a model as `stemsep separate`
         spec.update({"kind": "recipe", "recipe": selection_id} if kind == "recipe"
                     else {"kind": "separate", "models": [selection_id]})
+        if fields.spec_options():
+            spec["options"] = fields.spec_options()
         try:
+            if kind == "model":
+                from envmgr.serve.stdio_fields import check_settings
+
+                check_settings(catalog.registry, selection_id, None, fields, self.config)
             with self._submit_lock:  # the app re-sends on a timeout: the same request is the same job
                 same = next((j for j in self.queue.list((QUEUED, RUNNING)) if _same(j.spec.to_json(), spec)), None)
                 job_id = same.id if same is not None else self.scheduler.submit(spec)
@@ -257,6 +267,16 @@ class StdioServer:
         job = self._snapshot(self.queue.get(job_id))
         data = {"job_id": job_id, "status": job["status"], "job": job, "deduplicated": same is not None}
         return _Then(data, lambda: self.follow(job_id))  # after the reply: it precedes the job's events
+
+    def _fields(self, payload: dict[str, Any], catalog: Catalog, kind: str, selection_id: str) -> AppFields:
+        """The app's job fields (overlap, device, stems ...) in our terms, with what cannot be honoured."""
+        from envmgr.serve.stdio_fields import read_fields
+
+        stems = list(catalog.model(selection_id).capabilities.stems) if kind == "model" else None
+        return read_fields(payload, model_stems=stems, is_recipe=kind == "recipe", server_gpus=self._gpus())
+
+    def _gpus(self) -> list[int]:
+        return sorted({s["gpu"] for s in self.scheduler.slots() if s["gpu"] is not None})
 
     def get_selection_job(self, payload: dict[str, Any]) -> dict[str, Any]:
         return self._snapshot(self.queue.get(_job_id(payload)))

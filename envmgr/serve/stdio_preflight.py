@@ -5,7 +5,9 @@ the app reads (the reference's §2.3): always a report, never a failure reply; `
 Model ids come from the request as the app's backend resolves them: a recipe named by `model_id` (its
 separate steps' models), else `ensemble_config.models`, else `model_id`; plus `post_processing_steps` and
 an inline `workflow`'s models. Each known model gets our full preflight with the input; our reports are
-kept under `reports` for a client that wants every field.
+kept under `reports` for a client that wants every field. The app's job fields (overlap, device, stems ...)
+are read as run_selection_job reads them (stdio_fields.py): the settings go into our preflight in the app's
+meaning, and what run_selection_job would refuse is an error here.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from typing import Any
 from envmgr.serve.stdio_catalog import Catalog, recipes
 
 
-def separation_preflight(payload: dict[str, Any], catalog: Catalog, config: Any) -> dict[str, Any]:
-    from envmgr.preflight.options import JobOptions
+def separation_preflight(payload: dict[str, Any], catalog: Catalog, config: Any,
+                         server_gpus: list[int] | None = None) -> dict[str, Any]:
+    from envmgr.preflight.rules.codes import Finding
     from envmgr.preflight.run import PreflightRequest, run_preflight
+    from envmgr.serve.stdio_fields import read_fields, setting_refusals
+    from registry.errors import StemSepError
 
     errors: list[str] = []
     warnings: list[str] = []
@@ -26,25 +31,45 @@ def separation_preflight(payload: dict[str, Any], catalog: Catalog, config: Any)
     if not file_path:
         errors.append("Missing required parameter: file_path")
     recipe, workflow, model_ids = _model_ids(payload)
+    known = [m for m in model_ids if m in catalog.registry.models]
+    # the app's job fields as run_selection_job reads them: what it would refuse is an error here too
+    fields = read_fields(payload, model_stems=list(catalog.model(known[0]).capabilities.stems)
+                         if known and recipe is None else None, is_recipe=recipe is not None,
+                         server_gpus=server_gpus or [])
+    errors += [f"{err.code}: {err.message}; {err.hint}" for err in fields.refused]
+    options = fields.options()
     reports: dict[str, Any] = {}
     if recipe is not None:  # the whole graph, as `stemsep run` checks it; its models are checked below too
         from envmgr.catalog.recipe_files import get_recipe
         from envmgr.preflight.recipe import run_recipe_preflight
 
-        graph = run_recipe_preflight(get_recipe(recipe["id"]), [Path(file_path)] if file_path else [],
-                                     JobOptions(), config=config, registry=catalog.registry)
-        reports["recipe"] = graph.report
-        errors += [f"{e['code']}: {e['message']}" for e in graph.report.get("errors", [])]
-    known = [m for m in model_ids if m in catalog.registry.models]
+        try:
+            graph = run_recipe_preflight(get_recipe(recipe["id"]), [Path(file_path)] if file_path else [],
+                                         options, config=config, registry=catalog.registry)
+        except StemSepError as err:  # an env name that is not adopted: a finding of the report, not a failure
+            errors.append(f"{err.code}: {err.message}")
+        else:
+            reports["recipe"] = graph.report
+            errors += [f"{e['code']}: {e['message']}" for e in graph.report.get("errors", [])]
     missing = [m for m in model_ids if m not in known or not catalog.installation("model", m)["installed"]]
     targets: list[str | None] = list(known) or ([None] if not model_ids else [model_ids[0]])
     for model_id in targets:  # an unknown id: our E_UNKNOWN_MODEL
         inputs = [Path(file_path)] if file_path else []
-        checked = run_preflight(PreflightRequest(inputs=inputs, model_id=model_id, options=JobOptions()), config=config)
+        try:
+            checked = run_preflight(PreflightRequest(inputs=inputs, model_id=model_id, options=options), config=config)
+        except StemSepError as err:
+            if f"{err.code}: {err.message}" not in errors:
+                errors.append(f"{err.code}: {err.message}")
+            continue
         report = checked.report
         reports[report.get("model") or str(model_id)] = report
+        ignored = [f for f in report.get("warnings", []) if f.get("code") == "W_SETTING_IGNORED"
+                   and f.get("subject") in fields.settings]  # refused by run_selection_job: an error here
+        refused = setting_refusals([Finding(f["code"], f["message"], f.get("why") or "", f.get("hint") or "",
+                                            f["subject"]) for f in ignored], fields)
+        errors += [line for line in (f"{err.code}: {err.message}; {err.hint}" for err in refused) if line not in errors]
         errors += [_line(f) for f in report.get("errors", []) if _line(f) not in errors]
-        warnings += [_line(f) for f in report.get("warnings", []) if _line(f) not in warnings]
+        warnings += [_line(f) for f in report.get("warnings", []) if _line(f) not in warnings and f not in ignored]
     first: dict[str, Any] = next(iter(reports.values()), {})
     resolved_model: str | None = first.get("model")
     effective: list[str] = known or ([resolved_model] if resolved_model and resolved_model in catalog.registry.models else [])
@@ -62,7 +87,7 @@ def separation_preflight(payload: dict[str, Any], catalog: Catalog, config: Any)
                      "stems": payload.get("stems") or (required[0]["stems"] if required else []),
                      "device": payload.get("device") or "auto", "runtime": runtime.get("id"),
                      "settings": (first.get("resolved") or {}).get("settings"),
-                     "output_format": payload.get("output_format") or "wav"},
+                     "output_format": fields.output_format},
         "plan": {"workflow_name": (recipe or workflow or {}).get("name") or resolved_model,
                  "workflow_type": "pipeline" if (recipe or workflow) else "ensemble" if len(model_ids) > 1 else "single",
                  "effective_model_id": resolved_model, "effective_model_ids": effective,

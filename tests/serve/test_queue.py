@@ -108,6 +108,8 @@ def test_one_server_owns_a_queue(tmp_path: Path) -> None:
     ({"inputs": [INPUT], "options": {"sudo": True}}, "unknown job option"),
     ({"inputs": [INPUT], "colour": "red"}, "unknown job spec field"),
     ({"kind": "recipe", "inputs": [INPUT], "models": ["a"]}, "one recipe and no models"),
+    ({"inputs": [INPUT], "options": {"setting_meanings": {"overlap": "percent"}}}, "'overlap' cannot be given as"),
+    ({"inputs": [INPUT], "options": {"setting_meanings": {"batch_size": "ratio"}}}, "'batch_size' cannot be given"),
 ])
 def test_malformed_specs_are_refused(raw: dict[str, object], field: str) -> None:
     with pytest.raises(SpecError) as err:

@@ -29,6 +29,16 @@ FETCHED = dsp("stdio-fetched", artifacts={"additional": [{"kind": "other", "file
                                                           "url": "PLACEHOLDER", "sha256": hashlib.sha256(PAYLOAD).hexdigest(),
                                                           "size_bytes": len(PAYLOAD)}]})
 
+# A Roformer on stemsep-legacy: overlap is a divisor there (inference.num_overlap), segment_size samples.
+SETTINGS_MODEL: dict[str, Any] = {
+    "id": "stdio-settings", "name": "test: a Roformer's settings", "architecture": "BS-Roformer",
+    "runtime": {"allowed": ["stemsep-legacy"], "preferred": "stemsep-legacy", "model_type": "bs_roformer"},
+    "capabilities": {"stems": ["vocals", "instrumental"]},
+    "artifacts": {"primary": {"kind": "checkpoint", "filename": "m.ckpt", "url": "PLACEHOLDER"},
+                  "config": {"kind": "config", "filename": "m.yaml", "url": "PLACEHOLDER"}},
+    "recommended_settings": {"overlap": 4, "segment_size": 352800},
+    "settings_semantics": {"overlap": {"meaning": "divisor"}, "segment_size": {"unit": "samples"}}}
+
 
 @pytest.fixture(scope="module")
 def files() -> Iterator[FileServer]:
@@ -42,7 +52,9 @@ def stdio_env(tmp_path_factory: pytest.TempPathFactory, dsp_env: Any, files: Fil
     home = tmp_path_factory.mktemp("stdio-home")
     fetched = {**FETCHED, "artifacts": {"additional": [{**FETCHED["artifacts"]["additional"][0],
                                                         "url": files.file("/stdio/data.bin", PAYLOAD)}]}}
-    write_user_registry(home, "test-models", [SLOW_MODEL, fetched, QUICK_MODEL])
+    settings_model = {**SETTINGS_MODEL, "artifacts": {  # 404s: the job ends at its download, after its plan
+        kind: {**a, "url": files.url(f"/stdio/missing/{a['filename']}")} for kind, a in SETTINGS_MODEL["artifacts"].items()}}
+    write_user_registry(home, "test-models", [SLOW_MODEL, fetched, QUICK_MODEL, settings_model])
     recipes = home / "config" / "recipes"
     recipes.mkdir(parents=True)
     (recipes / "test-recipes.json").write_text(json.dumps({"schema_version": 1, "recipes": [DSP_RECIPE]}))
@@ -151,7 +163,9 @@ def test_18_20_21_22_demo_mix_through_run_selection_job(backend: StdioBackend, s
                                                         tmp_path: Path) -> None:
     out = tmp_path / "app-out"
     reply = backend.call("run_selection_job", inputFile=str(DEMO_MIX), modelId=DEFAULT_MODEL, outputDir=str(out),
-                         selectionType="model", selectionId=DEFAULT_MODEL, outputFormat="wav", stems=[])
+                         selectionType="model", selectionId=DEFAULT_MODEL, outputFormat="wav",
+                         # the app's neutral values are accepted: every stem, auto device, no shifts, tta or steps
+                         stems=["instrumental", "vocals"], device="auto", shifts=0, tta=False, postProcessingSteps=[])
     assert reply["success"] is True, reply
     job_id = reply["data"]["job_id"]
     assert isinstance(job_id, str) and reply["data"]["job"]["jobId"] == job_id and reply["data"]["job"]["status"]
@@ -275,3 +289,84 @@ def test_21_22_a_job_that_fails_ends_with_separation_error(backend: StdioBackend
     assert [e["type"] for e in backend.job_events(job_id)].count("separation_error") == 1
     snap = backend.ok("get_selection_job", job_id=job_id)
     assert snap["status"] == "failed" and snap["error"] == terminal["error"] and not snap["outputFiles"]
+
+
+def _stored_events(stdio_env: dict[str, str], job_id: str) -> list[dict[str, Any]]:
+    """Our own events of a job, as the queue stored them (the app sees them mapped)."""
+    import sqlite3
+
+    (db,) = Path(stdio_env["STEMSEP_HOME"]).rglob("jobs.sqlite3")
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        rows = conn.execute("SELECT data FROM events WHERE job = ? ORDER BY seq", (job_id,)).fetchall()
+    return [json.loads(data) for (data,) in rows]
+
+
+def test_overlap_and_segment_size_reach_the_job_in_the_runtimes_meaning(backend: StdioBackend,
+                                                                         stdio_env: dict[str, str],
+                                                                         tmp_path: Path) -> None:
+    """The app's overlap is a ratio (or a percentage, or 2-50 as a divisor) and its segment size samples; the
+    registry's settings semantics turn them into stemsep-legacy's divisor and chunk size."""
+    native = {"inference": {"num_overlap": 2, "chunk_size": 176400}}  # ratio 0.5: a hop of half the chunk
+    verdict = backend.ok("separation_preflight", file_path=str(DEMO_MIX), model_id=SETTINGS_MODEL["id"],
+                         overlap=0.5, segment_size=176400)
+    assert verdict["resolved"]["settings"]["native"] == native, verdict["errors"]
+    overlap = verdict["resolved"]["settings"]["settings"]["overlap"]
+    assert (overlap["provenance"], overlap["source_value"], overlap["source_meaning"]) == ("user", 0.5, "ratio")
+    for given, divisor in ((75, 4), (8, 8)):  # 75: a percentage (ratio 0.75); 8: UVR's divisor, kept
+        got = backend.ok("separation_preflight", file_path=str(DEMO_MIX), model_id=SETTINGS_MODEL["id"], overlap=given)
+        assert got["resolved"]["settings"]["native"]["inference"]["num_overlap"] == divisor
+
+    reply = backend.call("run_selection_job", inputFile=str(DEMO_MIX), modelId=SETTINGS_MODEL["id"],
+                         outputDir=str(tmp_path / "out"), overlap=0.5, segmentSize=176400)
+    assert reply["success"] is True, reply
+    job_id = reply["data"]["job_id"]
+    backend.wait_terminal(job_id)  # it fails at the download (404), after planning
+    stored = _stored_events(stdio_env, job_id)
+    (plan,) = [e for e in stored if e["type"] == "plan"]
+    assert plan["settings"] == native  # what the worker's job message carries
+    preflight = next(e for e in stored if e["type"] == "preflight")
+    assert preflight["report"]["resolved"]["settings"]["native"] == native
+
+
+def test_a_bad_overlap_is_refused_with_our_code(backend: StdioBackend, tmp_path: Path) -> None:
+    before = len(backend.ok("list_selection_jobs"))
+    for value in (-0.5, 150):
+        answer = backend.call("run_selection_job", inputFile=str(DEMO_MIX), modelId=SETTINGS_MODEL["id"],
+                              outputDir=str(tmp_path), overlap=value)
+        assert answer["success"] is False and answer["error"].startswith("START_FAILED: overlap"), answer
+        assert "[E_SETTINGS]" in answer["error"]
+        verdict = backend.ok("separation_preflight", file_path=str(DEMO_MIX), model_id=SETTINGS_MODEL["id"],
+                             overlap=value)
+        assert verdict["can_proceed"] is False and any(e.startswith("E_SETTINGS: ") for e in verdict["errors"])
+    assert len(backend.ok("list_selection_jobs")) == before  # nothing was queued
+
+
+@pytest.mark.parametrize("field, value", [
+    ("overlap", 0.25),  # the DSP model has no overlap
+    ("ensembleConfig", {"models": [{"model_id": DEFAULT_MODEL}, {"model_id": "other"}], "algorithm": "average"}),
+    ("postProcessingSteps", [{"type": "phase_fix", "modelId": DEFAULT_MODEL}]),
+    ("stems", ["vocals"]),
+    ("device", "cuda:7"),
+    ("tta", True),
+])
+def test_a_field_that_cannot_be_honoured_is_refused_by_name(backend: StdioBackend, tmp_path: Path, field: str,
+                                                            value: Any) -> None:
+    before = len(backend.ok("list_selection_jobs"))
+    answer = backend.call("run_selection_job", inputFile=str(DEMO_MIX), modelId=DEFAULT_MODEL,
+                          outputDir=str(tmp_path), **{field: value})
+    assert answer["success"] is False and answer["error"].startswith(f"INVALID: {field} "), answer
+    assert "[E_APP_FIELD_UNSUPPORTED]" in answer["error"]
+    assert len(backend.ok("list_selection_jobs")) == before
+    snake = {"ensembleConfig": "ensemble_config", "postProcessingSteps": "post_processing_steps"}.get(field, field)
+    verdict = backend.ok("separation_preflight", file_path=str(DEMO_MIX), model_id=DEFAULT_MODEL, **{snake: value})
+    assert verdict["can_proceed"] is False
+    assert any(e.startswith(f"E_APP_FIELD_UNSUPPORTED: {field} ") for e in verdict["errors"]), verdict["errors"]
+
+
+def test_an_env_that_is_not_adopted_is_refused(backend: StdioBackend, tmp_path: Path) -> None:
+    answer = backend.call("run_selection_job", inputFile=str(DEMO_MIX), modelId=DEFAULT_MODEL,
+                          outputDir=str(tmp_path), env="no-such-env")
+    assert answer["success"] is False and answer["error"].startswith("START_FAILED: ")
+    assert "[E_UNKNOWN_ENV]" in answer["error"]
+    verdict = backend.ok("separation_preflight", file_path=str(DEMO_MIX), model_id=DEFAULT_MODEL, env="no-such-env")
+    assert verdict["can_proceed"] is False and any(e.startswith("E_UNKNOWN_ENV: ") for e in verdict["errors"])

@@ -57,13 +57,15 @@ def route(entry: ModelView, requested: Optional[str]) -> tuple[RuntimeResolution
     return resolution, []
 
 
-def resolve_job_settings(entry: ModelView, runtime: str, user: Mapping[str, Any]) -> tuple[Optional[ResolvedSettings],
-                                                                                      list[Finding]]:
-    """Recommended settings translated to the runtime's native values; user values win and are shown."""
+def resolve_job_settings(entry: ModelView, runtime: str, user: Mapping[str, Any],
+                         meanings: Optional[Mapping[str, str]] = None) -> tuple[Optional[ResolvedSettings],
+                                                                                list[Finding]]:
+    """Recommended settings translated to the runtime's native values; user values win and are shown (read in
+    the runtime's native meaning unless `meanings` names another, e.g. {"overlap": "ratio"})."""
     from registry.settings import SettingsError
 
     try:
-        resolved = resolve_settings(entry, runtime, user=user)
+        resolved = resolve_settings(entry, runtime, user=user, user_meanings=meanings)
     except SettingsError as err:
         return None, [from_error(err, "E_SETTINGS")]
     findings = [Finding("E_SETTING_RANGE", p.message, why=p.why, hint=p.hint, subject=p.name)
@@ -76,12 +78,14 @@ def resolve_job_settings(entry: ModelView, runtime: str, user: Mapping[str, Any]
                                     f"{entry.id}", hint="leave it out", subject=name))
             continue
         recommended = getattr(entry.recommended_settings, name, None)
-        if recommended == user[name]:
+        meaning = (meanings or {}).get(name)
+        if recommended == user[name] and meaning is None:
             continue  # the same value: nothing is overridden (the table still shows provenance `user`)
+        given = f"{user[name]} ({meaning})" if meaning else f"{user[name]}"
         if recommended is not None:
-            message = f"{name}: your {user[name]} replaces the registry's recommended {recommended}"
+            message = f"{name}: your {given} replaces the registry's recommended {recommended}"
         else:
-            message = f"{name}: your {user[name]} replaces {runtime}'s default"
+            message = f"{name}: your {given} replaces {runtime}'s default"
         findings.append(Finding("W_SETTING_OVERRIDDEN", message, why=item.note, subject=name,
                                 hint=f"leave --{name.replace('_', '-')} out to use the recommendation"))
     return resolved, findings

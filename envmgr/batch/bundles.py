@@ -46,6 +46,16 @@ def write_batch_bundle(record: JobRecord, error: StemSepError, config: MachineCo
         return None
 
 
+def named(result: dict[str, Any], bundle: Path | None, collect: bool) -> dict[str, Any]:
+    """An input's error result naming `bundle` (when one was written); with `collect` its bytes come along
+    (`bundle_bytes`): its path is on the runner's node, which may share no folder with the driver."""
+    if bundle is not None:
+        result["error"]["debug_bundle"] = str(bundle)
+        if collect:
+            result["bundle_bytes"] = bundle.read_bytes()
+    return result
+
+
 def collected(error: dict[str, Any], data: bytes | None, output_dir: Path, keep: int) -> None:
     """With --collect: put a bundle the runner returned as bytes (`data`; None when an earlier input's result
     brought it) into the batch's bundle dir, prune that, and point the error's `debug_bundle` there (the runner's

@@ -111,10 +111,7 @@ def run_batch(items: list[Item], output_dir: Path, emit: Emit, *, output_format:
                 fail(path, unit.name, _bundled(why, bundle), group_keys[path])
             todo = [p for p in plan.inputs if group_keys[p] not in done]
             tally.already += len(plan.inputs) - len(todo)
-            if isinstance(unit, Unit):  # its runners' bundles name the batch's command
-                units.append((replace(unit, command=tuple(record.command)), todo))
-            else:
-                units.append((unit, todo))
+            units.append((replace(unit, command=tuple(record.command)), todo))  # its runners' bundles name it
             keys.append(group_keys)
         emit({"type": "batch", "engine": batch.engine, "total": tally.total, "already_done": tally.already,
               "todo": sum(len(t) for _, t in units), "output_dir": str(output_dir)})

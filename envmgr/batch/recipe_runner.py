@@ -6,6 +6,10 @@ Both engines call `run_recipe_inputs`: the local engine once per recipe group, a
 of the group's inputs (envmgr/batch/ray_engine.py). `RecipeUnit` carries the driver's plan (preflight of the
 whole graph done; picklable: typed model entries) with each step's env lock and the ops env's lock, so every node
 builds the same envs.
+
+An input that fails while the recipe runs gets a debug bundle as a model item's does (envmgr/batch/bundles.py): the
+run's record (`stemsep run`'s: the step plans, the recipe's preflight report, every worker's transcript and stderr)
+narrowed to that input's plans and events; a run that could not start writes one bundle its inputs share.
 """
 
 from __future__ import annotations
@@ -19,18 +23,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from envmgr.batch.bundles import bundle_dir, named, write_batch_bundle
 from envmgr.batch.runner import error_result, output_error
+from envmgr.jobs.job_record import JobRecord
 from registry.errors import StemSepError
 
 if TYPE_CHECKING:
+    from envmgr.config import MachineConfig
     from envmgr.jobs.recipe_run import RecipePlan
 
 
 @dataclass(frozen=True)
 class RecipeUnit:
-    """One recipe group of a batch as the engines get it: the plan (inputs given per call)."""
+    """One recipe group of a batch as the engines get it: the plan (inputs given per call); for debug bundles,
+    the batch's command."""
 
     plan: RecipePlan
+    command: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -52,18 +61,24 @@ def run_recipe_inputs(unit: RecipeUnit, paths: list[Path], *, collect: bool = Fa
     started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="stemsep-batch-")) if collect else None
     plan = replace(unit.plan, inputs=tuple(paths), skipped=(), output_dir=scratch or unit.plan.output_dir)
+    # with `collect`, bundles go into the scratch dir too: their bytes are read before it goes
+    record, folder = _record(unit, plan), bundle_dir(plan.output_dir)
+    config: MachineConfig | None = None
     try:
         try:
-            states = execute_recipe(plan, lambda event: None, config=load_config())
+            config = load_config()
+            states = execute_recipe(plan, record.noting(None), config=config, record=record)
         except StemSepError as err:  # the run could not start (config, output dir): every input fails with it
-            return {str(p): error_result(err) for p in paths}
+            bundle = write_batch_bundle(record, err, config, folder)
+            return {str(p): named(error_result(err), bundle, collect and i == 0) for i, p in enumerate(paths)}
         except OSError as err:
             return {str(p): output_error(f"cannot write the outputs of {p}", err) for p in paths}
         seconds = (time.monotonic() - started) / max(len(paths), 1)  # model-major: the inputs share the run
         results: dict[str, dict[str, Any]] = {}
         for state in states:
             if state.error is not None:
-                results[str(state.path)] = {**error_result(state.error), "seconds": seconds}
+                bundle = write_batch_bundle(_for_input(record, state.path), state.error, config, folder)
+                results[str(state.path)] = {**named(error_result(state.error), bundle, collect), "seconds": seconds}
                 continue
             stems = [{"name": o["name"], "path": o["path"]} for o in state.outputs]
             result: dict[str, Any] = {"stems": stems, "warnings": [], "seconds": seconds}
@@ -74,3 +89,19 @@ def run_recipe_inputs(unit: RecipeUnit, paths: list[Path], *, collect: bool = Fa
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _record(unit: RecipeUnit, plan: RecipePlan) -> JobRecord:
+    """The run's record as `stemsep run` keeps it: the recipe's preflight report and its step plans (the run
+    notes its workers and events)."""
+    record = JobRecord(command=list(unit.command) or ["stemsep", "batch"], kind="batch")
+    record.note_event({"type": "preflight", "report": plan.preflight.report})
+    record.note_plans([replace(step, inputs=plan.inputs) for step in plan.models.values()])
+    return record
+
+
+def _for_input(record: JobRecord, path: Path) -> JobRecord:
+    """The record of one input's run: its plans and events only (the workers, which served every input, kept)."""
+    events = [e for e in record.events if e.get("input") in (None, str(path))]
+    return replace(record, plans=[replace(p, inputs=(path,)) for p in record.plans],
+                   events=type(record.events)(events, maxlen=record.events.maxlen))

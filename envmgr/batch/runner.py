@@ -139,11 +139,11 @@ class ModelRunner:
 
     def _failure(self, err: StemSepError, path: Path, collect: bool) -> dict[str, Any]:
         """The input's error result, naming its debug bundle (with `collect`, the bundle's bytes come along)."""
-        from envmgr.batch.bundles import bundle_dir, write_batch_bundle
+        from envmgr.batch.bundles import bundle_dir, named, write_batch_bundle
 
         folder = self._private_bundles() if collect else bundle_dir(self.plan.output_dir)
         bundle = write_batch_bundle(self._record(path), err, getattr(self, "config", None), folder)
-        return self._with_bundle(error_result(err), bundle, collect)
+        return named(error_result(err), bundle, collect)
 
     def _start_failure(self, path: Path, collect: bool) -> dict[str, Any]:
         """Every input of a runner that could not start fails with its error and names one bundle, written at the
@@ -155,13 +155,6 @@ class ModelRunner:
         out = error_result(self.failed)  # type: ignore[arg-type]
         if self.start_bundle.name:
             out["error"]["debug_bundle"] = str(self.start_bundle)
-        return out
-
-    def _with_bundle(self, out: dict[str, Any], bundle: Path | None, collect: bool) -> dict[str, Any]:
-        if bundle is not None:
-            out["error"]["debug_bundle"] = str(bundle)
-            if collect:
-                out["bundle_bytes"] = bundle.read_bytes()
         return out
 
     def _private_bundles(self) -> Path:

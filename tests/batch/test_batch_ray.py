@@ -1,7 +1,8 @@
 """`stemsep batch` on a real local Ray cluster (two raylets started by ray's cluster utilities, once for the
 module) against `--engine local`: the same files byte for byte, each input exactly once; an actor killed with
 SIGKILL mid-batch is restarted by Ray and its inputs re-run with no duplicate or partial file; a driver killed
-mid-batch leaves a ledger from which re-submission runs only the rest; the model's env is never touched by Ray.
+mid-batch leaves a ledger from which re-submission runs only the rest; the model's env is never touched by Ray;
+recipe items make `stemsep run`'s bytes on both engines, also when a recipe actor is SIGKILLed mid-call.
 
 Twenty items over two models from two runtimes: fourteen short inputs through the built-in DSP split
 (stemsep-legacy's light env) and six through a tiny real BS-Roformer on msst (the session's msst env and tiny
@@ -20,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -307,3 +309,58 @@ def test_recipe_items_make_the_same_bytes_on_both_engines_each_once(
     events = json_events(again.stdout)
     assert next(e for e in events if e["type"] == "batch")["already_done"] == N_RECIPE
     assert not [e for e in events if e["type"] == "item" and e["status"] == "done"]  # nothing ran again
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (a recipe actor's workers: they run only while its call does)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_a_recipe_actor_killed_mid_call_is_restarted_and_its_share_reruns(
+        batch_home: tuple[Path, dict[str, str]], recipe_manifest: Path, cluster: str, tmp_path: Path) -> None:
+    """Inputs no earlier test ran through the recipe (the step cache has none of their steps). A recipe actor is
+    SIGKILLed once it has a worker (its share's call is running): Ray restarts it and retries the call, which
+    re-runs only the steps the node's step cache lacks. The reference is `stemsep run --no-cache`."""
+    home, env = batch_home
+    inputs = [recipe_manifest.parent / f"in{i:02d}.flac" for i in range(N_RECIPE, N_INPUTS)]
+    rows = tmp_path / "recipe-kill.jsonl"
+    rows.write_text("".join(json.dumps({"input": str(p), "recipe": LIGHT["id"]}) + "\n" for p in inputs))
+    out = tmp_path / "out"
+    proc = spawn_batch(batch_home, rows, out, cluster)
+    assert proc.stdout is not None
+    events: list[dict[str, Any]] = []
+    killed, mid_call = None, False
+    with proc:
+        try:
+            for line in proc.stdout:
+                events.append(json.loads(line))
+                if events[-1]["type"] == "actor" and killed is None:
+                    victim = events[-1]
+                    deadline = time.monotonic() + 120
+                    while not children_of(victim["pid"]) and time.monotonic() < deadline:
+                        time.sleep(0.02)
+                    mid_call = bool(children_of(victim["pid"]))
+                    os.kill(victim["pid"], signal.SIGKILL)
+                    killed = victim
+            _, stderr = proc.communicate(timeout=300)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0 and killed is not None and mid_call, stderr
+    items = [e for e in events if e["type"] == "item"]
+    assert sorted(e["input"] for e in items) == sorted(map(str, inputs)), items  # each input once
+    assert all(e["status"] == "done" for e in items), items
+    assert killed["pid"] not in {e["pid"] for e in items}, (killed, items)  # its share re-ran on the restarted actor
+    made = stems_in(out)  # no job folder, staging dir or half file left
+    assert sorted(p for r in done_records(out) for p in r["stems"]) == sorted(str(out / n) for n in made)
+    run = run_cli("run", LIGHT["id"], *inputs, "-o", tmp_path / "run", "--format", "flac", "--no-cache", env=env,
+                  cwd=home)
+    assert run.returncode == 0, run.stderr
+    assert made == stems_in(tmp_path / "run")  # the bytes of a run with no cache and no kill

@@ -6,7 +6,8 @@ through the fault hook (tests/worker/fault_hook.py).
   the recorded error code;
 - a group preflight blocks gets one bundle (of its planning), and so does a runner that cannot start (its model
   file cannot be fetched): each of the group's inputs names it;
-- with --collect (no shared output path) the runner's bundle comes back to the driver, into the same folder.
+- with --collect (no shared output path) the runner's bundle comes back to the driver, into the same folder;
+- a recipe item whose model step fails while it runs gets its own bundle too (also with --collect).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 from envmgr.worker.process import TEST_HOOK_ENV
 from tests.artifacts.httpserver import FileServer
 from tests.preflight.conftest import dsp, write_audio
+from tests.recipes.conftest import recipe, sep, write_recipes
 from tests.support.cli import home_sharing_session_envs, json_events, run_cli, write_user_registry
 from tests.worker.conftest import FAULT_HOOK, dsp_env  # noqa: F401 (the session's DSP env, built once)
 
@@ -125,3 +127,49 @@ def test_a_runner_that_cannot_start_writes_one_bundle_for_its_inputs(home: Path,
     with zipfile.ZipFile(bundle) as z:
         facts = json.loads(z.read("bundle.json"))
     assert facts["outcome"]["error"]["code"] == items[0]["error"]["code"] and facts["stopped_at"] == "run"
+
+
+def test_a_recipe_item_that_fails_while_it_runs_has_its_own_bundle(home: Path, tmp_path: Path) -> None:
+    """A user recipe whose model step dies in its worker (the fault hook), then an audio op it never reaches."""
+    failing = recipe(sep("split", FAILING["id"]), {"id": "hp", "op": "high_pass", "inputs": ["split.vocals"],
+                                                    "params": {"cutoff_hz": 120}},
+                     outputs={"vocals": "hp.vocals"}, recipe_id="batch_bundle_recipe")
+    write_recipes(tmp_path / "failing.json", failing)
+    rows = tmp_path / "recipes.jsonl"
+    rows.write_text("".join(json.dumps({"input": str(write_audio(tmp_path / name)), "recipe": "failing.json"}) + "\n"
+                            for name in ("a.wav", "b.wav")))
+    out = tmp_path / "out"
+    proc = run_cli("batch", rows, "-o", out, "--json", env=cli_env(home), cwd=tmp_path, timeout=300)
+    items = {Path(e["input"]).name: e for e in json_events(proc.stdout) if e["type"] == "item"}
+    assert proc.returncode == 11 and sorted(items) == ["a.wav", "b.wav"], proc.stderr
+    assert {e["status"] for e in items.values()} == {"failed"}
+    assert {e["error"]["code"] for e in items.values()} == {"E_WORKER_INTERNAL"}
+    bundles = {name: Path(e["error"]["debug_bundle"]) for name, e in items.items()}
+    folder = out / ".stemsep-batch" / "bundles"
+    assert sorted(folder.glob("*.zip")) == sorted(bundles.values()) and bundles["a.wav"] != bundles["b.wav"]
+    ledger = [json.loads(line) for line in (out / ".stemsep-batch" / "ledger.jsonl").read_text().splitlines()]
+    assert {Path(r["input"]).name: r["error"]["debug_bundle"] for r in ledger} == {
+        name: str(b) for name, b in bundles.items()}
+
+    with zipfile.ZipFile(bundles["b.wav"]) as z:
+        facts, names = json.loads(z.read("bundle.json")), set(z.namelist())
+        inputs = json.loads(z.read("inputs.json"))
+        job = json.loads(z.read(f"models/{FAILING['id']}/job.json"))
+        events = [json.loads(line) for line in z.read("events.jsonl").decode().splitlines()]
+    assert facts["outcome"]["error"]["code"] == "E_WORKER_INTERNAL" and facts["command"][:2] == ["stemsep", "batch"]
+    assert facts["stopped_at"] == "run" and facts["models"] == [FAILING["id"]]
+    assert {f"models/{FAILING['id']}/preflight.json", f"models/{FAILING['id']}/lock.txt", "workers/1/transcript.jsonl",
+            "workers/1/stderr.log"} <= names
+    assert [Path(i["path"]).name for i in inputs] == ["b.wav"] and [Path(p).name for p in job["inputs"]] == ["b.wav"]
+    assert {Path(e["input"]).name for e in events if "input" in e} == {"b.wav"}  # its own events only
+    assert any(e["type"] == "preflight" and e["report"].get("recipe") for e in events)  # the recipe's report
+
+    shown = run_cli("debug", "show", bundles["b.wav"], env=cli_env(home), cwd=tmp_path)
+    assert shown.returncode == 0 and "E_WORKER_INTERNAL" in shown.stdout and "b.wav" in shown.stdout, shown.stderr
+
+    collect = tmp_path / "collect"
+    proc = run_cli("batch", rows, "-o", collect, "--collect", "--json", env=cli_env(home), cwd=tmp_path, timeout=300)
+    bundles = {Path(e["error"]["debug_bundle"]) for e in json_events(proc.stdout) if e["type"] == "item"}
+    assert len(bundles) == 2 and all(b.parent == collect / ".stemsep-batch" / "bundles" for b in bundles)
+    assert all(json.loads(zipfile.ZipFile(b).read("bundle.json"))["outcome"]["error"]["code"] == "E_WORKER_INTERNAL"
+               for b in bundles), proc.stderr

@@ -101,7 +101,9 @@ def _record(unit: RecipeUnit, plan: RecipePlan) -> JobRecord:
 
 
 def _for_input(record: JobRecord, path: Path) -> JobRecord:
-    """The record of one input's run: its plans and events only (the workers, which served every input, kept)."""
+    """The record of one input's run: its plans, events and step inputs only (the workers, which served every
+    input, kept)."""
     events = [e for e in record.events if e.get("input") in (None, str(path))]
     return replace(record, plans=[replace(p, inputs=(path,)) for p in record.plans],
-                   events=type(record.events)(events, maxlen=record.events.maxlen))
+                   events=type(record.events)(events, maxlen=record.events.maxlen),
+                   step_inputs=[r for r in record.step_inputs if r["recipe_input"] == str(path)])

@@ -17,12 +17,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import typer
+
 from envmgr.cli.outcome import error_for
 
 if TYPE_CHECKING:
     from envmgr.config import MachineConfig
     from envmgr.jobs.job_record import JobRecord
     from registry.errors import StemSepError
+
+
+# The flags of every command that runs jobs (`separate`, `run`).
+ALWAYS_OPTION = typer.Option(False, "--debug-bundle", help="Write a debug bundle even when the run goes well (a "
+                             "failed run always gets one, in the log dir; docs/debugging.md).")
+INCLUDE_AUDIO_OPTION = typer.Option(False, "--include-audio", help="Put the audio itself into the debug bundle: the "
+                                    "inputs, and what each model step of a recipe read (otherwise only their "
+                                    "metadata and sha256).")
 
 
 @contextmanager

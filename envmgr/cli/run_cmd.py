@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from envmgr.cli.bundle_hook import ALWAYS_OPTION, INCLUDE_AUDIO_OPTION
 from envmgr.cli.job_options import SHARED, with_job_options
 from envmgr.cli.outcome import exit_event
 
@@ -44,6 +45,8 @@ def run(
     job_timeout: Optional[float] = typer.Option(None, "--job-timeout", min=1.0,
                                                 help="Give up on a step's input after this many seconds."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show the workers' own output (stderr)."),
+    debug_bundle: bool = ALWAYS_OPTION,
+    include_audio: bool = INCLUDE_AUDIO_OPTION,
     options: JobOptions = SHARED,
 ) -> None:
     """Run a recipe on audio files. Outputs are named `<input>_(<output>)_<recipe>.<format>`."""
@@ -51,7 +54,7 @@ def run(
 
     run_recipe_command(load_recipe(recipe_id), list(inputs), output_dir, fmt, options, as_json=as_json,
                        use_cache=not no_cache, keep_intermediates=keep_intermediates, job_timeout=job_timeout,
-                       verbose=verbose)
+                       verbose=verbose, debug_bundle=debug_bundle, include_audio=include_audio)
 
 
 def run_recipe_command(recipe: Recipe, inputs: list[Path], output_dir: Optional[Path], fmt: str,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from envmgr.cli.bundle_hook import ALWAYS_OPTION, INCLUDE_AUDIO_OPTION
 from envmgr.cli.job_options import SHARED, with_job_options
 from envmgr.cli.json_stream import json_emit as _json_emit
 from envmgr.cli.json_stream import tell_bundle as _tell_bundle
@@ -45,12 +46,8 @@ def separate(
     job_timeout: Optional[float] = typer.Option(None, "--job-timeout", min=1.0,
                                                 help="Give up on an input after this many seconds."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show the worker's own output (stderr)."),
-    debug_bundle: bool = typer.Option(False, "--debug-bundle",
-                                      help="Write a debug bundle even when the run goes well (a failed run always "
-                                      "gets one, in the log dir; docs/debugging.md)."),
-    include_audio: bool = typer.Option(False, "--include-audio",
-                                       help="Put the input audio itself into the debug bundle (otherwise only its "
-                                       "metadata and sha256)."),
+    debug_bundle: bool = ALWAYS_OPTION,
+    include_audio: bool = INCLUDE_AUDIO_OPTION,
     ensemble: Optional[str] = typer.Option(None, "--ensemble", metavar="ALG",
                                            help="Ensemble the -m models' common stems (avg_wave, max_fft, "
                                            "uvr_max_spec...; docs/recipes.md): runs as a recipe."),

@@ -46,7 +46,8 @@ FILES = {
     "inputs.json": "each input: size, sha256, audio metadata (preflight's), the bundled copy if any",
     "events.jsonl": "the run's events as `--json` prints them (progress left out)",
     "models/<id>/entry.json": "the resolved registry entry",
-    "models/<id>/job.json": "runtime and why, settings as the worker got them, output, options",
+    "models/<id>/job.json": "runtime and why, settings as the worker got them, output, options; a recipe step's "
+                            "id and what each of its jobs read (step_inputs)",
     "models/<id>/preflight.json": "the full preflight report",
     "models/<id>/env.json": "env id, request, interpreter, installed versions, torch build",
     "models/<id>/lock.txt": "the env's lock (exact versions and hashes; the env id derives from it)",
@@ -56,6 +57,8 @@ FILES = {
     "workers/<n>/transcript.jsonl": "the protocol messages both ways (heartbeats counted, not kept)",
     "workers/<n>/stderr.log": "the worker's stderr (its last 256 KiB)",
     "audio/<n>-<name>": "the inputs themselves (only with --include-audio)",
+    "audio/steps/<step>/<n>-<input>_(<reads>).<ext>": "what a recipe step read: an earlier step's stem (only with "
+                                                      "--include-audio)",
 }
 # Environment variables worth a maintainer's eye (values scrubbed): proxies, CUDA/ROCm selection, uv/pip settings.
 _ENV_PREFIXES = ("STEMSEP_", "UV_", "PIP_", "CUDA_", "HIP_", "ROCR_", "PYTORCH_", "OMP_", "MKL_")
@@ -85,7 +88,7 @@ def write_bundle(record: JobRecord, error: StemSepError | None, *, config: Machi
     files.update(audio)
     files["events.jsonl"] = "".join(json.dumps(e) + "\n" for e in record.events)
     for plan in record.plans:
-        files.update(_model_files(plan, record.envs.get(plan.model.id), config, record))
+        files.update(_model_files(plan, record.envs.get(plan.model.id), config, record, include_audio))
     if not record.plans:  # stopped at planning (preflight blocked it): its reports are all there is
         for report in record.preflight_reports():
             files[f"models/{report.get('model') or 'unknown'}/preflight.json"] = report
@@ -193,7 +196,39 @@ def _inputs(record: JobRecord, include_audio: bool) -> tuple[list[dict[str, Any]
     return rows, audio
 
 
-def _model_files(plan: Plan, env: EnvFacts | None, config: MachineConfig, record: JobRecord) -> dict[str, Any]:
+def _step_inputs(record: JobRecord, model_id: str, include_audio: bool) -> tuple[list[dict[str, Any]],
+                                                                                 dict[str, Path]]:
+    """What each job of a recipe step's model read (the recipe's input, or an earlier step's stem from the run's
+    job folder or the step cache): recorded sha256, size and audio metadata now, the file with `include_audio`.
+    A stem gone since (the job folder of a --no-cache run is removed at its end) keeps its recorded sha256."""
+    from envmgr.artifacts.manifest import sha256_file
+    from envmgr.preflight.run import probe_audio
+
+    rows, audio = [], {}
+    for number, got in enumerate((r for r in record.step_inputs if r["model"] == model_id), 1):
+        path = Path(got["path"])
+        row: dict[str, Any] = {"step": got["step"], "reads": got["reads"], "recipe_input": got["recipe_input"],
+                               "path": got["path"], "sha256": got["sha256"], "size": None, "metadata": None,
+                               "bundled": None}
+        try:
+            row["size"], here = path.stat().st_size, sha256_file(path)
+        except OSError as exc:
+            row["unreadable"] = f"{type(exc).__name__}: {exc}"
+            rows.append(row)
+            continue
+        row["metadata"] = probe_audio(path).to_dict()
+        if here != got["sha256"]:
+            row["unreadable"] = f"the file changed since the step read it (sha256 now {here})"
+        elif include_audio:
+            named = f"{Path(got['recipe_input']).stem}_({got['reads']}){path.suffix}"  # a cached stem is "1.wav"
+            row["bundled"] = f"audio/steps/{got['step']}/{number}-{named}"
+            audio[row["bundled"]] = path
+        rows.append(row)
+    return rows, audio
+
+
+def _model_files(plan: Plan, env: EnvFacts | None, config: MachineConfig, record: JobRecord,
+                 include_audio: bool) -> dict[str, Any]:
     folder = f"models/{plan.model.id}/"
     report: dict[str, Any] | None = None
     if plan.preflight is not None:
@@ -211,6 +246,11 @@ def _model_files(plan: Plan, env: EnvFacts | None, config: MachineConfig, record
                               "enforcement": (report or {}).get("enforcement")},
         folder + "artifacts.json": _artifacts(plan, config),
     }
+    if plan.model.id in record.steps:  # a recipe step: the input each of its jobs read, for the replay
+        job = files[folder + "job.json"]
+        job["step"] = record.steps[plan.model.id]
+        job["step_inputs"], audio = _step_inputs(record, plan.model.id, include_audio)
+        files.update(audio)
     if report is not None:
         files[folder + "preflight.json"] = report
     env_json: dict[str, Any] = {"env_id": None, "request": None, "lock": None}

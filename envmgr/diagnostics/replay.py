@@ -9,7 +9,10 @@
 - model files are checked against the recorded sha256: a mismatch is E_REPLAY_ARTIFACT_MISMATCH, or a warning
   with `allow_mismatch`;
 - inputs: `audio` given, else the bundled copies, else the recorded paths; a sha256 other than the recorded one
-  is reported.
+  is reported. A recipe step that read another step's stem (job.json's `step` and `step_inputs`) runs on that
+  stem: its bundled copy, else the recorded file when its sha256 still matches (the step cache of the machine
+  that failed), else E_REPLAY_NO_AUDIO naming the step. A bundle without them (older, or not a recipe's) runs
+  every model on the recipe's inputs.
 """
 
 from __future__ import annotations
@@ -80,11 +83,16 @@ def prepare_replay(bundle: Bundle, *, config: MachineConfig, audio: list[Path], 
                           "the bundle's models/*/preflight.json says why",
                           hint=f"run its command again to see whether it still does: {bundle.facts['command_line']}")
     registry = _bundle_registry(models, scratch, report)
-    inputs = _inputs(bundle, audio, scratch, report)
+    inputs = _inputs(bundle, audio, scratch, report) if not all(map(_reads_a_stem, models)) else []
     scrub = Scrubber()
     scrub.learn(config.as_dict())
-    return [_prepare_model(model, registry, inputs, output_dir, config, scrub, report, progress, allow_mismatch)
-            for model in models]
+    plans = []
+    for model in models:
+        model_inputs = _step_inputs(bundle, model, scratch, report) if _reads_a_stem(model) else inputs
+        if model_inputs:
+            plans.append(_prepare_model(model, registry, model_inputs, output_dir, config, scrub, report, progress,
+                                        allow_mismatch))
+    return plans
 
 
 def _prepare_model(model: ModelFacts, registry: Registry, inputs: list[Path], output_dir: Path,
@@ -166,6 +174,44 @@ def _inputs(bundle: Bundle, audio: list[Path], scratch: Path, report: Report) ->
             continue  # preflight reports an unreadable input in its own words
         if row.get("sha256") and digest != row["sha256"]:
             report(Difference(f"input {Path(row['path']).name}", row["sha256"], digest, f"{path} is another file"))
+    return paths
+
+
+def _reads_a_stem(model: ModelFacts) -> bool:
+    """A recipe step whose jobs read another step's stem, not the recipe's input."""
+    step = model.job.get("step")
+    return step is not None and step.get("reads") != "mix"
+
+
+def _step_inputs(bundle: Bundle, model: ModelFacts, scratch: Path, report: Report) -> list[Path]:
+    """The stems a recipe step's jobs read: bundled copies, else the recorded files if their sha256 matches."""
+    from envmgr.artifacts.manifest import sha256_file
+
+    step, rows = model.job["step"], model.job.get("step_inputs") or []
+    if not rows:
+        report(Difference(f"{model.id}: job", f"none (step {step['id']} never got {step['reads']}: an earlier "
+                          "step failed)", "not replayed"))
+    paths = []
+    for number, row in enumerate(rows, 1):
+        recorded = Path(row["path"])
+        if row.get("bundled"):
+            target = scratch / "steps" / row["step"] / Path(row["bundled"]).name
+            paths.append(bundle.extract(row["bundled"], target))
+            continue
+        try:
+            here: str | None = sha256_file(recorded)
+        except OSError:
+            here = None
+        if here == row["sha256"]:
+            paths.append(recorded)
+            continue
+        why = (f"{recorded} is not on this machine" if here is None
+               else f"{recorded} here is another file (sha256 {here}, recorded {row['sha256']})")
+        raise ReplayNoAudio(f"step {row['step']} ({model.id}) read {row['reads']} of "
+                            f"{Path(row['recipe_input']).name}, and the bundle holds no copy of it", why=why,
+                            hint="replay a bundle made with --include-audio (it carries each step's input), or "
+                            "replay where the recipe ran while its step cache still holds that stem; --audio gives "
+                            "the recipe's inputs, not a step's")
     return paths
 
 

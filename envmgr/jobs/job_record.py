@@ -49,6 +49,10 @@ class JobRecord:
     envs: dict[str, EnvFacts] = field(default_factory=dict)  # model id -> its env
     workers: list[WorkerFacts] = field(default_factory=list)
     events: collections.deque[dict[str, Any]] = field(default_factory=lambda: collections.deque(maxlen=1000))
+    # a recipe run: model id -> its step ({"id", "reads"}), and each input a step model's job got (rows of
+    # note_step_input): a step reading another step's stem is replayed on that stem, not on the recipe's input
+    steps: dict[str, dict[str, str]] = field(default_factory=dict)
+    step_inputs: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def command_line(self) -> str:
@@ -56,6 +60,16 @@ class JobRecord:
 
     def note_plans(self, plans: list[Any]) -> None:
         self.plans = list(plans)
+
+    def note_step(self, model_id: str, step_id: str, reads: str) -> None:
+        self.steps[model_id] = {"id": step_id, "reads": reads}
+
+    def note_step_input(self, model_id: str, step_id: str, reads: str, recipe_input: str, path: str,
+                        sha256: str) -> None:
+        """The file a recipe step's model job reads for `recipe_input`: the reference `reads` (`mix`: the input
+        itself; else an earlier step's stem, in the run's job folder or the step cache)."""
+        self.step_inputs.append({"model": model_id, "step": step_id, "reads": reads, "recipe_input": recipe_input,
+                                 "path": path, "sha256": sha256})
 
     def note_event(self, event: dict[str, Any]) -> None:
         if event.get("type") not in _SKIPPED_EVENTS:

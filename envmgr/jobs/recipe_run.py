@@ -193,6 +193,12 @@ class _Runner:
         self.job_dir.mkdir()
         for state in states:
             state.stems["mix"] = (state.path, file_sha256(state.path))
+        record = self.worker.record
+        if record is not None:  # a bundle replays each step model's job on the input that step reads
+            for step_id, plan in self.plan.models.items():
+                step = self.plan.recipe.step(step_id)
+                assert step is not None
+                record.note_step(plan.model.id, step_id, step.input_refs[0])
         total = len(self.plan.order)
         for index, step_id in enumerate(self.plan.order, 1):
             step = self.plan.recipe.step(step_id)
@@ -210,6 +216,9 @@ class _Runner:
     # ---- one step on one input ----------------------------------------------------------------------
     def _step_on(self, step: Any, state: InputState) -> None:
         inputs = [state.stems[ref] for ref in step.input_refs]
+        if isinstance(step, SeparateStep) and self.worker.record is not None:
+            self.worker.record.note_step_input(self.plan.models[step.id].model.id, step.id, step.input_refs[0],
+                                               str(state.path), str(inputs[0][0]), inputs[0][1])
         try:
             facts = self._facts(step, [sha for _p, sha in inputs])
             key = content_key(facts)

@@ -338,9 +338,14 @@ def _run_recipe(scheduler: Scheduler, slot: _Slot, job: Job, emit: Callable[[dic
     output_dir = scheduler.paths.output_dir(spec.output_dir, job.id)
     if job.attempts > 1 and spec.output_dir is None:
         remove_staging_dirs(output_dir)
+    record = slot.record
+    if record is not None:  # its bundle holds what `stemsep run`'s does: preflight, step plans, envs, events
+        emit = record.noting(emit)
     plan = plan_recipe(_recipe(spec.recipe or ""), inputs, output_dir, spec.format, spec.job_options(),
                        config=scheduler.config, registry=scheduler.registry(), emit=emit)
-    run_recipe(plan, emit, config=scheduler.config, record=slot.record)
+    if record is not None:
+        record.note_plans(list(plan.models.values()))
+    run_recipe(plan, emit, config=scheduler.config, record=record)
 
 
 RUNNERS: dict[str, Callable[[Scheduler, _Slot, Job, Callable[[dict[str, Any]], None]], None]] = {

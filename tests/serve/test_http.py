@@ -35,6 +35,11 @@ DSP_RECIPE = {"id": "test-dsp-ensemble", "name": "test: two DSP splits averaged"
 BROKEN_RECIPE = {"id": "test-broken-recipe", "name": "test: a step on an unknown model", "steps": [
     {"id": "a", "op": "separate", "inputs": ["mix"], "params": {"model": "no-such-model"}}],
     "outputs": {"vocals": "a.vocals"}}
+# A recipe whose second step's worker fails inside the job: its debug bundle must hold that step's job and lock.
+FAILING_RECIPE = {"id": "test-failing-recipe", "name": "test: a step that fails in its worker", "steps": [
+    {"id": "a", "op": "separate", "inputs": ["mix"], "params": {"model": DEFAULT_MODEL}},
+    {"id": "b", "op": "separate", "inputs": ["a.vocals"], "params": {"model": "test-exit-fault"}}],
+    "outputs": {"vocals": "b.vocals"}}
 QUICK_MODEL = {**SLOW_MODEL, "id": "test-quick-fault", "name": "test: two quick chunks",
                "test_fault": {"chunks": 2, "chunk_seconds": 0.01}}
 # A library's sys.exit() inside the job (tests/worker/fault_hook.py): the job fails, the worker answers.
@@ -49,7 +54,8 @@ def serve_env(tmp_path_factory: pytest.TempPathFactory, dsp_env: Any) -> dict[st
     recipes = home / "config" / "recipes"
     recipes.mkdir(parents=True)
     (recipes / "test-recipes.json").write_text(json.dumps({"schema_version": 1,
-                                                           "recipes": [DSP_RECIPE, BROKEN_RECIPE]}))
+                                                           "recipes": [DSP_RECIPE, BROKEN_RECIPE,
+                                                                       FAILING_RECIPE]}))
     return {**home_sharing_session_envs(home), TEST_HOOK_ENV: str(FAULT_HOOK)}
 
 
@@ -146,6 +152,23 @@ def test_a_failed_job_has_a_debug_bundle_with_its_worker(server: Server) -> None
     assert "REPORT.md" in names and any("transcript" in n for n in names), names
     assert facts["command"][:3] == ["stemsep", "serve", "job"] and job["id"] in facts["command"], facts["command"]
     assert server.job(server.submit(inputs=[str(DEMO_MIX)]))  # the server goes on
+
+
+def test_a_failed_recipe_job_has_a_bundle_with_its_steps_jobs_and_locks(server: Server) -> None:
+    """A server recipe job's bundle is `stemsep run`'s: each step model's job, env lock and the input the step read
+    (the upstream stem, not the mix), so `debug replay` can rebuild and re-run the failing step."""
+    import zipfile
+
+    job = server.wait_final(server.submit(kind="recipe", recipe=FAILING_RECIPE["id"], inputs=[str(DEMO_MIX)]))
+    assert job["state"] == "failed" and job["error"]["code"] == "E_WORKER_INTERNAL", job
+    with zipfile.ZipFile(job["error"]["debug_bundle"]) as archive:
+        names = set(archive.namelist())
+        failing = json.loads(archive.read("models/test-exit-fault/job.json"))
+        events = [json.loads(line) for line in archive.read("events.jsonl").decode().splitlines()]
+    # step a may be a step-cache hit (an earlier test ran it on the mix): then its env was never needed, so no lock
+    assert {f"models/{DEFAULT_MODEL}/job.json", "models/test-exit-fault/lock.txt"} <= names, sorted(names)
+    assert failing["step"]["reads"] == "a.vocals" and failing["step_inputs"], failing
+    assert any(e["type"] == "preflight" for e in events), [e["type"] for e in events]
 
 
 def test_cancel_a_running_job_and_the_queue_goes_on(server: Server) -> None:

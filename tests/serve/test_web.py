@@ -253,6 +253,7 @@ def test_upload_preflight_run_listen_download(server: Server, page: Page, serve_
     assert job["state"] == "completed" and "progress" in kinds  # 100 % came from real progress events
 
     stems = job["result"]["stems"]
+    expect(page.locator("[data-stem]")).to_have_count(len(stems))  # each card is added once its stem's bytes came
     assert sorted(stems) == sorted(page.locator("[data-stem]").evaluate_all("els => els.map(e => e.dataset.stem)"))
     for name, path in stems.items():
         card = page.locator(f'[data-stem="{name}"]')

@@ -107,13 +107,14 @@ class _Api:
         return JSONResponse(OPENAPI)
 
     def models(self, request: Request) -> JSONResponse:
-        return JSONResponse({"models": self._model_rows()})
+        return JSONResponse({"models": self._with_state(_model_rows())})
 
     def model(self, request: Request) -> JSONResponse:
         model_id = request.path_params["model_id"]
-        row = next((r for r in self._model_rows() if r["id"] == model_id), None)
+        row = next((r for r in _model_rows() if r["id"] == model_id), None)
         if row is None:
             raise UsageError(f"no model {model_id!r}", code="E_UNKNOWN_MODEL", hint="GET /v1/models lists them")
+        row = self._with_state([row])[0]  # this model's state only: not the whole registry's store status
         explain = _explain(model_id)
         return JSONResponse({**row, "explain": explain, **self._details(model_id, row, explain)})
 
@@ -159,15 +160,15 @@ class _Api:
                                                  runtime=spec.runtime, options=spec.job_options()), config=self.config)
         return JSONResponse({"can_proceed": checked.can_proceed, "report": checked.report})
 
-    def _model_rows(self) -> list[dict[str, Any]]:
-        """The listing's rows (`stemsep models list --json`), each with its state on this machine
+    def _with_state(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Listing rows (`stemsep models list --json`), each with its state on this machine
         (envmgr/serve/model_state.py: installed / downloadable / import / blocked, badge facts)."""
         from envmgr.artifacts.store import ArtifactStore
         from envmgr.serve.model_state import model_state
 
         registry, store = self.scheduler.registry(), ArtifactStore(self.config.model_store)
         return [{**row, **model_state(registry.view(row["id"]), store)} if row["id"] in registry.models else row
-                for row in _model_rows()]
+                for row in rows]
 
     # --- jobs ------------------------------------------------------------------------------------------
     async def upload(self, request: Request) -> JSONResponse:

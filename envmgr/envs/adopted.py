@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from envmgr.envs.health import env_python
+from envmgr.errors import UnknownEnvError, UsageError
 from envmgr.fsutil import atomic_write_json, read_json
 from registry.errors import ExitCode, StemSepError
 
@@ -188,10 +189,10 @@ class AdoptedStore:
     def get(self, name: str) -> AdoptedEnv:
         envs = self.all()
         if name not in envs:
-            raise StemSepError(f"no adopted env is named {name!r}",
-                               why=f"adopted envs: {', '.join(envs) or 'none'}",
-                               hint="adopt it with `stemsep env adopt PATH --runtime RUNTIME --name NAME`; "
-                               "`stemsep env list` shows them", code="E_UNKNOWN_ENV", exit_code=ExitCode.USAGE)
+            raise UnknownEnvError(f"no adopted env is named {name!r}",
+                                  why=f"adopted envs: {', '.join(envs) or 'none'}",
+                                  hint="adopt it with `stemsep env adopt PATH --runtime RUNTIME --name NAME`; "
+                                  "`stemsep env list` shows them")
         return envs[name]
 
     def save(self, env: AdoptedEnv) -> None:
@@ -217,9 +218,8 @@ def adopt(path: Path, runtime: str, name: Optional[str], state_dir: Path) -> Ado
     fingerprint, prefix = inspect(python)
     name = name or prefix.name
     if not _NAME.match(name):
-        raise StemSepError(f"{name!r} cannot name an adopted env", why="letters, digits, '.', '_' and '-' only, "
-                           "up to 64, first a letter or digit", hint="pass --name NAME", code="E_USAGE",
-                           exit_code=ExitCode.USAGE)
+        raise UsageError(f"{name!r} cannot name an adopted env", why="letters, digits, '.', '_' and '-' only, "
+                         "up to 64, first a letter or digit", hint="pass --name NAME")
     env = AdoptedEnv(name, runtime, python, prefix, fingerprint)
     AdoptedStore(state_dir).save(env)
     return env

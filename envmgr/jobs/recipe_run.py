@@ -30,6 +30,7 @@ from envmgr.jobs.separate import (
     Emit,
     Plan,
     _Worker,
+    ensure_env,
     fetch_artifacts,
     plan_from_preflight,
 )
@@ -288,21 +289,9 @@ class _Runner:
                     target = self.envs[step_id] = plan.adopted_env.worker_target(self.config.cache_dir)
                     self.emit({"type": "env_ready", "env_id": target.id, "python": str(target.python), "step": step_id})
                     return target
-            manager = EnvManager(self.config)
             record = self.worker.record if step_id != "ops" else None  # a bundle has a step model's env and lock
             model_id = self.plan.models[step_id].model.id if record is not None else ""
-            if record is not None:
-                record.note_request(model_id, request)
-            try:
-                env = manager.ensure(
-                    request, lock=lock,
-                    progress=lambda stage, message: self.emit({"type": "env", "stage": stage, "message": message}))
-            except StemSepError:
-                if record is not None:
-                    record.note_env_failed(model_id, manager, request, lock)
-                raise
-            if record is not None:
-                record.note_env(model_id, env)
+            env = ensure_env(EnvManager(self.config), request, lock, self.emit, record, model_id)
             self.emit({"type": "env_ready", "env_id": env.id, "python": str(env.python), "step": step_id})
             self.envs[step_id] = env
         return self.envs[step_id]

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from envmgr.config import MachineConfig
     from envmgr.envs.adopted import AdoptedEnv
     from envmgr.envs.lock import Lock
+    from envmgr.envs.manager import Env, EnvManager
+    from envmgr.envs.request import EnvRequest
     from envmgr.jobs.job_record import JobRecord
     from envmgr.preflight.run import Preflight
     from envmgr.worker.prewarm import EarlyWorker
@@ -297,18 +299,8 @@ def _run_plan(plan: Plan, emit: Emit, config: MachineConfig, worker: WorkerSourc
     if plan.adopted_env is not None:  # the user's own env: used as it is (preflight judged it)
         env = plan.adopted_env.worker_target(config.cache_dir)
     else:
-        request = request_for_model(plan.model, plan.runtime, config)
-        if record is not None:
-            record.note_request(plan.model.id, request)
-        try:
-            env = manager.ensure(request, lock=plan.env_lock, progress=lambda stage, message: emit(
-                {"type": "env", "stage": stage, "message": message}))
-        except BaseException:
-            if record is not None:
-                record.note_env_failed(plan.model.id, manager, request, plan.env_lock)
-            raise
-        if record is not None:
-            record.note_env(plan.model.id, env)
+        env = ensure_env(manager, request_for_model(plan.model, plan.runtime, config), plan.env_lock, emit, record,
+                         plan.model.id)
     emit({"type": "env_ready", "env_id": env.id, "python": str(env.python), "model": plan.model.id})
     code = ensure_worker_code(config.cache_dir)
     try:
@@ -330,6 +322,24 @@ def _run_plan(plan: Plan, emit: Emit, config: MachineConfig, worker: WorkerSourc
         if plan.adopted_env is None:
             manager.record_use(env.id, plan.model.id)
     return outcomes
+
+
+def ensure_env(manager: EnvManager, request: EnvRequest, lock: Lock | None, emit: Emit, record: JobRecord | None,
+               model_id: str) -> Env:
+    """`manager.ensure` with its progress as `env` events. `record` (a debug bundle's facts) notes `model_id`'s
+    request and env, or, when the env cannot be had, the lock it was being built from."""
+    if record is not None:
+        record.note_request(model_id, request)
+    try:
+        env = manager.ensure(request, lock=lock, progress=lambda stage, message: emit(
+            {"type": "env", "stage": stage, "message": message}))
+    except BaseException:
+        if record is not None:
+            record.note_env_failed(model_id, manager, request, lock)
+        raise
+    if record is not None:
+        record.note_env(model_id, env)
+    return env
 
 
 def _run_one(client: WorkerClient, plan: Plan, path: Path, emit: Emit) -> Outcome:

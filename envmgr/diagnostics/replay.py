@@ -192,7 +192,7 @@ def _step_inputs(bundle: Bundle, model: ModelFacts, scratch: Path, report: Repor
         report(Difference(f"{model.id}: job", f"none (step {step['id']} never got {step['reads']}: an earlier "
                           "step failed)", "not replayed"))
     paths = []
-    for number, row in enumerate(rows, 1):
+    for row in rows:
         recorded = Path(row["path"])
         if row.get("bundled"):
             target = scratch / "steps" / row["step"] / Path(row["bundled"]).name

@@ -25,17 +25,14 @@ def artifact_rows(entry: ModelView, store: ArtifactStore, runtime: Optional[str]
     """Every artifact of the model with its state in the store (present / downloadable / missing / partial /
     hash_mismatch / unsafe), its size, where it comes from and whether `runtime` (the one `separate` would
     choose) uses it. `present` means in the store and matching the registry's pins."""
-    from envmgr.serve.model_state import missing_artifacts
     from registry.view import artifacts_for
 
     used = {a.filename for a in artifacts_for(entry, runtime)}
-    statuses = store.status(entry)
-    missing = set(missing_artifacts(statuses))
     rows = []
-    for st in statuses:
+    for st in store.status(entry):
         host = urlsplit(st.sources[0]).hostname if st.sources else None
         rows.append({"filename": st.filename, "kind": st.kind, "state": st.state.value,
-                     "present": f"{st.model_id}/{st.filename}" not in missing,
+                     "present": st.state.value == "present",
                      "size_bytes": st.size if st.size is not None else st.expected_size,
                      "sha256": st.sha256 or st.expected_sha256, "pinned": st.expected_sha256 is not None,
                      "source": host or NO_SOURCE, "stored_from": st.source, "detail": st.detail,

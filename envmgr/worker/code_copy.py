@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -36,7 +38,7 @@ def source_dir() -> Path:
 
 
 def _files(src: Path) -> list[Path]:
-    return sorted(f for f in src.rglob("*") if f.suffix in _SUFFIXES and f.is_file() and "__pycache__" not in f.parts)
+    return sorted(Path(path) for path, _ in _walk(src))
 
 
 def code_digest(src: Path) -> str:
@@ -55,18 +57,24 @@ _DIGESTS: dict[Path, tuple[list[tuple[str, int, int]], str]] = {}
 
 
 def _stamp(src: Path) -> list[tuple[str, int, int]]:
-    """(path, size, mtime) of the files `_files` would hash: an os.walk, no reads (a tenth of hashing them)."""
-    out = []
+    """(path, size, mtime) of the files `_files` would hash: no reads (a tenth of hashing them)."""
+    return [(path, st.st_size, st.st_mtime_ns) for path, st in _walk(src)]
+
+
+def _walk(src: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """Each file the worker code is made of, with its stat: a regular file with one of _SUFFIXES, outside
+    __pycache__. One walk for the stamp, the hash and the copy, so the cached hash covers what is copied."""
     for root, dirs, files in os.walk(src):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
         for name in sorted(files):
             if os.path.splitext(name)[1] in _SUFFIXES:
+                path = os.path.join(root, name)
                 try:
-                    st = os.stat(os.path.join(root, name))
+                    st = os.stat(path)
                 except OSError:
                     continue
-                out.append((os.path.join(root, name), st.st_size, st.st_mtime_ns))
-    return out
+                if stat.S_ISREG(st.st_mode):
+                    yield path, st
 
 
 def _hash_files(src: Path) -> str:

@@ -309,7 +309,7 @@ def _coerce(key: Key, raw: Any, *, origin: str, base: Path) -> Any:
     if key.kind == "int":
         if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
             return raw
-        if isinstance(raw, str) and raw.strip().isdigit():
+        if isinstance(raw, str) and raw.strip().isdecimal():  # isdigit() takes '²', which int() refuses
             return int(raw.strip())
         raise bad("a whole number (0 or more)")
     if key.kind in ("list", "paths"):

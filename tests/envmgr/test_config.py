@@ -80,6 +80,7 @@ def test_env_var_lists_split_on_pathsep_and_commas_but_keep_urls(home, monkeypat
     ("python = \n", "TOML"),
     ("debug_bundle_keep = -1\n", "debug_bundle_keep"),
     ('debug_bundle_keep = "many"\n', "debug_bundle_keep"),
+    ('debug_bundle_keep = "\u00b2"\n', "debug_bundle_keep"),  # a digit to str.isdigit, not to int()
 ])
 def test_bad_config_file_is_a_clear_error(home, text, fragment):
     write_config(home, text)

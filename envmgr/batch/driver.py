@@ -105,7 +105,7 @@ def run_batch(items: list[Item], output_dir: Path, emit: Emit, *, output_format:
                     fail(path, f"recipe:{recipe}" if recipe else model or "(default)", error, None)
                 continue
             plan = unit.plan
-            group_keys = {p: _key(unit, p, output_format) for p in [*plan.inputs, *(p for p, _ in blocked)]}
+            group_keys = _keys(unit, [*plan.inputs, *(p for p, _ in blocked)], output_format)
             bundle = write_batch_bundle(record, blocked[0][1], config, bundle_dir(output_dir)) if blocked else None
             for path, why in blocked:
                 fail(path, unit.name, _bundled(why, bundle), group_keys[path])
@@ -179,12 +179,14 @@ def _recipe_of(name: str) -> dict[str, str]:
     return {"recipe": name.removeprefix("recipe:")} if name.startswith("recipe:") else {}
 
 
-def _key(unit: Unit | RecipeUnit, path: Path, output_format: str) -> str:
-    """The ledger key of an input in this group: a recipe's is its whole definition (an edited recipe runs again)."""
+def _keys(unit: Unit | RecipeUnit, paths: list[Path], output_format: str) -> dict[Path, str]:
+    """The ledger key of each input in this group: a recipe's holds its whole definition (an edited recipe runs
+    again), hashed once for the group, not once per input."""
     if isinstance(unit, RecipeUnit):
         definition = hashlib.sha256(unit.plan.recipe.model_dump_json().encode()).hexdigest()
-        return item_key(path, unit.name, "", {"recipe": definition}, output_format)
-    return item_key(path, unit.plan.model.id, unit.plan.runtime, unit.plan.settings, output_format)
+        return {p: item_key(p, unit.name, "", {"recipe": definition}, output_format) for p in paths}
+    plan = unit.plan
+    return {p: item_key(p, plan.model.id, plan.runtime, plan.settings, output_format) for p in paths}
 
 
 def _remove_leftovers(output_dir: Path) -> None:

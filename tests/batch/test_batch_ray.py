@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -122,11 +123,20 @@ def reference(batch_home: tuple[Path, dict[str, str]], manifest: Path, dsp_env: 
     return files
 
 
-def spawn_batch(batch_home: tuple[Path, dict[str, str]], manifest: Path, out: Path,
-                cluster: str) -> subprocess.Popen[str]:
+@contextmanager
+def running_batch(batch_home: tuple[Path, dict[str, str]], manifest: Path, out: Path,
+                  cluster: str) -> Iterator[subprocess.Popen[str]]:
+    """The batch on Ray, its --json read while it runs; killed and reaped on the way out, so a failing test does
+    not leave a driver holding the cluster's CPUs."""
     home, env = batch_home
-    return spawn_cli("batch", manifest, "-o", out, "--engine", "ray", "--address", cluster, "--format", "flac",
+    proc = spawn_cli("batch", manifest, "-o", out, "--engine", "ray", "--address", cluster, "--format", "flac",
                      "--json", env=env, cwd=home)
+    assert proc.stdout is not None
+    with proc:
+        try:
+            yield proc
+        finally:
+            proc.kill()
 
 
 def stems_in(out: Path) -> dict[str, bytes]:
@@ -175,24 +185,19 @@ def test_an_actor_killed_mid_batch_is_restarted_and_its_inputs_rerun(
         batch_home: tuple[Path, dict[str, str]], manifest: Path, reference: dict[str, bytes], cluster: str,
         tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = spawn_batch(batch_home, manifest, out, cluster)
-    assert proc.stdout is not None
     events: list[dict[str, Any]] = []
     actors: dict[int, dict[str, Any]] = {}
     killed = None
-    with proc:  # a failing test must not leave a driver holding the cluster's CPUs
-        try:
-            for line in proc.stdout:
-                event = json.loads(line)
-                events.append(event)
-                if event["type"] == "actor":
-                    actors[event["pid"]] = event
-                if event["type"] == "item" and killed is None:
-                    killed = event["pid"]  # the actor that has just finished one still has inputs queued
-                    os.kill(killed, signal.SIGKILL)
-            _, stderr = proc.communicate(timeout=300)
-        finally:
-            proc.kill()
+    with running_batch(batch_home, manifest, out, cluster) as proc:
+        for line in proc.stdout:
+            event = json.loads(line)
+            events.append(event)
+            if event["type"] == "actor":
+                actors[event["pid"]] = event
+            if event["type"] == "item" and killed is None:
+                killed = event["pid"]  # the actor that has just finished one still has inputs queued
+                os.kill(killed, signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     assert killed in actors
     after = events[next(i for i, e in enumerate(events) if e["type"] == "item") + 1:]
@@ -209,19 +214,13 @@ def test_resubmitting_after_a_killed_driver_runs_only_what_was_left(
         batch_home: tuple[Path, dict[str, str]], manifest: Path, reference: dict[str, bytes], cluster: str,
         tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = spawn_batch(batch_home, manifest, out, cluster)
-    assert proc.stdout is not None
     seen = 0
-    with proc:
-        try:
-            for line in proc.stdout:
-                if json.loads(line)["type"] == "item":
-                    seen += 1
-                    if seen == 5:
-                        break
-        finally:
-            proc.kill()
-        proc.communicate(timeout=60)
+    with running_batch(batch_home, manifest, out, cluster) as proc:  # leaving it kills the driver
+        for line in proc.stdout:
+            if json.loads(line)["type"] == "item":
+                seen += 1
+                if seen == 5:
+                    break
     done_before = {(r["input"], r["model"]) for r in done_records(out)}
     assert 5 <= len(done_before) < N_ITEMS
     again = batch(batch_home, manifest, "-o", out, "--engine", "ray", "--address", cluster)
@@ -334,25 +333,20 @@ def test_a_recipe_actor_killed_mid_call_is_restarted_and_its_share_reruns(
     rows = tmp_path / "recipe-kill.jsonl"
     rows.write_text("".join(json.dumps({"input": str(p), "recipe": LIGHT["id"]}) + "\n" for p in inputs))
     out = tmp_path / "out"
-    proc = spawn_batch(batch_home, rows, out, cluster)
-    assert proc.stdout is not None
     events: list[dict[str, Any]] = []
     killed, mid_call = None, False
-    with proc:
-        try:
-            for line in proc.stdout:
-                events.append(json.loads(line))
-                if events[-1]["type"] == "actor" and killed is None:
-                    victim = events[-1]
-                    deadline = time.monotonic() + 120
-                    while not children_of(victim["pid"]) and time.monotonic() < deadline:
-                        time.sleep(0.02)
-                    mid_call = bool(children_of(victim["pid"]))
-                    os.kill(victim["pid"], signal.SIGKILL)
-                    killed = victim
-            _, stderr = proc.communicate(timeout=300)
-        finally:
-            proc.kill()
+    with running_batch(batch_home, rows, out, cluster) as proc:
+        for line in proc.stdout:
+            events.append(json.loads(line))
+            if events[-1]["type"] == "actor" and killed is None:
+                victim = events[-1]
+                deadline = time.monotonic() + 120
+                while not children_of(victim["pid"]) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                mid_call = bool(children_of(victim["pid"]))
+                os.kill(victim["pid"], signal.SIGKILL)
+                killed = victim
+        _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0 and killed is not None and mid_call, stderr
     items = [e for e in events if e["type"] == "item"]
     assert sorted(e["input"] for e in items) == sorted(map(str, inputs)), items  # each input once

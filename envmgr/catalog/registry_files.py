@@ -72,3 +72,12 @@ def registry_files(extra: Sequence[Path] = ()) -> tuple[list[Path], list[Path]]:
     if base == [PACKAGED_REGISTRY] and not PACKAGED_REGISTRY.exists() and overlays:
         return overlays[:1], overlays[1:]
     return base, overlays
+
+
+def listing(extra: Sequence[Path] = ()) -> tuple[list[dict[str, Any]], list[Any]]:
+    """(one row per model, broken overlays left out) from the cached listing index (envmgr/catalog/model_index.py):
+    what `models list` and the servers' catalogs read, without validating the registry when the index is warm."""
+    from envmgr.catalog.model_index import load_listing
+
+    paths, overlays = registry_files(extra)
+    return load_listing(paths, overlays, directory("cache_dir"), isolate=isolated_overlays(overlays))

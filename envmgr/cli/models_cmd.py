@@ -31,12 +31,10 @@ def list_models(
     as_json: bool = _JSON,
 ) -> None:
     """List models, one row each (filters combine)."""
-    from envmgr.catalog.model_index import filter_rows, load_listing
-    from envmgr.catalog.registry_files import isolated_overlays, registry_files, report_broken
-    from envmgr.config import directory
+    from envmgr.catalog.model_index import filter_rows
+    from envmgr.catalog.registry_files import listing, report_broken
 
-    paths, overlays = registry_files(registry or ())
-    listed, broken = load_listing(paths, overlays, directory("cache_dir"), isolate=isolated_overlays(overlays))
+    listed, broken = listing(registry or ())
     report_broken(broken)
     rows = filter_rows(listed, role=role, runtime=runtime, arch=arch, stem=stem,
                        phase_fix_reference=phase_fix_reference)

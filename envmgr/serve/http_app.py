@@ -265,13 +265,9 @@ class _Api:
 
 
 def _model_rows() -> list[dict[str, Any]]:
-    from envmgr.catalog.model_index import load_listing
-    from envmgr.catalog.registry_files import isolated_overlays, registry_files
-    from envmgr.config import directory
+    from envmgr.catalog.registry_files import listing
 
-    paths, overlays = registry_files()
-    rows, _ = load_listing(paths, overlays, directory("cache_dir"), isolate=isolated_overlays(overlays))
-    return rows
+    return listing()[0]
 
 
 def _explain(model_id: str) -> dict[str, Any]:

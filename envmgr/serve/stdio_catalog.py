@@ -45,13 +45,9 @@ def catalog_status() -> dict[str, Any]:
 
 def listing_counts() -> tuple[int, int]:
     """(models, recipes) for `bridge_ready`, from the cached listing (no registry validation)."""
-    from envmgr.catalog.model_index import load_listing
-    from envmgr.catalog.registry_files import isolated_overlays, registry_files
-    from envmgr.config import directory
+    from envmgr.catalog.registry_files import listing
 
-    paths, overlays = registry_files()
-    rows, _ = load_listing(paths, overlays, directory("cache_dir"), isolate=isolated_overlays(overlays))
-    return len(rows), len(recipes())
+    return len(listing()[0]), len(recipes())
 
 
 def recipes() -> list[dict[str, Any]]:

@@ -131,8 +131,8 @@ def run_batch(items: list[Item], output_dir: Path, emit: Emit, *, output_format:
                     collected(result["error"], result.pop("bundle_bytes", None), output_dir, config.debug_bundle_keep)
                 fail(path, model, result["error"], key)
                 return
-            stems = result["stems"]
-            if "files" in result:  # --collect: the actor returned the bytes; written here, each renamed whole
+            stems, collect = result["stems"], "files" in result
+            if collect:  # --collect: the actor returned the bytes; written here, each renamed whole
                 stems = [_write_collected(output_dir, name, data, stem)
                          for (name, data), stem in zip(result["files"].items(), stems)]
             ledger.append({"key": key, "input": str(path), "model": model, **_recipe_of(model), "status": "done",
@@ -143,6 +143,7 @@ def run_batch(items: list[Item], output_dir: Path, emit: Emit, *, output_format:
                   "node": node,
                   "pid": result.get("pid"),
                   "stems": [s["path"] for s in stems], "seconds": result.get("seconds"),
+                  **({"collected": True} if collect else {}),  # the stems came back as bytes, written here
                   "done": tally.ok + len(tally.failed) + tally.already, "total": tally.total})
 
         _engine(batch)(units, report, noting)

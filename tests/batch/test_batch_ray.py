@@ -239,6 +239,9 @@ def test_collect_returns_the_stems_to_the_driver(batch_home: tuple[Path, dict[st
     proc = batch(batch_home, manifest, "-o", out, "--engine", "ray", "--address", cluster, "--collect")
     assert proc.returncode == 0, proc.stderr
     assert stems_in(out) == reference
+    # both raylets share this filesystem, so only the driver's own note tells that the bytes came through it
+    items = [e for e in json_events(proc.stdout) if e["type"] == "item"]
+    assert len(items) == N_ITEMS and all(e.get("collected") is True for e in items), items
     assert {p for r in done_records(out) for p in r["stems"]} == {str(out / name) for name in reference}
 
 

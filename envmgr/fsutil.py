@@ -76,12 +76,17 @@ def check_creatable(path: Path) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to a temp file beside `path`, then rename: readers see the old or the new file, never half.
     A replaced file keeps its permissions; a new one is private to you (0600: config may hold index tokens)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """`atomic_write_text` for bytes (a debug bundle returned by a Ray actor)."""
     ensure_dir(path.parent)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
             try:
                 os.chmod(tmp, os.stat(path).st_mode & 0o7777)
             except FileNotFoundError:

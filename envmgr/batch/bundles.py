@@ -11,7 +11,6 @@ it in the same folder. Either way an error's `debug_bundle` is a path on the dri
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -61,19 +60,14 @@ def collected(error: dict[str, Any], data: bytes | None, output_dir: Path, keep:
     brought it) into the batch's bundle dir, prune that, and point the error's `debug_bundle` there (the runner's
     own path is on its node)."""
     from envmgr.diagnostics.bundle import prune_bundles
-    from envmgr.fsutil import ensure_dir
+    from envmgr.fsutil import atomic_write_bytes
 
     name = error.get("debug_bundle")
     if not name:
         return
     target = bundle_dir(output_dir) / Path(name).name
     if data is not None:
-        ensure_dir(target.parent)
-        tmp = target.with_name(f".{target.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
+        atomic_write_bytes(target, data)  # private (0600), as the runner's own bundle
         prune_bundles(target.parent, keep, spare=target)
     error["debug_bundle"] = str(target)
 

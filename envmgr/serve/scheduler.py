@@ -225,9 +225,9 @@ class Scheduler:
     def _bundle(self, slot: _Slot, err: StemSepError, trace: str | None) -> dict[str, str]:
         """A failed job's debug bundle, as `stemsep separate` writes one (none for what the client asked wrong:
         exit 2); {"debug_bundle": path} for its error, {} when none was written (the log says why)."""
-        from envmgr.diagnostics.bundle import write_bundle
+        from envmgr.diagnostics.bundle import wants_bundle, write_bundle
 
-        if slot.record is None or err.exit_code == ExitCode.USAGE:
+        if slot.record is None or not wants_bundle(err):
             return {}
         try:
             path = write_bundle(slot.record, err, config=self.config, traceback=trace)
